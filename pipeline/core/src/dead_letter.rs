@@ -1,0 +1,60 @@
+//! What a rejected item becomes on its way to the dead-letter exchange.
+//!
+//! Any stage that refuses an item sends a [`DeadLetter`] into the bounded dead-letter channel. The
+//! publisher at the other end (in `sluice-amqp`) publishes the original message body with headers
+//! saying why, waits for the broker's confirm, and only then finishes the item's [`AckToken`]: so
+//! the original delivery is acked only once its rejection is durably recorded.
+
+use tokio::sync::mpsc;
+
+use crate::ack::AckToken;
+
+#[derive(Debug)]
+pub struct DeadLetter {
+    /// The stage that refused the item: `normalise`, `influx`, ...
+    pub stage: &'static str,
+    /// A short machine-readable label, also the counter label: `invalid_json`, `not_finite`, ...
+    pub reason: &'static str,
+    /// The error text for a human. Never contains secrets.
+    pub detail: String,
+    /// How many write attempts were made before the item was refused (0 for decode errors).
+    pub attempts: u32,
+    /// The claim on the original delivery, which also carries the original body and routing.
+    pub ack: AckToken,
+}
+
+impl DeadLetter {
+    /// The routing key it is published with: `<stage>.<reason>`, so binding `#` sees every dead
+    /// letter and `influx.#` only the sink's.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}", self.stage, self.reason)
+    }
+}
+
+/// The sending side of the bounded dead-letter channel.
+pub type DeadLetterSender = mpsc::Sender<DeadLetter>;
+pub type DeadLetterReceiver = mpsc::Receiver<DeadLetter>;
+
+/// Sends a dead letter, counting it. If the publisher is gone (shutting down), the letter's token
+/// is dropped unfinished, so the original delivery goes back to the queue rather than being lost.
+pub async fn send_dead_letter(dead_letters: &DeadLetterSender, letter: DeadLetter) {
+    metrics::counter!(
+        "sluice_rejected_total",
+        "stage" => letter.stage,
+        "reason" => letter.reason
+    )
+    .increment(1);
+    tracing::debug!(
+        stage = letter.stage,
+        reason = letter.reason,
+        detail = %letter.detail,
+        "item rejected"
+    );
+    if let Err(mpsc::error::SendError(letter)) = dead_letters.send(letter).await {
+        tracing::warn!(
+            stage = letter.stage,
+            reason = letter.reason,
+            "dead-letter publisher is gone; the delivery returns to its queue"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! Per-item sink outcomes, and the driver that acts on them (design invariant 2).
+//!
+//! A [`BatchWriter`] writes a batch and answers one [`ItemOutcome`] per item. [`deliver_batch`]
+//! then finishes delivered items, dead-letters rejected ones, and retries only the retryable
+//! subset with capped backoff, holding those items' deliveries unacked until they land. Retries do
+//! not give up: a store that is down holds the pipeline (and, through prefetch, the broker's
+//! queue) until it comes back, which is what "nothing lost" means.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::ack::Tracked;
+use crate::dead_letter::{DeadLetter, DeadLetterSender, send_dead_letter};
+use crate::retry::RetryPolicy;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    /// Durably written (or already there: a duplicate of an idempotent write).
+    Delivered,
+    /// Not written for a reason that may pass: connection error, timeout, 5xx, 429.
+    Retry {
+        /// The server's `Retry-After`, if it gave one.
+        after: Option<Duration>,
+        detail: String,
+    },
+    /// The store refused this item and will refuse it again: it is dead-lettered.
+    Reject { reason: &'static str, detail: String },
+}
+
+/// A sink's write half: one request (or a few, when it isolates bad items) per call.
+pub trait BatchWriter: Send + Sync {
+    type Item: Send + Sync;
+
+    /// The stage name used in metrics and dead-letter routing keys.
+    fn stage(&self) -> &'static str;
+
+    /// Writes `items` and answers one outcome per item, in the same order. Must not fail as a
+    /// whole: a request that failed becomes a `Retry` (or `Reject`) for each of its items.
+    fn write(&self, items: &[&Self::Item]) -> impl Future<Output = Vec<ItemOutcome>> + Send;
+}
+
+/// Writes a batch until every item is delivered or dead-lettered.
+pub async fn deliver_batch<W: BatchWriter>(
+    writer: &W,
+    batch: Vec<Tracked<W::Item>>,
+    retry_policy: &RetryPolicy,
+    dead_letters: &DeadLetterSender,
+) {
+    let stage = writer.stage();
+    let mut pending = batch;
+    let mut attempt: u32 = 0;
+    while !pending.is_empty() {
+        let started = Instant::now();
+        let outcomes = {
+            let items: Vec<&W::Item> = pending.iter().map(|tracked| &tracked.item).collect();
+            writer.write(&items).await
+        };
+        metrics::histogram!("sluice_sink_write_seconds", "sink" => stage)
+            .record(started.elapsed().as_secs_f64());
+        attempt += 1;
+
+        if outcomes.len() != pending.len() {
+            tracing::error!(
+                sink = stage,
+                items = pending.len(),
+                outcomes = outcomes.len(),
+                "sink answered the wrong number of outcomes; retrying the whole batch"
+            );
+            tokio::time::sleep(retry_policy.delay(attempt - 1, None)).await;
+            continue;
+        }
+
+        let mut retry = Vec::new();
+        let mut retry_after: Option<Duration> = None;
+        let mut last_retry_detail = String::new();
+        let mut delivered = 0u64;
+        for (tracked, outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
+                ItemOutcome::Delivered => {
+                    delivered += 1;
+                    tracked.ack.delivered();
+                }
+                ItemOutcome::Reject { reason, detail } => {
+                    let letter = DeadLetter {
+                        stage,
+                        reason,
+                        detail,
+                        attempts: attempt,
+                        ack: tracked.ack,
+                    };
+                    send_dead_letter(dead_letters, letter).await;
+                }
+                ItemOutcome::Retry { after, detail } => {
+                    retry_after = retry_after.max(after);
+                    last_retry_detail = detail;
+                    retry.push(tracked);
+                }
+            }
+        }
+        metrics::counter!("sluice_written_total", "sink" => stage).increment(delivered);
+        if retry.is_empty() {
+            return;
+        }
+        metrics::counter!("sluice_retried_total", "sink" => stage).increment(retry.len() as u64);
+        let delay = retry_policy.delay(attempt - 1, retry_after);
+        tracing::warn!(
+            sink = stage,
+            items = retry.len(),
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = %last_retry_detail,
+            "write failed, retrying"
+        );
+        tokio::time::sleep(delay).await;
+        pending = retry;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{AckToken, FinishedDelivery, SourceMessage, finished_channel};
+    use std::sync::Mutex;
+    use tokio::sync::mpsc;
+
+    /// Answers from a script: each call pops the next outcome list, and records what it saw.
+    struct ScriptedWriter {
+        answers: Mutex<Vec<Vec<ItemOutcome>>>,
+        calls: Mutex<Vec<Vec<u32>>>,
+    }
+
+    impl BatchWriter for ScriptedWriter {
+        type Item = u32;
+        fn stage(&self) -> &'static str {
+            "scripted"
+        }
+        async fn write(&self, items: &[&u32]) -> Vec<ItemOutcome> {
+            self.calls
+                .lock()
+                .expect("lock")
+                .push(items.iter().map(|item| **item).collect());
+            self.answers.lock().expect("lock").remove(0)
+        }
+    }
+
+    fn retry() -> ItemOutcome {
+        ItemOutcome::Retry { after: None, detail: "503".into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_retryable_items_are_retried_and_rejects_are_dead_lettered() {
+        let writer = ScriptedWriter {
+            answers: Mutex::new(vec![
+                vec![
+                    ItemOutcome::Delivered,
+                    retry(),
+                    ItemOutcome::Reject { reason: "bad_line", detail: "bad".into() },
+                    retry(),
+                ],
+                vec![retry(), ItemOutcome::Delivered],
+                vec![ItemOutcome::Delivered],
+            ]),
+            calls: Mutex::new(Vec::new()),
+        };
+        let (finished_tx, mut finished_rx) = finished_channel();
+        let batch: Vec<Tracked<u32>> = (1..=4)
+            .map(|tag| {
+                Tracked::new(
+                    tag as u32,
+                    AckToken::for_delivery(tag, SourceMessage::default(), finished_tx.clone()),
+                )
+            })
+            .collect();
+        let (dead_tx, mut dead_rx) = mpsc::channel(8);
+        deliver_batch(&writer, batch, &RetryPolicy::default(), &dead_tx).await;
+
+        assert_eq!(
+            *writer.calls.lock().expect("lock"),
+            vec![vec![1, 2, 3, 4], vec![2, 4], vec![2]]
+        );
+        let letter = dead_rx.try_recv().expect("item 3 is dead-lettered");
+        assert_eq!((letter.reason, letter.attempts, letter.ack.delivery_tag()), ("bad_line", 1, 3));
+        // Item 3's delivery finishes only when the dead-letter publisher finishes its token.
+        letter.ack.dead_lettered();
+        let mut finished: Vec<FinishedDelivery> = Vec::new();
+        while let Ok(report) = finished_rx.try_recv() {
+            finished.push(report);
+        }
+        finished.sort_by_key(|report| report.delivery_tag);
+        assert_eq!(finished.len(), 4);
+        assert!(finished.iter().all(|report| report.completed));
+    }
+}

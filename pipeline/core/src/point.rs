@@ -1,0 +1,239 @@
+//! The normalised metric point.
+//!
+//! Its JSON form (`schemas/point.schema.json`) is what `sluice normalise` prints:
+//! `{"measurement": "cpu.total.user", "tags": {"host": "..."}, "fields": {"value": 3.2},
+//! "timestamp": 1466000000000000000}` with the timestamp in nanoseconds since the Unix epoch.
+//!
+//! [`Point::validate`] is the guard every point passes before any sink sees it. The
+//! line-protocol builder escapes commas, spaces, equals signs and quotes, but a newline, a
+//! carriage return, a leading `#` (a comment line), an empty name or a non-finite float would
+//! still break or inject lines, so those are refused here with a reason that is counted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One field value. Serialised untagged: floats always print with a fraction or exponent, so an
+/// integer and a float never read back as each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    String(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Point {
+    pub measurement: String,
+    /// Sorted by key, the order InfluxDB stores series keys in.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub fields: BTreeMap<String, FieldValue>,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+/// Upper bounds on a point's names, so an absurd name is refused before it reaches a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointLimits {
+    /// Longest measurement name, tag key, tag value or field key, in bytes.
+    pub max_name_bytes: usize,
+    pub max_tags: usize,
+    pub max_fields: usize,
+}
+
+impl Default for PointLimits {
+    fn default() -> Self {
+        Self {
+            max_name_bytes: 1024,
+            max_tags: 64,
+            max_fields: 64,
+        }
+    }
+}
+
+/// Why a point cannot be written. `reason()` is the label it is counted and dead-lettered under.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidPoint {
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} is {len} bytes long, over the limit of {limit}")]
+    NameTooLong {
+        what: &'static str,
+        len: usize,
+        limit: usize,
+    },
+    #[error("{what} {name:?} contains a line break, which line protocol cannot carry")]
+    LineBreak { what: &'static str, name: String },
+    #[error("measurement {0:?} starts with '#', which line protocol reads as a comment")]
+    CommentMeasurement(String),
+    #[error("field {field:?} is {value}, not a finite number")]
+    NotFinite { field: String, value: f64 },
+    #[error("{what} count {count} is over the limit of {limit}")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+}
+
+impl InvalidPoint {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InvalidPoint::Empty { .. } => "empty_name",
+            InvalidPoint::NameTooLong { .. } => "name_too_long",
+            InvalidPoint::LineBreak { .. } | InvalidPoint::CommentMeasurement(_) => "unsafe_name",
+            InvalidPoint::NotFinite { .. } => "not_finite",
+            InvalidPoint::TooMany { .. } => "too_many_keys",
+        }
+    }
+}
+
+fn check_name(what: &'static str, name: &str, limits: &PointLimits) -> Result<(), InvalidPoint> {
+    if name.is_empty() {
+        return Err(InvalidPoint::Empty { what });
+    }
+    if name.len() > limits.max_name_bytes {
+        return Err(InvalidPoint::NameTooLong {
+            what,
+            len: name.len(),
+            limit: limits.max_name_bytes,
+        });
+    }
+    if name.contains(['\n', '\r']) {
+        return Err(InvalidPoint::LineBreak {
+            what,
+            name: name.chars().take(64).collect(),
+        });
+    }
+    Ok(())
+}
+
+impl Point {
+    /// A point with a single float field `value`, the shape of every Diamond metric.
+    pub fn with_value(measurement: impl Into<String>, value: f64, timestamp: i64) -> Self {
+        Self {
+            measurement: measurement.into(),
+            tags: BTreeMap::new(),
+            fields: BTreeMap::from([("value".to_owned(), FieldValue::Float(value))]),
+            timestamp,
+        }
+    }
+
+    /// Sets a tag; an empty value removes it, because line protocol has no empty tag values.
+    pub fn set_tag(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        if value.is_empty() {
+            self.tags.remove(&key);
+        } else {
+            self.tags.insert(key, value);
+        }
+    }
+
+    /// Checks that the point can be written to any sink without changing its meaning.
+    pub fn validate(&self, limits: &PointLimits) -> Result<(), InvalidPoint> {
+        check_name("measurement", &self.measurement, limits)?;
+        if self.measurement.starts_with('#') {
+            return Err(InvalidPoint::CommentMeasurement(
+                self.measurement.chars().take(64).collect(),
+            ));
+        }
+        if self.tags.len() > limits.max_tags {
+            return Err(InvalidPoint::TooMany {
+                what: "tag",
+                count: self.tags.len(),
+                limit: limits.max_tags,
+            });
+        }
+        if self.fields.is_empty() {
+            return Err(InvalidPoint::Empty { what: "field set" });
+        }
+        if self.fields.len() > limits.max_fields {
+            return Err(InvalidPoint::TooMany {
+                what: "field",
+                count: self.fields.len(),
+                limit: limits.max_fields,
+            });
+        }
+        for (key, value) in &self.tags {
+            check_name("tag key", key, limits)?;
+            check_name("tag value", value, limits)?;
+        }
+        for (key, value) in &self.fields {
+            check_name("field key", key, limits)?;
+            match value {
+                FieldValue::Float(number) if !number.is_finite() => {
+                    return Err(InvalidPoint::NotFinite {
+                        field: key.clone(),
+                        value: *number,
+                    });
+                }
+                FieldValue::String(text) if text.len() > limits.max_name_bytes * 64 => {
+                    return Err(InvalidPoint::NameTooLong {
+                        what: "string field value",
+                        len: text.len(),
+                        limit: limits.max_name_bytes * 64,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form_round_trips_and_keeps_integers_apart_from_floats() {
+        let mut point = Point::with_value("cpu.total.user", 3.0, 1_466_000_000_000_000_000);
+        point.set_tag("host", "h1");
+        point.fields.insert("count".into(), FieldValue::Integer(3));
+        let json = serde_json::to_string(&point).expect("serialise");
+        assert_eq!(
+            json,
+            r#"{"measurement":"cpu.total.user","tags":{"host":"h1"},"fields":{"count":3,"value":3.0},"timestamp":1466000000000000000}"#
+        );
+        let back: Point = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, point);
+    }
+
+    #[test]
+    fn empty_tag_values_are_dropped_not_written() {
+        let mut point = Point::with_value("m", 1.0, 0);
+        point.set_tag("host", "");
+        assert!(point.tags.is_empty());
+    }
+
+    #[test]
+    fn unsafe_names_are_refused_with_their_reason() {
+        let limits = PointLimits::default();
+        let cases: Vec<(Point, &str)> = vec![
+            (Point::with_value("", 1.0, 0), "empty_name"),
+            (Point::with_value("a\nb f=1 0", 1.0, 0), "unsafe_name"),
+            (Point::with_value("#comment", 1.0, 0), "unsafe_name"),
+            (Point::with_value("m", f64::NAN, 0), "not_finite"),
+            (Point::with_value("m", f64::INFINITY, 0), "not_finite"),
+            (Point::with_value("x".repeat(2000), 1.0, 0), "name_too_long"),
+            (
+                {
+                    let mut p = Point::with_value("m", 1.0, 0);
+                    p.set_tag("host", "a\rb");
+                    p
+                },
+                "unsafe_name",
+            ),
+        ];
+        for (point, reason) in cases {
+            let error = point.validate(&limits).expect_err("must be refused");
+            assert_eq!(error.reason(), reason, "{error}");
+        }
+        assert!(Point::with_value("ok, with = \"quotes\"", 1.0, 0).validate(&limits).is_ok());
+    }
+}
