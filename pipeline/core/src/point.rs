@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::ByteSize;
+
 /// One field value. Serialised untagged: floats always print with a fraction or exponent, so an
 /// integer and a float never read back as each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +185,27 @@ impl Point {
             }
         }
         Ok(())
+    }
+}
+
+impl ByteSize for Point {
+    /// The length of the point's line-protocol line, before escaping: close enough to bound a
+    /// request body, and cheap.
+    fn byte_size(&self) -> usize {
+        let tags: usize = self.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let fields: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + 2
+                    + match v {
+                        FieldValue::String(text) => text.len() + 2,
+                        _ => 20,
+                    }
+            })
+            .sum();
+        self.measurement.len() + tags + fields + 21
     }
 }
 
