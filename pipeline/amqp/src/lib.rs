@@ -1,1 +1,20 @@
-//! placeholder
+//! sluice's RabbitMQ boundary, built on lapin.
+//!
+//! - [`topology`]: declaring exchanges, queues and bindings exactly as configured (for the
+//!   sidecar: exactly as the Cloudify manager declares its own).
+//! - [`source`]: consuming a queue with a bounded prefetch, handing each delivery on with its
+//!   [`AckToken`](sluice_core::ack::AckToken), and reconnecting with backoff when the connection
+//!   drops.
+//! - [`acker`]: one task per channel that turns finished deliveries into cumulative
+//!   `basic.ack(multiple=true)` frames, and returns failed ones to the queue.
+//! - [`dead_letter`]: publishing rejected items to the dead-letter exchange with publisher
+//!   confirms, finishing their tokens only once the broker confirmed.
+//! - [`connection`]: connecting, and the broker URL in a form that is safe to log.
+
+pub mod acker;
+pub mod connection;
+pub mod dead_letter;
+pub mod source;
+pub mod topology;
+
+pub use connection::{AmqpError, BrokerUrl};

@@ -86,7 +86,11 @@ pub struct AckToken {
 
 impl AckToken {
     /// The first token of a broker delivery. More are made with [`AckToken::split`].
-    pub fn for_delivery(delivery_tag: u64, message: SourceMessage, report_to: FinishedSender) -> Self {
+    pub fn for_delivery(
+        delivery_tag: u64,
+        message: SourceMessage,
+        report_to: FinishedSender,
+    ) -> Self {
         Self::new(delivery_tag, message, Some(report_to))
     }
 
@@ -232,7 +236,10 @@ mod tests {
         second.dead_lettered();
         assert_eq!(
             rx.try_recv().ok(),
-            Some(FinishedDelivery { delivery_tag: 7, completed: true })
+            Some(FinishedDelivery {
+                delivery_tag: 7,
+                completed: true
+            })
         );
     }
 
@@ -245,7 +252,10 @@ mod tests {
         drop(second);
         assert_eq!(
             rx.try_recv().ok(),
-            Some(FinishedDelivery { delivery_tag: 3, completed: false })
+            Some(FinishedDelivery {
+                delivery_tag: 3,
+                completed: false
+            })
         );
     }
 
@@ -263,7 +273,11 @@ mod tests {
         tracker.finish(4);
         assert_eq!(tracker.release(), Some(5));
         tracker.finish(5);
-        assert_eq!(tracker.release(), None, "a duplicate report never moves the range");
+        assert_eq!(
+            tracker.release(),
+            None,
+            "a duplicate report never moves the range"
+        );
     }
 
     proptest! {

@@ -135,9 +135,17 @@ mod tests {
         }
         let started = Instant::now();
         assert_eq!(sizes(&out_rx.recv().await.expect("batch")), vec![1, 1, 1]);
-        assert_eq!(started.elapsed(), Duration::ZERO, "a full batch does not wait");
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "a full batch does not wait"
+        );
         assert_eq!(sizes(&out_rx.recv().await.expect("batch")), vec![1]);
-        assert_eq!(started.elapsed(), Duration::from_millis(50), "the rest waits the linger");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(50),
+            "the rest waits the linger"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -151,7 +159,11 @@ mod tests {
         drop(in_tx);
         assert_eq!(sizes(&out_rx.recv().await.expect("batch")), vec![4, 4]);
         assert_eq!(sizes(&out_rx.recv().await.expect("batch")), vec![4]);
-        assert_eq!(sizes(&out_rx.recv().await.expect("batch")), vec![20], "an oversized item travels alone");
+        assert_eq!(
+            sizes(&out_rx.recv().await.expect("batch")),
+            vec![20],
+            "an oversized item travels alone"
+        );
         assert_eq!(sizes(&out_rx.recv().await.expect("batch")), vec![1]);
         assert!(out_rx.recv().await.is_none());
     }

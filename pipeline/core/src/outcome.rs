@@ -7,7 +7,12 @@
 //! queue) until it comes back, which is what "nothing lost" means.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 
 use crate::ack::Tracked;
 use crate::dead_letter::{DeadLetter, DeadLetterSender, send_dead_letter};
@@ -24,7 +29,10 @@ pub enum ItemOutcome {
         detail: String,
     },
     /// The store refused this item and will refuse it again: it is dead-lettered.
-    Reject { reason: &'static str, detail: String },
+    Reject {
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 /// A sink's write half: one request (or a few, when it isolates bad items) per call.
@@ -116,6 +124,40 @@ pub async fn deliver_batch<W: BatchWriter>(
     }
 }
 
+/// The sink stage: takes batches and writes up to `concurrency` of them at once, each through
+/// [`deliver_batch`]. Returns when `batches` closes and every write has finished: the last step of
+/// a clean shutdown's drain. Taking a batch waits for a free slot, so a slow store stops the
+/// batcher, and through it the source.
+pub async fn run_sink<W>(
+    mut batches: mpsc::Receiver<Vec<Tracked<W::Item>>>,
+    writer: Arc<W>,
+    concurrency: NonZeroUsize,
+    retry_policy: RetryPolicy,
+    dead_letters: DeadLetterSender,
+) where
+    W: BatchWriter + 'static,
+    W::Item: 'static,
+{
+    let slots = Arc::new(Semaphore::new(concurrency.get()));
+    let mut writes = JoinSet::new();
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let Some(batch) = batches.recv().await else {
+            break;
+        };
+        let writer = Arc::clone(&writer);
+        let dead_letters = dead_letters.clone();
+        writes.spawn(async move {
+            deliver_batch(writer.as_ref(), batch, &retry_policy, &dead_letters).await;
+            drop(slot);
+        });
+        while writes.try_join_next().is_some() {}
+    }
+    while writes.join_next().await.is_some() {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,7 +186,10 @@ mod tests {
     }
 
     fn retry() -> ItemOutcome {
-        ItemOutcome::Retry { after: None, detail: "503".into() }
+        ItemOutcome::Retry {
+            after: None,
+            detail: "503".into(),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -154,7 +199,10 @@ mod tests {
                 vec![
                     ItemOutcome::Delivered,
                     retry(),
-                    ItemOutcome::Reject { reason: "bad_line", detail: "bad".into() },
+                    ItemOutcome::Reject {
+                        reason: "bad_line",
+                        detail: "bad".into(),
+                    },
                     retry(),
                 ],
                 vec![retry(), ItemOutcome::Delivered],
@@ -179,7 +227,10 @@ mod tests {
             vec![vec![1, 2, 3, 4], vec![2, 4], vec![2]]
         );
         let letter = dead_rx.try_recv().expect("item 3 is dead-lettered");
-        assert_eq!((letter.reason, letter.attempts, letter.ack.delivery_tag()), ("bad_line", 1, 3));
+        assert_eq!(
+            (letter.reason, letter.attempts, letter.ack.delivery_tag()),
+            ("bad_line", 1, 3)
+        );
         // Item 3's delivery finishes only when the dead-letter publisher finishes its token.
         letter.ack.dead_lettered();
         let mut finished: Vec<FinishedDelivery> = Vec::new();

@@ -257,6 +257,10 @@ mod tests {
             let error = point.validate(&limits).expect_err("must be refused");
             assert_eq!(error.reason(), reason, "{error}");
         }
-        assert!(Point::with_value("ok, with = \"quotes\"", 1.0, 0).validate(&limits).is_ok());
+        assert!(
+            Point::with_value("ok, with = \"quotes\"", 1.0, 0)
+                .validate(&limits)
+                .is_ok()
+        );
     }
 }

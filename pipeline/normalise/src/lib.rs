@@ -1,1 +1,401 @@
-//! placeholder
+//! The normalise stage: one Diamond message body in, one validated [`Point`] (or a policy-engine
+//! control message) out.
+//!
+//! In the flow `source -> decode -> normalise -> batch -> sink -> outcome -> ack`, this crate is
+//! decode and normalise. The AMQP source hands each delivery's body to
+//! [`Normaliser::normalise`]; a [`Point`] goes on to batching, a [`ControlMessage`] to the policy
+//! engine, and a [`NormaliseError`] is dead-lettered and counted under its
+//! [`reason`](NormaliseError::reason). Nothing here does I/O.
+//!
+//! - `diamond` (private): the wire struct of the Diamond body (wire formats,
+//!   section 1), decoded in place with simd-json, and the checks that turn it into a typed metric
+//!   or control message.
+//! - [`template`]: graphite naming templates in the InfluxDB/Telegraf syntax, which turn a dotted
+//!   metric name into measurement, field key and tags.
+//! - this file: [`Normaliser`], which picks the naming ([`Naming`]), builds the point and runs
+//!   [`Point::validate`] on every point it returns.
+
+mod diamond;
+pub mod template;
+
+use sluice_core::point::{FieldValue, InvalidPoint, Point, PointLimits};
+
+use crate::diamond::{DiamondMetric, Message};
+pub use crate::template::{Applied, TemplateError, TemplateSet};
+
+/// How a Diamond metric becomes a measurement, tags and fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Naming {
+    /// Graphite templates applied to the part of `service` after
+    /// `<deployment_id>.<node_name>.<node_id>.`; the body's ids, `host` and `type` become tags.
+    Templates(TemplateSet),
+    /// The old consumer's series: measurement `<deployment_id>.<node_name>.<node_id>.<name>_<path>`,
+    /// no tags, fields `value`, `unit` and `type`.
+    CloudifyLegacy,
+}
+
+impl Default for Naming {
+    /// [`Naming::Templates`] with [`TemplateSet::default_diamond`].
+    fn default() -> Self {
+        Naming::Templates(TemplateSet::default_diamond())
+    }
+}
+
+/// What one body normalises to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Normalised {
+    Point(Point),
+    Control(ControlMessage),
+}
+
+/// A policy-engine control message (`service: "cloudify.configuration"`): start or stop the
+/// policies of a deployment, whose `groups` file is in `config_path`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ControlMessage {
+    pub state: ControlState,
+    pub deployment_id: String,
+    pub config_path: String,
+    /// Epoch seconds, as the manager sent it.
+    pub time: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlState {
+    Start,
+    Stop,
+}
+
+/// Why a body was not normalised. None of these is worth retrying: the body is dead-lettered and
+/// counted under [`reason`](NormaliseError::reason). Messages name the field and quote at most a
+/// short part of what was found, never the body.
+#[derive(Debug, thiserror::Error)]
+pub enum NormaliseError {
+    #[error("body is not valid UTF-8 (at byte {offset})")]
+    InvalidUtf8 { offset: usize },
+    #[error("body is not JSON: {detail}")]
+    InvalidJson { detail: String },
+    #[error("body has the key {key:?} more than once")]
+    DuplicateKey { key: &'static str },
+    #[error("body is {found}, expected a JSON object")]
+    NotAnObject { found: &'static str },
+    #[error("{message} has no {field:?} field")]
+    MissingField {
+        message: &'static str,
+        field: &'static str,
+    },
+    #[error("field {field:?} is {found}, expected {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("field {field:?} is {value}, not a finite number")]
+    NotFinite { field: &'static str, value: f64 },
+    #[error("body has the number {number} (at byte {offset}), beyond the range of a 64-bit float")]
+    NumberOutOfRange { offset: usize, number: String },
+    #[error("field \"time\" is {found}, which is not a timestamp: {why}")]
+    BadTimestamp { found: String, why: &'static str },
+    #[error("metric {service:?} makes a point that cannot be written: {source}")]
+    InvalidPoint {
+        /// The metric's `service`, cut short.
+        service: String,
+        source: InvalidPoint,
+    },
+}
+
+impl NormaliseError {
+    /// The label the error is counted and dead-lettered under.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NormaliseError::InvalidUtf8 { .. } => "invalid_utf8",
+            NormaliseError::InvalidJson { .. } | NormaliseError::DuplicateKey { .. } => {
+                "invalid_json"
+            }
+            NormaliseError::NotAnObject { .. } | NormaliseError::WrongType { .. } => "wrong_type",
+            NormaliseError::MissingField { .. } => "missing_field",
+            NormaliseError::NotFinite { .. } | NormaliseError::NumberOutOfRange { .. } => {
+                "not_finite"
+            }
+            NormaliseError::BadTimestamp { .. } => "bad_timestamp",
+            NormaliseError::InvalidPoint { source, .. } => source.reason(),
+        }
+    }
+}
+
+/// Turns Diamond message bodies into points under one naming and one set of limits. Cheap to
+/// share: `normalise` takes `&self`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normaliser {
+    naming: Naming,
+    limits: PointLimits,
+}
+
+impl Normaliser {
+    pub fn new(naming: Naming, limits: PointLimits) -> Self {
+        Self { naming, limits }
+    }
+
+    /// Decodes one message body (simd-json parses in place, so the body is scratch afterwards).
+    ///
+    /// Every point returned has passed [`Point::validate`] with this normaliser's limits.
+    pub fn normalise(&self, body: &mut [u8]) -> Result<Normalised, NormaliseError> {
+        let decoded = match diamond::decode(body) {
+            Ok(decoded) => decoded,
+            Err(error) => return Err(diamond::syntax_error(&error, body)),
+        };
+        let metric = match decoded.into_message()? {
+            Message::Control(control) => return Ok(Normalised::Control(control)),
+            Message::Metric(metric) => metric,
+        };
+        let point = match &self.naming {
+            Naming::Templates(templates) => templated_point(templates, &metric),
+            Naming::CloudifyLegacy => legacy_point(&metric),
+        };
+        if let Err(source) = point.validate(&self.limits) {
+            return Err(NormaliseError::InvalidPoint {
+                service: diamond::quote(&metric.service).into_owned(),
+                source,
+            });
+        }
+        Ok(Normalised::Point(point))
+    }
+}
+
+/// The name the templates see: `service` without the `<deployment_id>.<node_name>.<node_id>.`
+/// prefix, taken from the body's own ids so that ids containing dots still strip cleanly. When
+/// `service` does not start with that prefix (or nothing follows it), `<name>.<path>`.
+fn metric_name<'m>(metric: &'m DiamondMetric<'_>) -> std::borrow::Cow<'m, str> {
+    let rest = metric
+        .service
+        .strip_prefix(metric.deployment_id.as_ref())
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_prefix(metric.node_name.as_ref()))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_prefix(metric.node_id.as_ref()))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .filter(|rest| !rest.is_empty());
+    match rest {
+        Some(rest) => rest.into(),
+        None => format!("{}.{}", metric.name, metric.path).into(),
+    }
+}
+
+fn templated_point(templates: &TemplateSet, metric: &DiamondMetric<'_>) -> Point {
+    let applied = templates.apply(&metric_name(metric));
+    let field = applied.field.unwrap_or_else(|| "value".to_owned());
+    let mut point = Point {
+        measurement: applied.measurement,
+        tags: Default::default(),
+        fields: [(field, FieldValue::Float(metric.value))].into(),
+        timestamp: metric.timestamp,
+    };
+    // Template tags first (extracted already beat fixed ones), then the body's, which win. An
+    // empty body value counts as not sent, so it leaves a template's tag in place.
+    for (key, value) in applied.tags {
+        point.set_tag(key, value);
+    }
+    let body_tags = [
+        ("deployment_id", Some(&metric.deployment_id)),
+        ("node_name", Some(&metric.node_name)),
+        ("node_id", Some(&metric.node_id)),
+        ("host", metric.host.as_ref()),
+        ("metric_type", metric.metric_type.as_ref()),
+    ];
+    for (key, value) in body_tags {
+        if let Some(value) = value.filter(|value| !value.is_empty()) {
+            point.set_tag(key, value.as_ref());
+        }
+    }
+    point
+}
+
+fn legacy_point(metric: &DiamondMetric<'_>) -> Point {
+    let measurement = format!(
+        "{}.{}.{}.{}_{}",
+        metric.deployment_id, metric.node_name, metric.node_id, metric.name, metric.path
+    );
+    let text = |value: &Option<std::borrow::Cow<'_, str>>| {
+        FieldValue::String(value.as_deref().unwrap_or_default().to_owned())
+    };
+    Point {
+        measurement,
+        tags: Default::default(),
+        fields: [
+            ("value".to_owned(), FieldValue::Float(metric.value)),
+            ("unit".to_owned(), text(&metric.unit)),
+            ("type".to_owned(), text(&metric.metric_type)),
+        ]
+        .into(),
+        timestamp: metric.timestamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"node_id":"nodejs_host_x7k2p","node_name":"nodejs_host","deployment_id":"nodecellar","name":"cpu","path":"total_user","metric":3.2,"unit":"","type":"GAUGE","host":"nodejs_host_x7k2p","service":"nodecellar.nodejs_host.nodejs_host_x7k2p.cpu.total.user","time":1466000000}"#;
+
+    fn normalise_with(naming: Naming, json: &str) -> Result<Normalised, NormaliseError> {
+        Normaliser::new(naming, PointLimits::default()).normalise(&mut json.as_bytes().to_vec())
+    }
+
+    fn point(naming: Naming, json: &str) -> Point {
+        match normalise_with(naming, json).expect("normalises") {
+            Normalised::Point(point) => point,
+            other => panic!("expected a point, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_wire_format_example_becomes_the_documented_point() {
+        let point = point(Naming::default(), EXAMPLE);
+        let mut expected = Point::with_value("cpu.total.user", 3.2, 1_466_000_000_000_000_000);
+        for (key, value) in [
+            ("deployment_id", "nodecellar"),
+            ("node_name", "nodejs_host"),
+            ("node_id", "nodejs_host_x7k2p"),
+            ("host", "nodejs_host_x7k2p"),
+            ("metric_type", "GAUGE"),
+        ] {
+            expected.set_tag(key, value);
+        }
+        assert_eq!(point, expected);
+    }
+
+    #[test]
+    fn template_tags_and_field_combine_with_body_tags_body_first() {
+        let templates = TemplateSet::parse(
+            "_",
+            &[
+                "cpu.* measurement.host.field* host=fixed,node_id=fixed,zone=1c".to_owned(),
+                "measurement*".to_owned(),
+            ],
+        )
+        .expect("valid");
+        let point = point(Naming::Templates(templates), EXAMPLE);
+        assert_eq!(point.measurement, "cpu");
+        assert_eq!(
+            point.fields,
+            [("user".to_owned(), FieldValue::Float(3.2))].into()
+        );
+        // host: the body's beats the extracted "total"; node_id: the body's beats the fixed one;
+        // zone: fixed, nothing else has it.
+        assert_eq!(point.tags["host"], "nodejs_host_x7k2p");
+        assert_eq!(point.tags["node_id"], "nodejs_host_x7k2p");
+        assert_eq!(point.tags["zone"], "1c");
+        assert_eq!(point.tags.len(), 6);
+    }
+
+    #[test]
+    fn without_a_body_host_the_template_host_stays() {
+        let body = EXAMPLE.replace(r#""host":"nodejs_host_x7k2p","#, r#""host":"","#);
+        let templates =
+            TemplateSet::parse(".", &["measurement.host.measurement".to_owned()]).expect("valid");
+        let point = point(Naming::Templates(templates), &body);
+        assert_eq!(point.measurement, "cpu.user");
+        assert_eq!(point.tags["host"], "total");
+    }
+
+    #[test]
+    fn service_without_the_id_prefix_falls_back_to_name_and_path() {
+        for service in [
+            "cpu.total.user",
+            "nodecellar.nodejs_host.nodejs_host_x7k2p.",
+        ] {
+            let body = EXAMPLE.replace(
+                "nodecellar.nodejs_host.nodejs_host_x7k2p.cpu.total.user",
+                service,
+            );
+            assert_eq!(
+                point(Naming::default(), &body).measurement,
+                "cpu.total_user",
+                "{service}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_naming_keeps_the_old_series_name_and_columns() {
+        let point = point(Naming::CloudifyLegacy, EXAMPLE);
+        assert_eq!(
+            point,
+            Point {
+                measurement: "nodecellar.nodejs_host.nodejs_host_x7k2p.cpu_total_user".to_owned(),
+                tags: Default::default(),
+                fields: [
+                    ("value".to_owned(), FieldValue::Float(3.2)),
+                    ("unit".to_owned(), FieldValue::String(String::new())),
+                    ("type".to_owned(), FieldValue::String("GAUGE".to_owned())),
+                ]
+                .into(),
+                timestamp: 1_466_000_000_000_000_000,
+            }
+        );
+    }
+
+    #[test]
+    fn control_messages_are_not_metrics() {
+        let body = r#"{"service":"cloudify.configuration","state":"stop","config_path":"/tmp/x","deployment_id":"d.1","time":1466000000}"#;
+        for naming in [Naming::default(), Naming::CloudifyLegacy] {
+            let normalised = normalise_with(naming, body).expect("a control message");
+            assert_eq!(
+                normalised,
+                Normalised::Control(ControlMessage {
+                    state: ControlState::Stop,
+                    deployment_id: "d.1".to_owned(),
+                    config_path: "/tmp/x".to_owned(),
+                    time: 1_466_000_000,
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn errors_say_which_field_and_what_was_found() {
+        let cases = [
+            (
+                EXAMPLE.replace("3.2", r#""3.2""#),
+                r#"field "metric" is the string "3.2", expected a number"#,
+            ),
+            (
+                EXAMPLE.replace(r#""node_id":"nodejs_host_x7k2p","#, ""),
+                r#"metric body has no "node_id" field"#,
+            ),
+            (
+                EXAMPLE.replace("1466000000", "-5"),
+                r#"field "time" is the number -5, which is not a timestamp: it is before the Unix epoch"#,
+            ),
+            (
+                r#"{"service":"cloudify.configuration","state":"pause"}"#.to_owned(),
+                r#"field "state" is the string "pause", expected "start" or "stop""#,
+            ),
+            (
+                r#"{"service":"cloudify.configuration","state":"start"}"#.to_owned(),
+                r#"control message has no "deployment_id" field"#,
+            ),
+            (
+                "[1,2]".to_owned(),
+                "body is an array, expected a JSON object",
+            ),
+            (
+                EXAMPLE.replace(r#""name":"cpu""#, r#""name":"cpu","name":"mem""#),
+                r#"body has the key "name" more than once"#,
+            ),
+        ];
+        for (body, message) in cases {
+            let error = normalise_with(Naming::default(), &body).expect_err("refused");
+            assert_eq!(error.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn long_values_are_quoted_short() {
+        let long = "x".repeat(5000);
+        let body = EXAMPLE.replace("3.2", &format!("{long:?}"));
+        let error = normalise_with(Naming::default(), &body).expect_err("refused");
+        assert!(error.to_string().len() < 150, "{error}");
+    }
+}

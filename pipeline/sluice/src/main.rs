@@ -1,1 +1,252 @@
-fn main() {}
+//! `sluice`: the binary. Parses the command line, loads and validates the configuration, wires
+//! the paths (see `metrics_path`), serves the admin endpoint, and turns SIGTERM/Ctrl-C into a
+//! drain-flush-ack-exit within the configured deadline.
+
+#![allow(
+    unreachable_pub,
+    reason = "a binary crate: `pub` marks each module's interface to main, nothing is exported"
+)]
+
+mod admin;
+mod config;
+mod metrics_path;
+mod normalise_command;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use sluice_amqp::dead_letter::run_dead_letter_publisher;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::RawConfig;
+
+/// Dead letters waiting for the publisher; rejecting stages wait when it is full.
+const DEAD_LETTER_CHANNEL_CAPACITY: usize = 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A metrics and events pipeline: RabbitMQ to InfluxDB, acked after the write"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline. With no file, as a Cloudify manager sidecar on local services.
+    Run {
+        /// A TOML configuration file; SLUICE_<SECTION>__<KEY> variables override it.
+        #[arg(long, short, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration and report every error with the field it concerns.
+    Validate {
+        #[arg(long, short, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show what message bodies become: reads FILES (one body each) or stdin (one body per
+    /// line) and prints one JSON line per body: the point, the control message, or the error.
+    Normalise {
+        #[arg(long, short, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the configuration file.
+    ConfigSchema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate { config } => {
+            match RawConfig::load(config.as_deref()).and_then(|raw| raw.validate()) {
+                Ok(settings) => {
+                    for warning in &settings.warnings {
+                        println!("warning: {warning}");
+                    }
+                    println!("configuration is valid");
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprint!("{errors}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Normalise { config, files } => normalise_command::run(config.as_deref(), &files),
+        Command::ConfigSchema => {
+            let schema = config::json_schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = RawConfig::load(config_file.as_deref())
+        .and_then(|raw| raw.validate())
+        .map_err(|errors| anyhow!("{errors}"))?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    tokio::spawn({
+        let prometheus = prometheus.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                prometheus.run_upkeep();
+            }
+        }
+    });
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signals(shutdown.clone()));
+
+    let mut stages: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let (dead_letter_tx, dead_letter_rx) = mpsc::channel(DEAD_LETTER_CHANNEL_CAPACITY);
+    let dead_letter_publisher = tokio::spawn(run_dead_letter_publisher(
+        settings.dead_letter,
+        dead_letter_rx,
+    ));
+    let metrics_health = match settings.metrics {
+        Some(metrics_settings) => Some(Arc::new(
+            metrics_path::start(
+                metrics_settings,
+                dead_letter_tx.clone(),
+                shutdown.clone(),
+                &mut stages,
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    // The publisher ends once every stage that may reject has ended and dropped its sender.
+    drop(dead_letter_tx);
+
+    // The admin endpoint outlives the drain, so /metrics can be scraped while it runs.
+    let admin_stop = CancellationToken::new();
+    if let Some(address) = settings.admin_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the admin endpoint to {address}"))?;
+        tracing::info!(%address, "admin endpoint: /metrics /healthz /readyz");
+        tokio::spawn(admin::serve(
+            listener,
+            prometheus,
+            metrics_health,
+            admin_stop.clone(),
+        ));
+    }
+
+    let drain = async {
+        let mut first_error = None;
+        while let Some(joined) = stages.join_next().await {
+            let outcome = joined
+                .map_err(anyhow::Error::from)
+                .and_then(|result| result);
+            if let Err(error) = outcome {
+                tracing::error!("{error:#}");
+                shutdown.cancel();
+                first_error.get_or_insert(error);
+            }
+        }
+        let _ = dead_letter_publisher.await;
+        first_error
+    };
+    tokio::pin!(drain);
+    let first_error = tokio::select! {
+        first_error = &mut drain => first_error,
+        () = shutdown.cancelled() => {
+            tracing::info!(deadline = ?settings.shutdown_deadline, "stopping: draining, flushing and acking");
+            match tokio::time::timeout(settings.shutdown_deadline, &mut drain).await {
+                Ok(first_error) => first_error,
+                Err(_) => Some(anyhow!(
+                    "the shutdown deadline of {:?} passed before everything was written; \
+                     unacked deliveries will be redelivered by the broker",
+                    settings.shutdown_deadline
+                )),
+            }
+        }
+    };
+    admin_stop.cancel();
+    match first_error {
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Some(error) => Err(error),
+    }
+}
+
+/// The first SIGTERM or Ctrl-C starts a clean stop; a second one exits at once.
+async fn stop_on_signals(shutdown: CancellationToken) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+    for signals_seen in 1.. {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        if signals_seen > 1 {
+            tracing::warn!("second stop signal: exiting without draining");
+            std::process::exit(130);
+        }
+        shutdown.cancel();
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Quick start, command two: set up the local services and run every check CI runs:
+# formatting, lints, and the whole test suite against the real RabbitMQ and InfluxDB.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+deploy/services.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

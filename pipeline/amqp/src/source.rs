@@ -1,0 +1,237 @@
+//! Consuming one queue, with acknowledgements deferred to the deliveries' outcomes.
+//!
+//! [`run_source`] connects, declares the topology, sets the prefetch, consumes, and hands every
+//! delivery on as an [`Incoming`] through a bounded channel. When the pipeline behind it is slow,
+//! that channel fills, the source stops reading, unacked deliveries reach the prefetch count and
+//! the broker keeps the rest queued: memory stays flat under any backlog.
+//!
+//! On a connection or channel failure it reconnects with capped backoff; deliveries that were in
+//! flight are requeued by the broker and come back marked redelivered (sinks write idempotently).
+//! On shutdown it cancels the consumer, forwards what the broker had already pushed, closes its
+//! output (which lets the stages behind it drain and flush), waits until every delivery of the
+//! channel has been acked, and closes the connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use sluice_core::ack::{AckToken, SourceMessage, finished_channel};
+use sluice_core::retry::RetryPolicy;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::AmqpError;
+use crate::acker::run_acker;
+use crate::connection::{BrokerUrl, connect};
+use crate::topology::{SourceTopology, declare_source};
+
+/// A delivery on its way into the pipeline. Its token also carries the original body.
+#[derive(Debug)]
+pub struct Incoming {
+    pub ack: AckToken,
+}
+
+impl Incoming {
+    pub fn message(&self) -> &SourceMessage {
+        self.ack.message()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub url: BrokerUrl,
+    /// A short name for logs, metrics and the connection name: `metrics`, `events`, ...
+    pub name: &'static str,
+    pub topology: SourceTopology,
+    /// Unacked deliveries the broker may push before waiting for acks.
+    pub prefetch: u16,
+    pub reconnect: RetryPolicy,
+}
+
+/// Whether the source is connected and consuming; read by the readiness endpoint.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    consuming: AtomicBool,
+}
+
+impl SourceStatus {
+    pub fn is_consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+
+    fn set_consuming(&self, consuming: bool) {
+        self.consuming.store(consuming, Ordering::Relaxed);
+    }
+}
+
+enum SessionEnd {
+    /// Shutdown was asked for, or the pipeline closed its input. Holds what is needed to finish:
+    /// the acker still acking the deliveries in the pipeline, and the connection to close after.
+    Stopped(Option<(tokio::task::JoinHandle<()>, lapin::Connection)>),
+    /// The connection or channel failed; reconnect.
+    Lost(AmqpError),
+}
+
+/// Consumes until `shutdown` is cancelled (or `output` closes), reconnecting as needed.
+///
+/// Returns an error only for a failure that reconnecting cannot mend at the first attempt (for
+/// example a topology that conflicts with what the broker has); later failures are retried.
+pub async fn run_source(
+    settings: SourceSettings,
+    output: mpsc::Sender<Incoming>,
+    status: Arc<SourceStatus>,
+    shutdown: CancellationToken,
+) -> Result<(), AmqpError> {
+    let mut attempt: u32 = 0;
+    let mut ever_connected = false;
+    loop {
+        match consume_session(&settings, &output, &status, &shutdown, &mut ever_connected).await {
+            SessionEnd::Stopped(finishing) => {
+                // Closing the output lets the stages behind drain and flush; their tokens finish,
+                // and the acker ends once the last one has been acked.
+                drop(output);
+                if let Some((acker, connection)) = finishing {
+                    let _ = acker.await;
+                    if let Err(error) = connection.close(200, "sluice stopping".into()).await {
+                        tracing::debug!(%error, "closing the broker connection");
+                    }
+                    tracing::info!(
+                        source = settings.name,
+                        "source stopped; finished deliveries acked"
+                    );
+                }
+                return Ok(());
+            }
+            SessionEnd::Lost(error) => {
+                status.set_consuming(false);
+                if !ever_connected && matches!(error, AmqpError::Broker { .. }) {
+                    // The broker answered but refused our declarations: retrying will not help.
+                    return Err(error);
+                }
+                metrics::counter!("sluice_amqp_reconnects_total", "source" => settings.name)
+                    .increment(1);
+                let delay = settings.reconnect.delay(attempt, None);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(
+                    source = settings.name,
+                    %error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "broker connection lost; reconnecting"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume_session(
+    settings: &SourceSettings,
+    output: &mpsc::Sender<Incoming>,
+    status: &SourceStatus,
+    shutdown: &CancellationToken,
+    ever_connected: &mut bool,
+) -> SessionEnd {
+    let connection = tokio::select! {
+        () = shutdown.cancelled() => return SessionEnd::Stopped(None),
+        connection = connect(&settings.url, settings.name) => match connection {
+            Ok(connection) => connection,
+            Err(error) => return SessionEnd::Lost(error),
+        },
+    };
+    let channel = match connection.create_channel().await {
+        Ok(channel) => channel,
+        Err(error) => return SessionEnd::Lost(AmqpError::broker("opening a channel")(error)),
+    };
+    if let Err(error) = declare_source(&channel, &settings.topology).await {
+        return SessionEnd::Lost(error);
+    }
+    if let Err(error) = channel
+        .basic_qos(settings.prefetch, BasicQosOptions { global: false })
+        .await
+    {
+        return SessionEnd::Lost(AmqpError::broker("setting the prefetch")(error));
+    }
+    let queue = settings.topology.queue.name.as_str();
+    let consumer_tag = format!("sluice-{}-{}", settings.name, std::process::id());
+    let mut consumer = match channel
+        .basic_consume(
+            queue.into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            return SessionEnd::Lost(AmqpError::broker(format!("consuming {queue:?}"))(error));
+        }
+    };
+    *ever_connected = true;
+    status.set_consuming(true);
+    tracing::info!(source = settings.name, queue, url = %settings.url, "consuming");
+
+    let (finished_tx, finished_rx) = finished_channel();
+    let acker = tokio::spawn(run_acker(channel.clone(), finished_rx));
+
+    let mut cancelled = false;
+    let end = loop {
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !cancelled => {
+                cancelled = true;
+                status.set_consuming(false);
+                // The consumer stream ends once the broker confirms the cancel; what it had
+                // already pushed still arrives first and is processed normally.
+                if let Err(error) = channel
+                    .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+                    .await
+                {
+                    break SessionEnd::Lost(AmqpError::broker("cancelling the consumer")(error));
+                }
+                continue;
+            }
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => break SessionEnd::Lost(AmqpError::broker("consuming")(error)),
+            None if cancelled => break SessionEnd::Stopped(None),
+            None => {
+                break SessionEnd::Lost(AmqpError::ConsumerCancelled {
+                    queue: queue.to_owned(),
+                });
+            }
+        };
+        metrics::counter!("sluice_received_total", "source" => settings.name).increment(1);
+        let message = SourceMessage {
+            body: Bytes::from(delivery.data),
+            exchange: delivery.exchange.to_string(),
+            routing_key: delivery.routing_key.to_string(),
+            redelivered: delivery.redelivered,
+        };
+        let ack = AckToken::for_delivery(delivery.delivery_tag, message, finished_tx.clone());
+        if output.send(Incoming { ack }).await.is_err() {
+            // The pipeline is gone; the token just dropped returns that delivery to the queue.
+            break SessionEnd::Stopped(None);
+        }
+    };
+    status.set_consuming(false);
+
+    // Every token now in the pipeline holds a clone of `finished_tx`; the acker ends once they
+    // have all reported. On a lost connection it ends at its first failed ack instead.
+    drop(finished_tx);
+    match end {
+        SessionEnd::Stopped(_) => SessionEnd::Stopped(Some((acker, connection))),
+        lost => {
+            acker.abort();
+            lost
+        }
+    }
+}

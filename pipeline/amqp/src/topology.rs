@@ -1,0 +1,127 @@
+//! Declaring what a source consumes from, exactly as configured.
+//!
+//! Declarations are idempotent in AMQP only when the arguments match: redeclaring an existing
+//! exchange or queue with other flags fails with `PRECONDITION_FAILED`. That is why the sidecar
+//! declares `cloudify-monitoring` exactly as the manager's agents do (topic, non-durable,
+//! auto-delete), and why the error message names the object and its flags.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use crate::AmqpError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeType {
+    Topic,
+    Fanout,
+    Direct,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSpec {
+    pub name: String,
+    pub kind: ExchangeType,
+    pub durable: bool,
+    pub auto_delete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// `x-message-ttl`: messages older than this are dropped by the broker.
+    pub message_ttl: Option<Duration>,
+    /// `x-max-length`: past this many messages the broker drops the oldest.
+    pub max_length: Option<u32>,
+}
+
+/// A queue, and the exchange and binding keys that feed it. Without an exchange the queue is fed
+/// by publishers through the default exchange (the 3.x manager's events and logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTopology {
+    pub exchange: Option<ExchangeSpec>,
+    pub queue: QueueSpec,
+    pub binding_keys: Vec<String>,
+}
+
+pub async fn declare_exchange(channel: &Channel, exchange: &ExchangeSpec) -> Result<(), AmqpError> {
+    let kind = match exchange.kind {
+        ExchangeType::Topic => ExchangeKind::Topic,
+        ExchangeType::Fanout => ExchangeKind::Fanout,
+        ExchangeType::Direct => ExchangeKind::Direct,
+    };
+    let options = ExchangeDeclareOptions {
+        durable: exchange.durable,
+        auto_delete: exchange.auto_delete,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.name.as_str().into(),
+            kind,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(AmqpError::broker(format!(
+            "declaring exchange {:?} ({:?}, durable={}, auto_delete={})",
+            exchange.name, exchange.kind, exchange.durable, exchange.auto_delete
+        )))
+}
+
+pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), AmqpError> {
+    let mut arguments = FieldTable::default();
+    if let Some(ttl) = queue.message_ttl {
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(millis));
+    }
+    if let Some(max_length) = queue.max_length {
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(i64::from(max_length)),
+        );
+    }
+    let options = QueueDeclareOptions {
+        durable: queue.durable,
+        auto_delete: queue.auto_delete,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.name.as_str().into(), options, arguments)
+        .await
+        .map(|_| ())
+        .map_err(AmqpError::broker(format!(
+            "declaring queue {:?} (durable={}, auto_delete={}, ttl={:?}, max_length={:?}); \
+             an existing queue with other arguments must be deleted first",
+            queue.name, queue.durable, queue.auto_delete, queue.message_ttl, queue.max_length
+        )))
+}
+
+/// Declares the exchange (if any), the queue, and binds them with every binding key.
+pub async fn declare_source(channel: &Channel, topology: &SourceTopology) -> Result<(), AmqpError> {
+    declare_queue(channel, &topology.queue).await?;
+    let Some(exchange) = &topology.exchange else {
+        return Ok(());
+    };
+    declare_exchange(channel, exchange).await?;
+    for key in &topology.binding_keys {
+        channel
+            .queue_bind(
+                topology.queue.name.as_str().into(),
+                exchange.name.as_str().into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::broker(format!(
+                "binding queue {:?} to {:?} with {key:?}",
+                topology.queue.name, exchange.name
+            )))?;
+    }
+    Ok(())
+}

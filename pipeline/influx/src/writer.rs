@@ -1,0 +1,652 @@
+//! [`InfluxWriter`]: writes batches of points and answers one outcome per point.
+//!
+//! # From answers to outcomes
+//!
+//! | answer                              | outcome                                              |
+//! |-------------------------------------|------------------------------------------------------|
+//! | 2xx                                 | `Delivered`                                          |
+//! | 400, 422 (v2), 413, several lines   | split in halves, each half written again             |
+//! | 400, 422 on one line                | `Reject`: `field_type_conflict`, `beyond_retention`, `bad_line` or `rejected` |
+//! | 413 on one line                     | `Reject { reason: "too_large" }`                     |
+//! | 401, 403                            | `Retry`: misconfiguration holds deliveries, logged as an error |
+//! | 404 `database not found` (v1)       | `CREATE DATABASE`, then `Retry`                      |
+//! | 429, 5xx, anything else, no answer  | `Retry`, with the server's `Retry-After`             |
+//!
+//! A point that fails encoding is `Reject`ed with the encoder's reason and never sent.
+//!
+//! # Isolating refused lines
+//!
+//! All points of a call are encoded once, into one buffer that is pooled across calls; each
+//! line's byte range is kept, so any run of consecutive lines is a slice of that buffer and
+//! splitting a refused request costs no re-encoding. Segments are written one after another
+//! from a stack (no recursion, no boxed futures). When a segment gets an answer that is not
+//! about its lines (5xx, 429, no answer, bad credentials), the segments still waiting are not
+//! sent: they get the same `Retry`, because the next request would very likely fail the same
+//! way. Resending lines is safe because InfluxDB overwrites a point with the same series and
+//! timestamp (see the crate documentation).
+
+use std::fmt;
+use std::io::Write as _;
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use secrecy::ExposeSecret;
+use sluice_core::outcome::{BatchWriter, ItemOutcome};
+use sluice_core::point::{Point, PointLimits};
+use url::Url;
+
+use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
+use crate::encode::encode_point;
+use crate::error::InfluxError;
+use crate::telemetry;
+
+/// The longest server error text kept in an outcome's detail.
+const MAX_DETAIL_BYTES: usize = 1024;
+/// The most of an error response body that is read.
+const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
+/// Encoding buffers kept for reuse: about the number of writes in flight at once.
+const MAX_POOLED_BUFFERS: usize = 8;
+
+/// The InfluxDB sink's write half. Cheap to share: one per sink, behind an `Arc` if several
+/// tasks write concurrently.
+pub struct InfluxWriter {
+    client: reqwest::Client,
+    api: InfluxApi,
+    precision: Precision,
+    gzip: bool,
+    limits: PointLimits,
+    endpoints: Endpoints,
+    /// v2's `Token <token>`, marked sensitive so that it is never logged by the HTTP stack.
+    token_header: Option<HeaderValue>,
+    buffers: Mutex<Vec<Vec<u8>>>,
+}
+
+impl fmt::Debug for InfluxWriter {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("InfluxWriter")
+            .field("write", &self.endpoints.write.as_str())
+            .field("api", &self.api)
+            .field("precision", &self.precision)
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one write request came back with, before it becomes outcomes.
+enum WriteAnswer {
+    Written,
+    /// 400 or 422: the server refused some of the lines.
+    Refused {
+        status: u16,
+        message: String,
+    },
+    /// 413: the body is over the server's limit.
+    TooLarge {
+        message: String,
+    },
+    /// v1's 404 `database not found`.
+    DatabaseNotFound {
+        message: String,
+    },
+    /// 401 or 403.
+    Unauthorized {
+        status: u16,
+    },
+    /// Anything that may pass: no answer, 429, 5xx, other statuses.
+    Transient {
+        retry_after: Option<Duration>,
+        detail: String,
+    },
+}
+
+/// One encoded point: which item it is and where its line sits in the buffer.
+struct EncodedLine {
+    item: usize,
+    bytes: Range<usize>,
+}
+
+impl InfluxWriter {
+    /// Checks the settings and builds the HTTP client; does no I/O.
+    pub fn new(settings: InfluxSettings) -> Result<Self, InfluxError> {
+        let endpoints = Endpoints::from_settings(&settings).map_err(InfluxError::Settings)?;
+        let token_header = match &settings.api {
+            InfluxApi::V1 { .. } => None,
+            InfluxApi::V2 { token, .. } => {
+                let mut value = HeaderValue::from_str(&format!("Token {}", token.expose_secret()))
+                    .map_err(|_| {
+                        InfluxError::Settings(
+                            "token: holds characters an HTTP header cannot carry".to_owned(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        let client = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| {
+                InfluxError::Settings(format!("cannot build the http client: {error}"))
+            })?;
+        Ok(Self {
+            client,
+            api: settings.api,
+            precision: settings.precision,
+            gzip: settings.gzip,
+            limits: settings.max_point,
+            endpoints,
+            token_header,
+            buffers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// v1: `CREATE DATABASE` (idempotent in 1.x) via `POST /query`; v2: nothing, because
+    /// buckets are made by administrators.
+    pub async fn ensure_database(&self) -> Result<(), InfluxError> {
+        let InfluxApi::V1 { database, .. } = &self.api else {
+            return Ok(());
+        };
+        let statement = format!("CREATE DATABASE {}", quote_identifier(database));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &statement)
+            .finish();
+        let request = self
+            .client
+            .post(self.endpoints.query.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        let response = self.send(request, &self.endpoints.query).await?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            telemetry::authentication_failed(
+                &endpoint_name(&self.endpoints.query),
+                status.as_u16(),
+            );
+            return Err(InfluxError::Authentication {
+                status: status.as_u16(),
+            });
+        }
+        let retry_after = retry_after(&response);
+        let body = read_capped(response).await;
+        if status == StatusCode::BAD_REQUEST {
+            return Err(InfluxError::Query {
+                message: truncate_detail(error_message(&body)),
+            });
+        }
+        if !status.is_success() {
+            return Err(InfluxError::Status {
+                status: status.as_u16(),
+                message: truncate_detail(error_message(&body)),
+                retry_after,
+            });
+        }
+        // 1.x answers 200 and puts a failed statement's error inside its result.
+        let results: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let statement_error = results
+            .get("results")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .find_map(|result| result.get("error").and_then(serde_json::Value::as_str));
+        match statement_error {
+            Some(message) => Err(InfluxError::Query {
+                message: truncate_detail(message.to_owned()),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `GET /ping`, for the readiness endpoint: Ok when the server answers 2xx.
+    pub async fn ping(&self) -> Result<(), InfluxError> {
+        let request = self.client.get(self.endpoints.ping.clone());
+        let response = self.send(request, &self.endpoints.ping).await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(InfluxError::Authentication {
+                status: status.as_u16(),
+            });
+        }
+        let retry_after = retry_after(&response);
+        let body = read_capped(response).await;
+        Err(InfluxError::Status {
+            status: status.as_u16(),
+            message: truncate_detail(error_message(&body)),
+            retry_after,
+        })
+    }
+
+    /// Adds the credentials and sends; a missing answer becomes [`InfluxError::Transport`].
+    async fn send(&self, request: RequestBuilder, endpoint: &Url) -> Result<Response, InfluxError> {
+        let request = match (&self.api, &self.token_header) {
+            (
+                InfluxApi::V1 {
+                    username: Some(username),
+                    password,
+                    ..
+                },
+                _,
+            ) => request.basic_auth(
+                username,
+                password.as_ref().map(|password| password.expose_secret()),
+            ),
+            (_, Some(token)) => request.header(AUTHORIZATION, token.clone()),
+            _ => request,
+        };
+        request.send().await.map_err(|error| {
+            let timed_out = error.is_timeout();
+            InfluxError::Transport {
+                endpoint: endpoint_name(endpoint),
+                detail: truncate_detail(error_chain(&error.without_url())),
+                timed_out,
+            }
+        })
+    }
+
+    /// Writes one run of lines and classifies the answer.
+    async fn write_lines(&self, lines: &[u8]) -> WriteAnswer {
+        let mut request = self
+            .client
+            .post(self.endpoints.write.clone())
+            .header(CONTENT_TYPE, "text/plain; charset=utf-8");
+        let body = match self.gzip.then(|| gzip(lines)).transpose() {
+            Ok(Some(compressed)) => {
+                request = request.header(CONTENT_ENCODING, "gzip");
+                compressed
+            }
+            // Compressing into memory does not fail in practice; if it did, send it plain.
+            Ok(None) | Err(_) => lines.to_vec(),
+        };
+        telemetry::write_request_sent(body.len());
+        let response = match self.send(request.body(body), &self.endpoints.write).await {
+            Ok(response) => response,
+            Err(error) => {
+                let detail = error.to_string();
+                telemetry::write_request_failed(&endpoint_name(&self.endpoints.write), &detail);
+                return WriteAnswer::Transient {
+                    retry_after: None,
+                    detail,
+                };
+            }
+        };
+
+        let status = response.status();
+        telemetry::write_request_answered(status.as_u16());
+        if status.is_success() {
+            return WriteAnswer::Written;
+        }
+        let retry_after = retry_after(&response);
+        match status.as_u16() {
+            status @ (401 | 403) => {
+                telemetry::authentication_failed(&endpoint_name(&self.endpoints.write), status);
+                WriteAnswer::Unauthorized { status }
+            }
+            status @ (400 | 422) => WriteAnswer::Refused {
+                status,
+                message: error_message(&read_capped(response).await),
+            },
+            413 => WriteAnswer::TooLarge {
+                message: error_message(&read_capped(response).await),
+            },
+            404 => {
+                let message = error_message(&read_capped(response).await);
+                if matches!(self.api, InfluxApi::V1 { .. })
+                    && message.contains("database not found")
+                {
+                    WriteAnswer::DatabaseNotFound { message }
+                } else {
+                    WriteAnswer::Transient {
+                        retry_after,
+                        detail: truncate_detail(format!("influxdb answered 404: {message}")),
+                    }
+                }
+            }
+            status => {
+                let message = error_message(&read_capped(response).await);
+                WriteAnswer::Transient {
+                    retry_after,
+                    detail: truncate_detail(format!("influxdb answered {status}: {message}")),
+                }
+            }
+        }
+    }
+
+    /// Writes `lines` (consecutive runs of `buf`), splitting refused runs until each refused
+    /// line stands alone; fills in the outcome of every line's item.
+    async fn write_isolating(
+        &self,
+        buf: &[u8],
+        lines: &[EncodedLine],
+        outcomes: &mut [Option<ItemOutcome>],
+    ) {
+        let mut pending: Vec<&[EncodedLine]> = vec![lines];
+        let mut created_database = false;
+        while let Some(segment) = pending.pop() {
+            let (Some(first), Some(last)) = (segment.first(), segment.last()) else {
+                continue;
+            };
+            let answer = self
+                .write_lines(&buf[first.bytes.start..last.bytes.end])
+                .await;
+            let retry = match answer {
+                WriteAnswer::Written => {
+                    set_all(outcomes, segment, &ItemOutcome::Delivered);
+                    continue;
+                }
+                WriteAnswer::Refused { status, message } if segment.len() > 1 => {
+                    telemetry::refused_request_bisected(segment.len(), status, &message);
+                    let (front, back) = segment.split_at(segment.len() / 2);
+                    pending.push(back);
+                    pending.push(front);
+                    continue;
+                }
+                WriteAnswer::TooLarge { message } if segment.len() > 1 => {
+                    telemetry::refused_request_bisected(segment.len(), 413, &message);
+                    let (front, back) = segment.split_at(segment.len() / 2);
+                    pending.push(back);
+                    pending.push(front);
+                    continue;
+                }
+                WriteAnswer::Refused { status, message } => {
+                    let reject = ItemOutcome::Reject {
+                        reason: refusal_reason(&message),
+                        detail: truncate_detail(format!("influxdb answered {status}: {message}")),
+                    };
+                    set_all(outcomes, segment, &reject);
+                    continue;
+                }
+                WriteAnswer::TooLarge { message } => {
+                    let reject = ItemOutcome::Reject {
+                        reason: "too_large",
+                        detail: truncate_detail(format!("influxdb answered 413: {message}")),
+                    };
+                    set_all(outcomes, segment, &reject);
+                    continue;
+                }
+                WriteAnswer::DatabaseNotFound { message } => {
+                    if !created_database {
+                        created_database = true;
+                        self.create_missing_database().await;
+                    }
+                    ItemOutcome::Retry {
+                        after: None,
+                        detail: truncate_detail(format!("influxdb answered 404: {message}")),
+                    }
+                }
+                WriteAnswer::Unauthorized { status } => ItemOutcome::Retry {
+                    after: None,
+                    detail: format!("authentication failed (status {status})"),
+                },
+                WriteAnswer::Transient {
+                    retry_after,
+                    detail,
+                } => ItemOutcome::Retry {
+                    after: retry_after,
+                    detail,
+                },
+            };
+            // Not about these lines: the waiting segments would very likely fail the same way.
+            set_all(outcomes, segment, &retry);
+            for waiting in pending.drain(..) {
+                set_all(outcomes, waiting, &retry);
+            }
+        }
+    }
+
+    async fn create_missing_database(&self) {
+        let InfluxApi::V1 { database, .. } = &self.api else {
+            return;
+        };
+        telemetry::database_missing(database);
+        if let Err(error) = self.ensure_database().await {
+            telemetry::database_creation_failed(database, &error);
+        }
+    }
+
+    fn take_buffer(&self) -> Vec<u8> {
+        self.buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn return_buffer(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        if buffers.len() < MAX_POOLED_BUFFERS {
+            buffers.push(buffer);
+        }
+    }
+}
+
+impl BatchWriter for InfluxWriter {
+    type Item = Point;
+
+    fn stage(&self) -> &'static str {
+        "influx"
+    }
+
+    async fn write(&self, items: &[&Point]) -> Vec<ItemOutcome> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        let mut buf = self.take_buffer();
+        let mut lines = Vec::with_capacity(items.len());
+        for (item, point) in items.iter().enumerate() {
+            let start = buf.len();
+            match encode_point(&mut buf, point, self.precision, &self.limits) {
+                Ok(()) => lines.push(EncodedLine {
+                    item,
+                    bytes: start..buf.len(),
+                }),
+                Err(error) => {
+                    outcomes[item] = Some(ItemOutcome::Reject {
+                        reason: error.reason(),
+                        detail: error.to_string(),
+                    });
+                }
+            }
+        }
+        if !lines.is_empty() {
+            self.write_isolating(&buf, &lines, &mut outcomes).await;
+        }
+        self.return_buffer(buf);
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                // Every line gets an outcome above; this only guards the invariant.
+                outcome.unwrap_or_else(|| ItemOutcome::Retry {
+                    after: None,
+                    detail: "internal error: no outcome recorded".to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn set_all(outcomes: &mut [Option<ItemOutcome>], lines: &[EncodedLine], outcome: &ItemOutcome) {
+    for line in lines {
+        outcomes[line.item] = Some(outcome.clone());
+    }
+}
+
+/// The dead-letter reason for one line the server refused, from its error text.
+fn refusal_reason(message: &str) -> &'static str {
+    if message.contains("field type conflict") {
+        "field_type_conflict"
+    } else if message.contains("beyond retention") {
+        "beyond_retention"
+    } else if message.contains("unable to parse") {
+        "bad_line"
+    } else {
+        "rejected"
+    }
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    // The fastest level: metric lines are repetitive and compress well even so, and the CPU
+    // goes to the pipeline.
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is ignored (InfluxDB sends seconds).
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Reads at most [`MAX_ERROR_BODY_BYTES`] of an (error) response body.
+async fn read_capped(mut response: Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY_BYTES);
+    body
+}
+
+/// The server's error text: v1's `{"error": ".."}`, v2's `{"message": ".."}`, or the body.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        for key in ["error", "message"] {
+            if let Some(text) = value.get(key).and_then(serde_json::Value::as_str) {
+                return text.to_owned();
+            }
+        }
+    }
+    String::from_utf8_lossy(body).trim().to_owned()
+}
+
+/// Cuts `text` to about [`MAX_DETAIL_BYTES`], at a character boundary.
+fn truncate_detail(mut text: String) -> String {
+    if text.len() <= MAX_DETAIL_BYTES {
+        return text;
+    }
+    let mut end = MAX_DETAIL_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message says little alone).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The URL without its query, for messages.
+fn endpoint_name(url: &Url) -> String {
+    let mut name = url.clone();
+    name.set_query(None);
+    name.to_string()
+}
+
+/// An InfluxQL double-quoted identifier.
+fn quote_identifier(name: &str) -> String {
+    let mut quoted = String::with_capacity(name.len() + 2);
+    quoted.push('"');
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_reasons_by_the_server_text() {
+        let cases = [
+            (
+                r#"partial write: field type conflict: input field "value" on measurement "conflict" is type float, already exists as type string dropped=1"#,
+                "field_type_conflict",
+            ),
+            (
+                "partial write: points beyond retention policy dropped=1",
+                "beyond_retention",
+            ),
+            ("unable to parse 'm f=': missing field value", "bad_line"),
+            (
+                r#"partial write: invalid field name: input field "time" on measurement "m" is invalid dropped=1"#,
+                "rejected",
+            ),
+        ];
+        for (message, reason) in cases {
+            assert_eq!(refusal_reason(message), reason, "{message}");
+        }
+    }
+
+    #[test]
+    fn error_text_comes_from_v1_and_v2_bodies_or_the_raw_body() {
+        assert_eq!(
+            error_message(br#"{"error":"database not found: \"x\""}"#),
+            r#"database not found: "x""#
+        );
+        assert_eq!(
+            error_message(br#"{"code":"invalid","message":"unable to parse 'x'"}"#),
+            "unable to parse 'x'"
+        );
+        assert_eq!(
+            error_message(b"  <html>bad gateway</html>\n"),
+            "<html>bad gateway</html>"
+        );
+    }
+
+    #[test]
+    fn details_are_cut_to_a_kibibyte_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let cut = truncate_detail(long);
+        assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate_detail("short".into()), "short");
+    }
+
+    #[test]
+    fn identifiers_are_quoted_for_influxql() {
+        assert_eq!(quote_identifier(r#"my "db"\x"#), r#""my \"db\"\\x""#);
+    }
+
+    #[test]
+    fn gzip_output_decompresses_to_the_input() {
+        use std::io::Read as _;
+        let body = b"m value=1 1\nm value=2 2\n".repeat(100);
+        let compressed = gzip(&body).expect("gzip");
+        assert!(compressed.len() < body.len());
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut decoded)
+            .expect("gunzip");
+        assert_eq!(decoded, body);
+    }
+}

@@ -1,0 +1,741 @@
+//! Configuration in two layers.
+//!
+//! [`RawConfig`] is what the TOML file says, with serde defaults that make `sluice run` with no
+//! file a Cloudify sidecar, and unknown keys refused. Every setting can be overridden by an
+//! environment variable: `SLUICE_<SECTION>__<KEY>`, e.g. `SLUICE_INFLUX__URL` or
+//! `SLUICE_METRICS__BINDING_KEYS='["#"]'` (values are read as TOML values).
+//!
+//! [`RawConfig::validate`] turns it into [`Settings`]: typed values (URLs, socket addresses,
+//! non-zero sizes, parsed templates), checked without I/O, with every error naming its field.
+//! The JSON Schema of the raw layer is `schemas/config.schema.json`; a test fails when it is
+//! stale (`sluice config-schema > schemas/config.schema.json` regenerates it).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use schemars::JsonSchema;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sluice_amqp::BrokerUrl;
+use sluice_amqp::dead_letter::DeadLetterSettings;
+use sluice_amqp::source::SourceSettings;
+use sluice_amqp::topology::{ExchangeSpec, ExchangeType, QueueSpec, SourceTopology};
+use sluice_core::batch::BatchLimits;
+use sluice_core::point::PointLimits;
+use sluice_core::retry::RetryPolicy;
+use sluice_influx::{InfluxApi, InfluxSettings, Precision};
+use sluice_normalise::{Naming, TemplateSet};
+
+/// The prefix of environment overrides; sections and keys are separated by `__`.
+pub const ENV_PREFIX: &str = "SLUICE_";
+
+#[derive(Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(title = "sluice configuration")]
+pub struct RawConfig {
+    pub amqp: RawAmqp,
+    pub metrics: RawMetrics,
+    pub influx: RawInflux,
+    pub dead_letter: RawDeadLetter,
+    pub admin: RawAdmin,
+    pub shutdown: RawShutdown,
+}
+
+/// The RabbitMQ connection shared by every source.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAmqp {
+    /// Broker URL; its password is never logged.
+    #[schemars(with = "String")]
+    #[serde(serialize_with = "redacted")]
+    pub url: SecretString,
+    /// Unacknowledged deliveries per consumer: the bound on what is in flight. Should be at least
+    /// `influx.batch_max_points * (influx.concurrency + 1)` so batches fill without waiting.
+    pub prefetch: u16,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub reconnect_initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for RawAmqp {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefetch: 5000,
+            reconnect_initial_delay: Duration::from_millis(200),
+            reconnect_max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum RawExchangeType {
+    Topic,
+    Fanout,
+    Direct,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawNaming {
+    /// Graphite templates applied to the metric path (default `measurement*`).
+    Templates,
+    /// The old Cloudify consumer's series name as the measurement, with fields value, unit, type.
+    CloudifyLegacy,
+}
+
+/// The metrics path: where Diamond metrics are consumed and how they are named.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub enabled: bool,
+    /// The exchange the agents publish to, declared exactly as the manager declares it.
+    pub exchange: String,
+    pub exchange_type: RawExchangeType,
+    pub exchange_durable: bool,
+    pub exchange_auto_delete: bool,
+    /// sluice's own queue; it survives sluice restarts, so metrics wait meanwhile.
+    pub queue: String,
+    pub queue_durable: bool,
+    /// Binding keys; `#` also matches deployment ids that contain dots.
+    pub binding_keys: Vec<String>,
+    /// Broker-side `x-message-ttl` of the queue, e.g. "10m". Unset: messages never expire.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub queue_message_ttl: Option<Duration>,
+    /// Broker-side `x-max-length` of the queue. Unset: unbounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_max_length: Option<u32>,
+    pub naming: RawNaming,
+    /// Joins the measurement parts (and field parts) a template picks.
+    pub separator: String,
+    /// Graphite templates, `[filter] template [tag=value,...]`, most specific filter wins.
+    pub templates: Vec<String>,
+    /// Longest measurement, tag or field name accepted, in bytes.
+    pub max_name_bytes: usize,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            exchange: "cloudify-monitoring".into(),
+            exchange_type: RawExchangeType::Topic,
+            exchange_durable: false,
+            exchange_auto_delete: true,
+            queue: "sluice.metrics".into(),
+            queue_durable: true,
+            binding_keys: vec!["#".into()],
+            queue_message_ttl: None,
+            queue_max_length: None,
+            naming: RawNaming::Templates,
+            separator: ".".into(),
+            templates: vec!["measurement*".into()],
+            max_name_bytes: PointLimits::default().max_name_bytes,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum RawInfluxApi {
+    /// InfluxDB 1.x `/write` (also 2.x and 3.x compatibility endpoints).
+    V1,
+    /// InfluxDB 2.x `/api/v2/write` with org, bucket and token.
+    V2,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RawPrecision {
+    #[serde(rename = "ns")]
+    Nanoseconds,
+    #[serde(rename = "us")]
+    Microseconds,
+    #[serde(rename = "ms")]
+    Milliseconds,
+    #[serde(rename = "s")]
+    Seconds,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawInflux {
+    pub url: String,
+    pub api: RawInfluxApi,
+    /// v1: the database, created at start when `create_database` is true.
+    pub database: String,
+    pub create_database: bool,
+    /// v1: the retention policy; unset for the database's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_policy: Option<String>,
+    /// v1: basic-auth user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// v1: basic-auth password; never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password: Option<SecretString>,
+    /// v2: organisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// v2: bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// v2: API token; never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token: Option<SecretString>,
+    pub precision: RawPrecision,
+    pub gzip: bool,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub request_timeout: Duration,
+    /// A batch is written when it holds this many points...
+    pub batch_max_points: usize,
+    /// ...or this many bytes of line protocol...
+    pub batch_max_bytes: usize,
+    /// ...or this long after its first point arrived.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub batch_linger: Duration,
+    /// Write requests in flight at once.
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_max_delay: Duration,
+}
+
+impl Default for RawInflux {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8086".into(),
+            api: RawInfluxApi::V1,
+            database: "cloudify".into(),
+            create_database: true,
+            retention_policy: None,
+            username: None,
+            password: None,
+            org: None,
+            bucket: None,
+            token: None,
+            precision: RawPrecision::Nanoseconds,
+            gzip: false,
+            request_timeout: Duration::from_secs(10),
+            batch_max_points: 1000,
+            batch_max_bytes: 1024 * 1024,
+            batch_linger: Duration::from_millis(200),
+            concurrency: 2,
+            retry_initial_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where rejected messages go, with headers saying why.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDeadLetter {
+    /// A durable topic exchange; routing key `<stage>.<reason>`.
+    pub exchange: String,
+    /// A durable queue bound with `#` so that dead letters are kept; "" to declare none (then
+    /// bind your own, or unroutable dead letters send their originals back to their queue).
+    pub queue: String,
+}
+
+impl Default for RawDeadLetter {
+    fn default() -> Self {
+        Self {
+            exchange: "sluice.dead-letter".into(),
+            queue: "sluice.dead-letter".into(),
+        }
+    }
+}
+
+/// The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Loopback unless configured otherwise; "" disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9598".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawShutdown {
+    /// How long SIGTERM waits for the pipeline to drain, flush and ack before exiting anyway
+    /// (what is unacked then is redelivered by the broker).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub deadline: Duration,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+fn redacted<S: serde::Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("***")
+}
+
+fn redacted_option<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str("***"),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// One problem with the configuration, naming the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem found, so a user fixes them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration error(s):", self.0.len())?;
+        for error in &self.0 {
+            writeln!(f, "  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl RawConfig {
+    /// Reads the file (if any), then the `SLUICE_*` environment overrides.
+    pub fn load(file: Option<&Path>) -> Result<RawConfig, ConfigErrors> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigErrors(vec![ConfigError {
+                    field: "--config".into(),
+                    message: format!("{} is not a readable file", file.display()),
+                }]));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only nested keys (`SECTION__KEY`) are configuration; other SLUICE_* variables are not.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .filter(|key| key.as_str().contains('.')),
+        );
+        figment.extract().map_err(|error| {
+            ConfigErrors(
+                error
+                    .into_iter()
+                    .map(|error| ConfigError {
+                        field: if error.path.is_empty() {
+                            "(top level)".to_owned()
+                        } else {
+                            error.path.join(".")
+                        },
+                        message: error.kind.to_string(),
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Checks everything that can be checked without I/O and builds the typed settings.
+    pub fn validate(&self) -> Result<Settings, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut fail = |field: &str, message: String| {
+            errors.push(ConfigError {
+                field: field.to_owned(),
+                message,
+            })
+        };
+
+        let broker = BrokerUrl::parse(self.amqp.url.expose_secret())
+            .map_err(|error| fail("amqp.url", error.to_string()))
+            .ok();
+        if self.amqp.prefetch == 0 {
+            fail("amqp.prefetch", "must be at least 1".into());
+        }
+        let reconnect = RetryPolicy {
+            initial: self.amqp.reconnect_initial_delay,
+            max: self.amqp.reconnect_max_delay,
+        };
+        if reconnect.initial.is_zero() || reconnect.initial > reconnect.max {
+            fail(
+                "amqp.reconnect_initial_delay",
+                "must be above zero and at most amqp.reconnect_max_delay".into(),
+            );
+        }
+
+        let metrics = &self.metrics;
+        if metrics.queue.is_empty() {
+            fail("metrics.queue", "must not be empty".into());
+        }
+        if metrics.exchange.is_empty() {
+            fail("metrics.exchange", "must not be empty".into());
+        }
+        if metrics.binding_keys.is_empty() {
+            fail(
+                "metrics.binding_keys",
+                "needs at least one key (\"#\" for all)".into(),
+            );
+        }
+        if metrics.max_name_bytes == 0 {
+            fail("metrics.max_name_bytes", "must be at least 1".into());
+        }
+        let naming = match metrics.naming {
+            RawNaming::CloudifyLegacy => Some(Naming::CloudifyLegacy),
+            RawNaming::Templates => TemplateSet::parse(&metrics.separator, &metrics.templates)
+                .map(Naming::Templates)
+                .map_err(|error| fail("metrics.templates", error.to_string()))
+                .ok(),
+        };
+        let point_limits = PointLimits {
+            max_name_bytes: metrics.max_name_bytes,
+            ..PointLimits::default()
+        };
+
+        let influx = &self.influx;
+        let influx_url = url::Url::parse(&influx.url)
+            .map_err(|error| {
+                fail(
+                    "influx.url",
+                    format!("{:?} is not a URL: {error}", influx.url),
+                )
+            })
+            .ok()
+            .filter(|url| {
+                let http = matches!(url.scheme(), "http" | "https");
+                if !http {
+                    fail(
+                        "influx.url",
+                        format!("scheme {:?} is not http or https", url.scheme()),
+                    );
+                }
+                http
+            });
+        let api = match influx.api {
+            RawInfluxApi::V1 => {
+                if influx.database.is_empty() {
+                    fail(
+                        "influx.database",
+                        "must not be empty with api = \"v1\"".into(),
+                    );
+                }
+                if influx.password.is_some() && influx.username.is_none() {
+                    fail("influx.username", "a password needs a username".into());
+                }
+                Some(InfluxApi::V1 {
+                    database: influx.database.clone(),
+                    retention_policy: influx.retention_policy.clone(),
+                    username: influx.username.clone(),
+                    password: influx.password.clone(),
+                })
+            }
+            RawInfluxApi::V2 => {
+                let org = influx.org.clone().filter(|org| !org.is_empty());
+                let bucket = influx.bucket.clone().filter(|bucket| !bucket.is_empty());
+                let token = influx.token.clone();
+                if org.is_none() {
+                    fail("influx.org", "is required with api = \"v2\"".into());
+                }
+                if bucket.is_none() {
+                    fail("influx.bucket", "is required with api = \"v2\"".into());
+                }
+                if token.is_none() {
+                    fail("influx.token", "is required with api = \"v2\"".into());
+                }
+                match (org, bucket, token) {
+                    (Some(org), Some(bucket), Some(token)) => {
+                        Some(InfluxApi::V2 { org, bucket, token })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let max_items = NonZeroUsize::new(influx.batch_max_points);
+        if max_items.is_none() {
+            fail("influx.batch_max_points", "must be at least 1".into());
+        }
+        let max_bytes = NonZeroUsize::new(influx.batch_max_bytes);
+        if max_bytes.is_none() {
+            fail("influx.batch_max_bytes", "must be at least 1".into());
+        }
+        let concurrency = NonZeroUsize::new(influx.concurrency);
+        if concurrency.is_none() {
+            fail("influx.concurrency", "must be at least 1".into());
+        }
+        if influx.request_timeout.is_zero() {
+            fail("influx.request_timeout", "must be above zero".into());
+        }
+        let write_retry = RetryPolicy {
+            initial: influx.retry_initial_delay,
+            max: influx.retry_max_delay,
+        };
+        if write_retry.initial.is_zero() || write_retry.initial > write_retry.max {
+            fail(
+                "influx.retry_initial_delay",
+                "must be above zero and at most influx.retry_max_delay".into(),
+            );
+        }
+
+        if self.dead_letter.exchange.is_empty() {
+            fail("dead_letter.exchange", "must not be empty".into());
+        }
+        let admin_listen = if self.admin.listen.is_empty() {
+            None
+        } else {
+            match self.admin.listen.parse::<SocketAddr>() {
+                Ok(address) => Some(address),
+                Err(error) => {
+                    fail(
+                        "admin.listen",
+                        format!("{:?} is not an address:port: {error}", self.admin.listen),
+                    );
+                    None
+                }
+            }
+        };
+        if self.shutdown.deadline.is_zero() {
+            fail("shutdown.deadline", "must be above zero".into());
+        }
+
+        let (
+            Some(broker),
+            Some(naming),
+            Some(influx_url),
+            Some(api),
+            Some(max_items),
+            Some(max_bytes),
+            Some(concurrency),
+        ) = (
+            broker,
+            naming,
+            influx_url,
+            api,
+            max_items,
+            max_bytes,
+            concurrency,
+        )
+        else {
+            return Err(ConfigErrors(errors));
+        };
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+
+        let exchange_type = match metrics.exchange_type {
+            RawExchangeType::Topic => ExchangeType::Topic,
+            RawExchangeType::Fanout => ExchangeType::Fanout,
+            RawExchangeType::Direct => ExchangeType::Direct,
+        };
+        let precision = match influx.precision {
+            RawPrecision::Nanoseconds => Precision::Nanoseconds,
+            RawPrecision::Microseconds => Precision::Microseconds,
+            RawPrecision::Milliseconds => Precision::Milliseconds,
+            RawPrecision::Seconds => Precision::Seconds,
+        };
+        let mut warnings = Vec::new();
+        let wanted_prefetch = max_items.get().saturating_mul(concurrency.get() + 1);
+        if usize::from(self.amqp.prefetch) < wanted_prefetch {
+            warnings.push(format!(
+                "amqp.prefetch {} is below influx.batch_max_points * (influx.concurrency + 1) = \
+                 {wanted_prefetch}: batches will often wait for their linger time",
+                self.amqp.prefetch
+            ));
+        }
+
+        Ok(Settings {
+            metrics: metrics.enabled.then(|| MetricsPathSettings {
+                source: SourceSettings {
+                    url: broker.clone(),
+                    name: "metrics",
+                    topology: SourceTopology {
+                        exchange: Some(ExchangeSpec {
+                            name: metrics.exchange.clone(),
+                            kind: exchange_type,
+                            durable: metrics.exchange_durable,
+                            auto_delete: metrics.exchange_auto_delete,
+                        }),
+                        queue: QueueSpec {
+                            name: metrics.queue.clone(),
+                            durable: metrics.queue_durable,
+                            auto_delete: false,
+                            message_ttl: metrics.queue_message_ttl,
+                            max_length: metrics.queue_max_length,
+                        },
+                        binding_keys: metrics.binding_keys.clone(),
+                    },
+                    prefetch: self.amqp.prefetch,
+                    reconnect,
+                },
+                naming,
+                point_limits,
+                influx: InfluxSettings {
+                    url: influx_url,
+                    api,
+                    precision,
+                    gzip: influx.gzip,
+                    request_timeout: influx.request_timeout,
+                    max_point: point_limits,
+                },
+                create_database: influx.create_database,
+                batch: BatchLimits {
+                    max_items,
+                    max_bytes,
+                    linger: influx.batch_linger,
+                },
+                concurrency,
+                write_retry,
+            }),
+            dead_letter: DeadLetterSettings {
+                url: broker,
+                exchange: self.dead_letter.exchange.clone(),
+                queue: Some(self.dead_letter.queue.clone()).filter(|queue| !queue.is_empty()),
+                reconnect,
+            },
+            admin_listen,
+            shutdown_deadline: self.shutdown.deadline,
+            warnings,
+        })
+    }
+}
+
+/// Validated settings: what the pipeline runs with.
+pub struct Settings {
+    /// `None` when the metrics path is disabled.
+    pub metrics: Option<MetricsPathSettings>,
+    pub dead_letter: DeadLetterSettings,
+    pub admin_listen: Option<SocketAddr>,
+    pub shutdown_deadline: Duration,
+    /// Settings that are valid but probably not what the user wants.
+    pub warnings: Vec<String>,
+}
+
+pub struct MetricsPathSettings {
+    pub source: SourceSettings,
+    pub naming: Naming,
+    pub point_limits: PointLimits,
+    pub influx: InfluxSettings,
+    pub create_database: bool,
+    pub batch: BatchLimits,
+    pub concurrency: NonZeroUsize,
+    pub write_retry: RetryPolicy,
+}
+
+/// The JSON Schema of the configuration file.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_cloudify_sidecar() {
+        let settings = RawConfig::default().validate().expect("defaults are valid");
+        let metrics = settings.metrics.expect("metrics path on by default");
+        let exchange = metrics.source.topology.exchange.expect("an exchange");
+        assert_eq!(exchange.name, "cloudify-monitoring");
+        assert_eq!(exchange.kind, ExchangeType::Topic);
+        assert!(
+            !exchange.durable && exchange.auto_delete,
+            "declared as the manager does"
+        );
+        assert!(!metrics.source.topology.queue.auto_delete);
+        assert_eq!(metrics.source.topology.binding_keys, vec!["#".to_owned()]);
+        assert_eq!(metrics.influx.url.as_str(), "http://127.0.0.1:8086/");
+        assert!(
+            matches!(metrics.influx.api, InfluxApi::V1 { ref database, .. } if database == "cloudify")
+        );
+        assert_eq!(
+            settings.admin_listen,
+            Some("127.0.0.1:9598".parse().expect("addr"))
+        );
+        assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_field() {
+        let mut raw = RawConfig::default();
+        raw.amqp.url = SecretString::from("http://nope");
+        raw.amqp.prefetch = 0;
+        raw.influx.api = RawInfluxApi::V2;
+        raw.influx.batch_max_points = 0;
+        raw.metrics.templates = vec!["measurement* field*".into()];
+        raw.admin.listen = "everywhere".into();
+        let errors = raw.validate().err().expect("invalid").0;
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        for field in [
+            "amqp.url",
+            "amqp.prefetch",
+            "influx.org",
+            "influx.bucket",
+            "influx.token",
+            "influx.batch_max_points",
+            "metrics.templates",
+            "admin.listen",
+        ] {
+            assert!(fields.contains(&field), "{field} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn schema_file_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/config.schema.json"
+        );
+        let on_disk: serde_json::Value = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        assert!(
+            on_disk == json_schema(),
+            "schemas/config.schema.json is stale: run `cargo run -p sluice -- config-schema > schemas/config.schema.json`"
+        );
+    }
+}

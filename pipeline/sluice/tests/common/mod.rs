@@ -1,0 +1,571 @@
+//! Shared harness for the end-to-end tests: the real `sluice` binary, the real RabbitMQ and the
+//! real InfluxDB, each test with its own exchange, queues and database so tests run in parallel.
+//!
+//! Services come from `AMQP_URL` and `INFLUX_URL` (defaults: the local ones that
+//! `deploy/services.sh` starts). A missing service fails the test with what to run.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::Value;
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn influx_url() -> String {
+    std::env::var("INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` every 50 ms until it answers `Some`, failing with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Diamond metric body as the manager's agents publish it.
+pub fn diamond(deployment: &str, node_id: &str, path: &str, metric: f64, time: i64) -> Vec<u8> {
+    let (collector, rest) = path.split_once('.').unwrap_or((path, "value"));
+    serde_json::json!({
+        "node_id": node_id,
+        "node_name": "nodejs_host",
+        "deployment_id": deployment,
+        "name": collector,
+        "path": rest.replace('.', "_"),
+        "metric": metric,
+        "unit": "",
+        "type": "GAUGE",
+        "host": node_id,
+        "service": format!("{deployment}.nodejs_host.{node_id}.{path}"),
+        "time": time,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// RabbitMQ
+
+pub struct Broker {
+    pub connection: Connection,
+    pub channel: Channel,
+}
+
+impl Broker {
+    pub async fn connect() -> Broker {
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "RabbitMQ is not reachable at {}: {error}; run deploy/services.sh",
+                    amqp_url()
+                )
+            });
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        Broker {
+            connection,
+            channel,
+        }
+    }
+
+    /// Declares the metrics exchange exactly as the manager's agents do.
+    pub async fn declare_monitoring_exchange(&self, exchange: &str) {
+        self.channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: false,
+                    auto_delete: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare exchange");
+    }
+
+    /// Publishes with no properties, as the agents do, and waits for the broker's confirm.
+    pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish");
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
+
+    /// Ready (not unacked) messages and consumers of a queue, without changing it.
+    pub async fn queue_counts(&self, queue: &str) -> (u32, u32) {
+        let declared = self
+            .channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        (declared.message_count(), declared.consumer_count())
+    }
+
+    pub async fn delete_queue(&self, queue: &str) {
+        let _ = self
+            .channel
+            .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+            .await;
+    }
+
+    pub async fn delete_exchange(&self, exchange: &str) {
+        let _ = self
+            .channel
+            .exchange_delete(
+                exchange.into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+
+    /// Takes `count` messages from `queue` (acking them), failing after `timeout`.
+    pub async fn take(&self, queue: &str, count: usize, timeout: Duration) -> Vec<DeadLetterSeen> {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                unique("test-reader").as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while seen.len() < count {
+            let next = tokio::time::timeout_at(deadline, consumer.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("only {} of {count} messages arrived in {queue}", seen.len())
+                });
+            let delivery = next.expect("stream open").expect("delivery");
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+            let headers = delivery
+                .properties
+                .headers()
+                .clone()
+                .map(|table| {
+                    table
+                        .inner()
+                        .iter()
+                        .map(|(key, value)| (key.to_string(), header_text(value)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            seen.push(DeadLetterSeen {
+                routing_key: delivery.routing_key.to_string(),
+                headers,
+                body: delivery.data,
+            });
+        }
+        let _ = channel.close(200, "done".into()).await;
+        seen
+    }
+}
+
+fn header_text(value: &AMQPValue) -> String {
+    match value {
+        AMQPValue::LongString(text) => String::from_utf8_lossy(text.as_bytes()).into_owned(),
+        AMQPValue::LongLongInt(number) => number.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[derive(Debug)]
+pub struct DeadLetterSeen {
+    pub routing_key: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// InfluxDB
+
+pub struct Influx {
+    pub url: String,
+    pub database: String,
+    client: reqwest::Client,
+}
+
+impl Influx {
+    /// A fresh database on the server at `url`; the server must answer /ping.
+    pub async fn new(url: &str, database: &str) -> Influx {
+        let client = reqwest::Client::new();
+        let ping = client.get(format!("{url}/ping")).send().await;
+        assert!(
+            ping.is_ok_and(|response| response.status().is_success()),
+            "InfluxDB is not running at {url}: run deploy/services.sh"
+        );
+        Influx {
+            url: url.to_owned(),
+            database: database.to_owned(),
+            client,
+        }
+    }
+
+    pub async fn execute(&self, statement: &str) -> anyhow::Result<Value> {
+        let response = self
+            .client
+            .post(format!("{}/query", self.url))
+            .query(&[
+                ("q", statement),
+                ("db", self.database.as_str()),
+                ("epoch", "ns"),
+            ])
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("{statement}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// The rows of a query as maps column -> value.
+    pub async fn rows(&self, query: &str) -> anyhow::Result<Vec<BTreeMap<String, Value>>> {
+        let body = self.execute(query).await?;
+        let mut rows = Vec::new();
+        let series = body["results"][0]["series"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for serie in series {
+            let columns: Vec<String> = serie["columns"]
+                .as_array()
+                .context("columns")?
+                .iter()
+                .map(|column| column.as_str().unwrap_or_default().to_owned())
+                .collect();
+            for values in serie["values"].as_array().context("values")? {
+                let values = values.as_array().context("row")?;
+                rows.push(
+                    columns
+                        .iter()
+                        .cloned()
+                        .zip(values.iter().cloned())
+                        .collect(),
+                );
+            }
+        }
+        Ok(rows)
+    }
+
+    /// How many points a measurement holds (0 when it does not exist).
+    pub async fn count(&self, measurement: &str) -> u64 {
+        let query = format!("SELECT count(\"value\") FROM \"{measurement}\"");
+        match self.rows(&query).await {
+            Ok(rows) => rows
+                .first()
+                .and_then(|row| row.get("count"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    pub async fn write_lines(&self, lines: &str) {
+        let response = self
+            .client
+            .post(format!("{}/write", self.url))
+            .query(&[("db", self.database.as_str()), ("precision", "s")])
+            .body(lines.to_owned())
+            .send()
+            .await
+            .expect("write");
+        assert!(
+            response.status().is_success(),
+            "seed write: {}",
+            response.status()
+        );
+    }
+
+    pub async fn drop_database(&self) {
+        let _ = self
+            .execute(&format!("DROP DATABASE \"{}\"", self.database))
+            .await;
+    }
+}
+
+/// A private InfluxDB 1.x server the test can stop and start: the real `influxd`, on free
+/// loopback ports, with its data in a temporary directory.
+pub struct PrivateInflux {
+    pub http_port: u16,
+    rpc_port: u16,
+    data_dir: PathBuf,
+    process: Option<Child>,
+}
+
+impl PrivateInflux {
+    pub async fn start() -> PrivateInflux {
+        let data_dir = std::env::temp_dir().join(unique("sluice-influxd"));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let mut server = PrivateInflux {
+            http_port: free_port(),
+            rpc_port: free_port(),
+            data_dir,
+            process: None,
+        };
+        server.resume().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Starts (again) on the same ports and data.
+    pub async fn resume(&mut self) {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/influxdb.conf");
+        let child = Command::new("influxd")
+            .arg("-config")
+            .arg(config)
+            .env(
+                "INFLUXDB_BIND_ADDRESS",
+                format!("127.0.0.1:{}", self.rpc_port),
+            )
+            .env(
+                "INFLUXDB_HTTP_BIND_ADDRESS",
+                format!("127.0.0.1:{}", self.http_port),
+            )
+            .env("INFLUXDB_META_DIR", self.data_dir.join("meta"))
+            .env("INFLUXDB_DATA_DIR", self.data_dir.join("data"))
+            .env("INFLUXDB_DATA_WAL_DIR", self.data_dir.join("wal"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("influxd is not installed: run deploy/services.sh");
+        self.process = Some(child);
+        let client = reqwest::Client::new();
+        let ping = format!("{}/ping", self.url());
+        eventually(
+            "the private influxd to answer /ping",
+            Duration::from_secs(60),
+            || {
+                let request = client.get(&ping).send();
+                async move {
+                    request
+                        .await
+                        .ok()
+                        .filter(|response| response.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Kills the server, as a crash or an outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateInflux {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sluice process
+
+/// Names of everything one test's sluice uses, so tests never share broker objects.
+pub struct TestNames {
+    pub exchange: String,
+    pub queue: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    pub database: String,
+}
+
+impl TestNames {
+    pub fn new(test: &str) -> TestNames {
+        TestNames {
+            exchange: unique(&format!("{test}.monitoring")),
+            queue: unique(&format!("{test}.metrics")),
+            dead_letter_exchange: unique(&format!("{test}.dead-letter")),
+            dead_letter_queue: unique(&format!("{test}.dead-letter")),
+            database: unique(test),
+        }
+    }
+}
+
+pub struct Sluice {
+    process: Option<Child>,
+    pub admin: String,
+    client: reqwest::Client,
+}
+
+impl Sluice {
+    /// Starts `sluice run` with the test's names, extra `SLUICE_*` overrides, and waits until
+    /// it is consuming (so its queue is bound before anything is published).
+    pub async fn start(names: &TestNames, influx_url: &str, overrides: &[(&str, &str)]) -> Sluice {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .arg("run")
+            .env("RUST_LOG", "info,sluice_amqp=debug")
+            .env("SLUICE_AMQP__URL", amqp_url())
+            .env("SLUICE_METRICS__EXCHANGE", &names.exchange)
+            .env("SLUICE_METRICS__QUEUE", &names.queue)
+            .env("SLUICE_DEAD_LETTER__EXCHANGE", &names.dead_letter_exchange)
+            .env("SLUICE_DEAD_LETTER__QUEUE", &names.dead_letter_queue)
+            .env("SLUICE_INFLUX__URL", influx_url)
+            .env("SLUICE_INFLUX__DATABASE", &names.database)
+            .env("SLUICE_INFLUX__BATCH_LINGER", "50ms")
+            .env("SLUICE_ADMIN__LISTEN", &admin)
+            .stdin(Stdio::null());
+        for (key, value) in overrides {
+            command.env(key, value);
+        }
+        let process = command.spawn().expect("spawn sluice");
+        let sluice = Sluice {
+            process: Some(process),
+            admin,
+            client: reqwest::Client::new(),
+        };
+        eventually(
+            "sluice to consume its queue",
+            Duration::from_secs(30),
+            || async { sluice.consuming().await.then_some(()) },
+        )
+        .await;
+        sluice
+    }
+
+    /// Consuming from the broker; `/readyz` says so even while InfluxDB is down ("influxdb: ...").
+    async fn consuming(&self) -> bool {
+        let Ok(response) = self
+            .client
+            .get(format!("http://{}/readyz", self.admin))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        status == 200 || body.starts_with("influxdb")
+    }
+
+    pub async fn metrics_text(&self) -> Option<String> {
+        let response = self
+            .client
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .ok()?;
+        response.text().await.ok()
+    }
+
+    /// The sum of a counter over all its label sets (0 when absent).
+    pub async fn counter(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await.unwrap_or_default();
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the exit status's success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.process.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().map(|status| status.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
