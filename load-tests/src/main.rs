@@ -86,18 +86,14 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
         unconfirmed.push(confirm);
-        if unconfirmed.len() >= MAX_UNCONFIRMED {
-            if let Some(confirmation) = unconfirmed.next().await {
-                if !confirmation?.is_ack() {
-                    bail!("the broker refused a publish");
-                }
-            }
+        if unconfirmed.len() >= MAX_UNCONFIRMED
+            && let Some(confirmation) = unconfirmed.next().await
+        {
+            ensure_acked(confirmation)?;
         }
     }
     while let Some(confirmation) = unconfirmed.next().await {
-        if !confirmation?.is_ack() {
-            bail!("the broker refused a publish");
-        }
+        ensure_acked(confirmation)?;
     }
     let published_in = started.elapsed();
     let good = args.count - bad;
@@ -130,6 +126,13 @@ async fn main() -> anyhow::Result<()> {
     );
     if landed < good as u64 || (dead as usize) < bad {
         bail!("timed out: expected {good} points and {bad} dead letters");
+    }
+    Ok(())
+}
+
+fn ensure_acked(confirmation: lapin::Result<lapin::Confirmation>) -> anyhow::Result<()> {
+    if !confirmation?.is_ack() {
+        bail!("the broker refused a publish");
     }
     Ok(())
 }

@@ -293,11 +293,11 @@ mod tests {
             for (i, tag) in order.iter().enumerate() {
                 tracker.finish(*tag);
                 finished.insert(*tag);
-                if i % release_every == 0 {
-                    if let Some(up_to) = tracker.release() {
-                        for t in 1..=up_to {
-                            prop_assert!(finished.contains(&t), "released {} before tag {} finished", up_to, t);
-                        }
+                if i % release_every == 0
+                    && let Some(up_to) = tracker.release()
+                {
+                    for t in 1..=up_to {
+                        prop_assert!(finished.contains(&t), "released {} before tag {} finished", up_to, t);
                     }
                 }
             }

@@ -340,6 +340,9 @@ mod tests {
                 parsed.to_bits() == original.to_bits()
             }
             (ParsedValue::Boolean(parsed), FieldValue::Boolean(original)) => parsed == original,
+            // The builder's own tests mention a parser issue decoding escaped double quotes in
+            // string values; in influxdb-line-protocol 2.0.0 they decode correctly (this
+            // property writes plenty of them), so string values need no restriction.
             (ParsedValue::String(parsed), FieldValue::String(original)) => {
                 parsed.as_str() == original
             }

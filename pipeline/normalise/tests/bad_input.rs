@@ -300,6 +300,23 @@ fn optional_fields_may_be_absent_or_null() {
 }
 
 #[test]
+fn deep_nesting_neither_overflows_the_stack_nor_passes() {
+    let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
+    for depth in [1_000, 100_000] {
+        let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let body = example_with("unit", Some(&nested));
+        match normaliser.normalise(&mut body.into_bytes()) {
+            // simd-json's depth limit is 1024: below it the value is a wrong-typed unit.
+            Err(error) => assert!(
+                ["wrong_type", "invalid_json"].contains(&error.reason()),
+                "{depth}: {error}"
+            ),
+            Ok(normalised) => panic!("{depth}: {normalised:?}"),
+        }
+    }
+}
+
+#[test]
 fn integers_past_64_bits_are_float_metrics() {
     let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
     let body = example_with("metric", Some("123456789012345678901234567890"));
