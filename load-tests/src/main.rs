@@ -40,6 +40,13 @@ struct Args {
     /// The dead-letter queue to count the bad messages in.
     #[arg(long, default_value = "sluice.dead-letter")]
     dead_letter_queue: String,
+    /// Publish and exit without waiting: pre-load a queue while sluice is stopped.
+    #[arg(long, conflicts_with = "drain_only")]
+    publish_only: bool,
+    /// Publish nothing: time how long sluice takes to drain what an earlier
+    /// `--publish-only` run (with the same --count and --bad-every) left queued.
+    #[arg(long)]
+    drain_only: bool,
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -59,6 +66,49 @@ async fn main() -> anyhow::Result<()> {
         .await
         .unwrap_or(0);
 
+    let bad = if args.bad_every == 0 {
+        0
+    } else {
+        args.count / args.bad_every
+    };
+    let good = args.count - bad;
+    // Live runs are timed from the first publish; --drain-only runs from now.
+    let started = Instant::now();
+    if !args.drain_only {
+        publish(&args, &channel).await?;
+        if args.publish_only {
+            return Ok(());
+        }
+    }
+
+    let client = reqwest::Client::new();
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let (mut landed, mut dead) = (0u64, 0u32);
+    while Instant::now() < deadline {
+        landed = influx_points(&client, &args).await.unwrap_or(landed);
+        dead = queue_depth(&channel, &args.dead_letter_queue)
+            .await
+            .unwrap_or(dead_before)
+            .saturating_sub(dead_before);
+        if landed >= good as u64 && dead as usize >= bad {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "drained in {:.2}s: {landed} points in InfluxDB, {dead} dead-lettered ({:.0} msg/s end to end)",
+        elapsed.as_secs_f64(),
+        args.count as f64 / elapsed.as_secs_f64()
+    );
+    if landed < good as u64 || (dead as usize) < bad {
+        bail!("timed out: expected {good} points and {bad} dead letters");
+    }
+    Ok(())
+}
+
+/// Publishes `--count` bodies (every `--bad-every`th malformed), with confirms pipelined.
+async fn publish(args: &Args, channel: &lapin::Channel) -> anyhow::Result<()> {
     // Distinct timestamps per message so every good one is its own InfluxDB point.
     let bodies = sluice_benches::diamond_bodies(args.count);
     let mut bad = 0usize;
@@ -96,37 +146,14 @@ async fn main() -> anyhow::Result<()> {
         ensure_acked(confirmation)?;
     }
     let published_in = started.elapsed();
-    let good = args.count - bad;
     println!(
-        "published {} messages ({good} good, {bad} bad) in {:.2}s ({:.0} msg/s)",
+        "published {} messages ({} good, {bad} bad) in {:.2}s ({:.0} msg/s)",
         args.count,
+        args.count - bad,
         published_in.as_secs_f64(),
         args.count as f64 / published_in.as_secs_f64()
     );
 
-    let client = reqwest::Client::new();
-    let deadline = started + Duration::from_secs(args.timeout_secs);
-    let (mut landed, mut dead) = (0u64, 0u32);
-    while Instant::now() < deadline {
-        landed = influx_points(&client, &args).await.unwrap_or(landed);
-        dead = queue_depth(&channel, &args.dead_letter_queue)
-            .await
-            .unwrap_or(dead_before)
-            .saturating_sub(dead_before);
-        if landed >= good as u64 && dead as usize >= bad {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let elapsed = started.elapsed();
-    println!(
-        "drained in {:.2}s: {landed} points in InfluxDB, {dead} dead-lettered ({:.0} msg/s end to end)",
-        elapsed.as_secs_f64(),
-        args.count as f64 / elapsed.as_secs_f64()
-    );
-    if landed < good as u64 || (dead as usize) < bad {
-        bail!("timed out: expected {good} points and {bad} dead letters");
-    }
     Ok(())
 }
 

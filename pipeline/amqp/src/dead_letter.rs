@@ -17,7 +17,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Channel, Connection};
 use lapin::{Confirmation, PublisherConfirm};
 use sluice_core::dead_letter::{DeadLetter, DeadLetterReceiver};
 use sluice_core::retry::RetryPolicy;
@@ -58,10 +58,10 @@ pub async fn run_dead_letter_publisher(
 ) {
     let mut attempt: u32 = 0;
     loop {
-        let channel = match open_channel(&settings).await {
-            Ok(channel) => {
+        let (connection, channel) = match open_channel(&settings).await {
+            Ok(opened) => {
                 attempt = 0;
-                channel
+                opened
             }
             Err(error) => {
                 let delay = settings.reconnect.delay(attempt, None);
@@ -76,6 +76,7 @@ pub async fn run_dead_letter_publisher(
         match publish_until_closed(&settings, &channel, &mut letters).await {
             Ok(()) => {
                 let _ = channel.close(200, "sluice stopping".into()).await;
+                let _ = connection.close(200, "sluice stopping".into()).await;
                 return;
             }
             Err(error) => {
@@ -85,7 +86,7 @@ pub async fn run_dead_letter_publisher(
     }
 }
 
-async fn open_channel(settings: &DeadLetterSettings) -> Result<Channel, AmqpError> {
+async fn open_channel(settings: &DeadLetterSettings) -> Result<(Connection, Channel), AmqpError> {
     let connection = connect(&settings.url, "dead-letter").await?;
     let channel = connection
         .create_channel()
@@ -128,7 +129,7 @@ async fn open_channel(settings: &DeadLetterSettings) -> Result<Channel, AmqpErro
             .await
             .map_err(AmqpError::broker("binding the dead-letter queue"))?;
     }
-    Ok(channel)
+    Ok((connection, channel))
 }
 
 async fn publish_until_closed(

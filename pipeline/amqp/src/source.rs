@@ -67,10 +67,31 @@ impl SourceStatus {
     }
 }
 
+/// A stopped session that still has deliveries in the pipeline.
+struct Finishing {
+    acker: tokio::task::JoinHandle<()>,
+    channel: lapin::Channel,
+    connection: lapin::Connection,
+}
+
+impl Finishing {
+    /// Waits until the acker has acked everything, then closes channel and connection in order
+    /// (dropping the last channel handle would start a close that races the connection's).
+    async fn finish(self) {
+        let _ = self.acker.await;
+        if let Err(error) = self.channel.close(200, "sluice stopping".into()).await {
+            tracing::debug!(%error, "closing the consuming channel");
+        }
+        if let Err(error) = self.connection.close(200, "sluice stopping".into()).await {
+            tracing::debug!(%error, "closing the broker connection");
+        }
+    }
+}
+
 enum SessionEnd {
     /// Shutdown was asked for, or the pipeline closed its input. Holds what is needed to finish:
     /// the acker still acking the deliveries in the pipeline, and the connection to close after.
-    Stopped(Option<(tokio::task::JoinHandle<()>, lapin::Connection)>),
+    Stopped(Option<Finishing>),
     /// The connection or channel failed; reconnect.
     Lost(AmqpError),
 }
@@ -93,11 +114,8 @@ pub async fn run_source(
                 // Closing the output lets the stages behind drain and flush; their tokens finish,
                 // and the acker ends once the last one has been acked.
                 drop(output);
-                if let Some((acker, connection)) = finishing {
-                    let _ = acker.await;
-                    if let Err(error) = connection.close(200, "sluice stopping".into()).await {
-                        tracing::debug!(%error, "closing the broker connection");
-                    }
+                if let Some(finishing) = finishing {
+                    finishing.finish().await;
                     tracing::info!(
                         source = settings.name,
                         "source stopped; finished deliveries acked"
@@ -228,7 +246,11 @@ async fn consume_session(
     // have all reported. On a lost connection it ends at its first failed ack instead.
     drop(finished_tx);
     match end {
-        SessionEnd::Stopped(_) => SessionEnd::Stopped(Some((acker, connection))),
+        SessionEnd::Stopped(_) => SessionEnd::Stopped(Some(Finishing {
+            acker,
+            channel,
+            connection,
+        })),
         lost => {
             acker.abort();
             lost

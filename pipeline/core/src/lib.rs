@@ -10,12 +10,14 @@
 //! - [`batch`]: the one reusable batching stage, bounded by items, bytes and linger time.
 //! - [`outcome`]: per-item sink outcomes, and the driver that retries only what failed and
 //!   dead-letters what was rejected.
+//! - [`document`]: the normalised event or log document, with its index and idempotent `_id`.
 //! - [`dead_letter`]: what a rejected item becomes on its way to the dead-letter exchange.
 //! - [`retry`]: capped exponential backoff with jitter.
 
 pub mod ack;
 pub mod batch;
 pub mod dead_letter;
+pub mod document;
 pub mod outcome;
 pub mod point;
 pub mod retry;
