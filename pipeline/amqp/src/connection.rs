@@ -72,11 +72,11 @@ impl AmqpError {
     }
 }
 
-/// Opens a connection named after its role, so `rabbitmqctl list_connections name` tells them
-/// apart.
+/// Opens a connection named after its role and process, so that
+/// `rabbitmqctl list_connections client_properties` tells instances and roles apart.
 pub async fn connect(url: &BrokerUrl, role: &str) -> Result<Connection, AmqpError> {
-    let properties =
-        ConnectionProperties::default().with_connection_name(format!("sluice {role}").into());
+    let name = format!("sluice {role} pid={}", std::process::id());
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
     Connection::connect(url.full.expose_secret(), properties)
         .await
         .map_err(|source| AmqpError::Connect {

@@ -91,7 +91,7 @@ impl Finishing {
 enum SessionEnd {
     /// Shutdown was asked for, or the pipeline closed its input. Holds what is needed to finish:
     /// the acker still acking the deliveries in the pipeline, and the connection to close after.
-    Stopped(Option<Finishing>),
+    Stopped(Option<Box<Finishing>>),
     /// The connection or channel failed; reconnect.
     Lost(AmqpError),
 }
@@ -109,7 +109,14 @@ pub async fn run_source(
     let mut attempt: u32 = 0;
     let mut ever_connected = false;
     loop {
-        match consume_session(&settings, &output, &status, &shutdown, &mut ever_connected).await {
+        let mut consumed = false;
+        let end = consume_session(&settings, &output, &status, &shutdown, &mut consumed).await;
+        if consumed {
+            // A session that got as far as consuming starts the backoff over.
+            ever_connected = true;
+            attempt = 0;
+        }
+        match end {
             SessionEnd::Stopped(finishing) => {
                 // Closing the output lets the stages behind drain and flush; their tokens finish,
                 // and the acker ends once the last one has been acked.
@@ -153,7 +160,7 @@ async fn consume_session(
     output: &mpsc::Sender<Incoming>,
     status: &SourceStatus,
     shutdown: &CancellationToken,
-    ever_connected: &mut bool,
+    consumed: &mut bool,
 ) -> SessionEnd {
     let connection = tokio::select! {
         () = shutdown.cancelled() => return SessionEnd::Stopped(None),
@@ -191,7 +198,7 @@ async fn consume_session(
             return SessionEnd::Lost(AmqpError::broker(format!("consuming {queue:?}"))(error));
         }
     };
-    *ever_connected = true;
+    *consumed = true;
     status.set_consuming(true);
     tracing::info!(source = settings.name, queue, url = %settings.url, "consuming");
 
@@ -246,11 +253,11 @@ async fn consume_session(
     // have all reported. On a lost connection it ends at its first failed ack instead.
     drop(finished_tx);
     match end {
-        SessionEnd::Stopped(_) => SessionEnd::Stopped(Some(Finishing {
+        SessionEnd::Stopped(_) => SessionEnd::Stopped(Some(Box::new(Finishing {
             acker,
             channel,
             connection,
-        })),
+        }))),
         lost => {
             acker.abort();
             lost

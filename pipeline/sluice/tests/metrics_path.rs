@@ -298,3 +298,68 @@ async fn while_influxdb_is_down_nothing_is_acked_and_after_it_returns_nothing_is
     broker.delete_queue(&names.dead_letter_queue).await;
     broker.delete_exchange(&names.dead_letter_exchange).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_broker_drops_the_connection_sluice_reconnects_and_loses_nothing() {
+    let names = TestNames::new("reconnect");
+    let broker = Broker::connect().await;
+    let influx = Influx::new(&influx_url(), &names.database).await;
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &[
+            ("SLUICE_AMQP__RECONNECT_INITIAL_DELAY", "50ms"),
+            ("SLUICE_AMQP__RECONNECT_MAX_DELAY", "500ms"),
+        ],
+    )
+    .await;
+
+    for index in 0..50i64 {
+        broker
+            .publish(
+                &names.exchange,
+                "nodecellar",
+                &diamond("nodecellar", "h", "disk.io", 1.0, BASE_TIME + index),
+            )
+            .await;
+    }
+    eventually("the first 50 points", WAIT, || async {
+        (influx.count("disk.io").await == 50).then_some(())
+    })
+    .await;
+
+    assert_eq!(
+        sluice.sever_broker_connection("metrics"),
+        1,
+        "one consuming connection"
+    );
+    eventually("a reconnect", WAIT, || async {
+        (sluice.counter("sluice_amqp_reconnects_total").await >= 1.0).then_some(())
+    })
+    .await;
+    // Consuming again: the queue has a consumer once more.
+    eventually("a consumer on the queue again", WAIT, || async {
+        (broker.queue_counts(&names.queue).await.1 == 1).then_some(())
+    })
+    .await;
+
+    for index in 50..100i64 {
+        broker
+            .publish(
+                &names.exchange,
+                "nodecellar",
+                &diamond("nodecellar", "h", "disk.io", 2.0, BASE_TIME + index),
+            )
+            .await;
+    }
+    eventually("all 100 points", WAIT, || async {
+        (influx.count("disk.io").await == 100).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop after a reconnect");
+    assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
+    influx.drop_database().await;
+    broker.delete_queue(&names.queue).await;
+    broker.delete_queue(&names.dead_letter_queue).await;
+    broker.delete_exchange(&names.dead_letter_exchange).await;
+}

@@ -482,7 +482,7 @@ impl Sluice {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .arg("run")
-            .env("RUST_LOG", "info,sluice_amqp=debug")
+            .env("RUST_LOG", "warn")
             .env("SLUICE_AMQP__URL", amqp_url())
             .env("SLUICE_METRICS__EXCHANGE", &names.exchange)
             .env("SLUICE_METRICS__QUEUE", &names.queue)
@@ -546,6 +546,31 @@ impl Sluice {
             })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Has the broker close this process's connection of `role` (`metrics`, `dead-letter`), as a
+    /// broker restart or a network cut would. Returns how many connections were closed.
+    pub fn sever_broker_connection(&self, role: &str) -> usize {
+        let pid = self.process.as_ref().map(Child::id).expect("running");
+        let marker = format!("sluice {role} pid={pid}");
+        let listing = Command::new("rabbitmqctl")
+            .args(["-q", "list_connections", "pid", "client_properties"])
+            .output()
+            .expect("rabbitmqctl is needed to sever connections: install rabbitmq-server");
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let mut closed = 0;
+        for line in listing.lines().filter(|line| line.contains(&marker)) {
+            let Some(connection) = line.split_whitespace().next() else {
+                continue;
+            };
+            let status = Command::new("rabbitmqctl")
+                .args(["-q", "close_connection", connection, "severed by a test"])
+                .status()
+                .expect("rabbitmqctl");
+            assert!(status.success(), "close_connection {connection}");
+            closed += 1;
+        }
+        closed
     }
 
     /// SIGTERM, then waits for a clean exit; returns the exit status's success.
