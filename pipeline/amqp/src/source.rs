@@ -67,6 +67,20 @@ impl SourceStatus {
     }
 }
 
+/// Asks the broker to stop delivering. The consumer stream ends once the broker confirms; what it
+/// had already pushed still arrives first and is processed normally.
+async fn cancel_consumer(
+    channel: &lapin::Channel,
+    consumer_tag: &str,
+    status: &SourceStatus,
+) -> Result<(), AmqpError> {
+    status.set_consuming(false);
+    channel
+        .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+        .await
+        .map_err(AmqpError::broker("cancelling the consumer"))
+}
+
 /// A stopped session that still has deliveries in the pipeline.
 struct Finishing {
     acker: tokio::task::JoinHandle<()>,
@@ -211,14 +225,8 @@ async fn consume_session(
             biased;
             () = shutdown.cancelled(), if !cancelled => {
                 cancelled = true;
-                status.set_consuming(false);
-                // The consumer stream ends once the broker confirms the cancel; what it had
-                // already pushed still arrives first and is processed normally.
-                if let Err(error) = channel
-                    .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-                    .await
-                {
-                    break SessionEnd::Lost(AmqpError::broker("cancelling the consumer")(error));
+                if let Err(error) = cancel_consumer(&channel, &consumer_tag, status).await {
+                    break SessionEnd::Lost(error);
                 }
                 continue;
             }
@@ -242,7 +250,20 @@ async fn consume_session(
             redelivered: delivery.redelivered,
         };
         let ack = AckToken::for_delivery(delivery.delivery_tag, message, finished_tx.clone());
-        if output.send(Incoming { ack }).await.is_err() {
+        // A full pipeline (a store that is down) must not keep a stop waiting: if the stop comes
+        // first, the delivery's token is dropped unfinished and it goes back to the queue.
+        let handed_on = tokio::select! {
+            biased;
+            sent = output.send(Incoming { ack }) => sent.is_ok(),
+            () = shutdown.cancelled(), if !cancelled => {
+                cancelled = true;
+                if let Err(error) = cancel_consumer(&channel, &consumer_tag, status).await {
+                    break SessionEnd::Lost(error);
+                }
+                true
+            }
+        };
+        if !handed_on {
             // The pipeline is gone; the token just dropped returns that delivery to the queue.
             break SessionEnd::Stopped(None);
         }

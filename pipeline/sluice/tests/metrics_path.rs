@@ -147,6 +147,8 @@ async fn good_metrics_land_exactly_and_bad_ones_are_dead_lettered_with_reasons()
         assert!(!letter.headers["x-sluice-error"].is_empty());
     }
 
+    assert_eq!(sluice.get("/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(sluice.get("/readyz").await, (200, "ready\n".to_owned()));
     let rejected = sluice.counter("sluice_rejected_total").await;
     assert_eq!(
         rejected,
@@ -283,6 +285,7 @@ async fn while_influxdb_is_down_nothing_is_acked_and_after_it_returns_nothing_is
     assert_eq!(sluice.counter("sluice_acked_total").await, 100.0);
     assert_eq!(broker.queue_counts(&names.queue).await, (0, 1));
 
+    let frames_before = sluice.counter("sluice_ack_frames_total").await;
     server.resume().await;
     eventually("all 200 points after the outage", WAIT, || async {
         (influx.count("load.avg").await == 200).then_some(())
@@ -292,6 +295,12 @@ async fn while_influxdb_is_down_nothing_is_acked_and_after_it_returns_nothing_is
         (sluice.counter("sluice_acked_total").await == 200.0).then_some(())
     })
     .await;
+    // The 100 held deliveries were acked cumulatively, a frame per batch, not one per message.
+    let frames = sluice.counter("sluice_ack_frames_total").await - frames_before;
+    assert!(
+        (1.0..=5.0).contains(&frames),
+        "{frames} ack frames for 100 deliveries"
+    );
     assert!(sluice.stop(), "clean stop");
     assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
     broker.delete_queue(&names.queue).await;
@@ -359,6 +368,55 @@ async fn after_the_broker_drops_the_connection_sluice_reconnects_and_loses_nothi
     assert!(sluice.stop(), "clean stop after a reconnect");
     assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
     influx.drop_database().await;
+    broker.delete_queue(&names.queue).await;
+    broker.delete_queue(&names.dead_letter_queue).await;
+    broker.delete_exchange(&names.dead_letter_exchange).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_influxdb_is_unreachable_keeps_its_deadline_and_returns_every_message() {
+    let names = TestNames::new("deadline");
+    let broker = Broker::connect().await;
+    // Nothing listens on this port: InfluxDB is down for the whole test.
+    let unreachable = format!("http://127.0.0.1:{}", common::free_port());
+    let mut sluice = Sluice::start(
+        &names,
+        &unreachable,
+        &[
+            ("SLUICE_SHUTDOWN__DEADLINE", "2s"),
+            ("SLUICE_INFLUX__RETRY_MAX_DELAY", "200ms"),
+        ],
+    )
+    .await;
+    for index in 0..30i64 {
+        broker
+            .publish(
+                &names.exchange,
+                "nodecellar",
+                &diamond("nodecellar", "h", "cpu.idle", 1.0, BASE_TIME + index),
+            )
+            .await;
+    }
+    eventually("sluice to hold all 30 and retry them", WAIT, || async {
+        let received = sluice.counter("sluice_received_total").await;
+        let retried = sluice.counter("sluice_retried_total").await;
+        (received == 30.0 && retried >= 30.0).then_some(())
+    })
+    .await;
+    assert_eq!(sluice.counter("sluice_acked_total").await, 0.0);
+
+    let stopping = std::time::Instant::now();
+    let clean = sluice.stop();
+    assert!(!clean, "a stop that could not flush reports failure");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "the 2 s deadline was kept"
+    );
+    // Nothing was acked, so the broker has every message back, ready for the next consumer.
+    eventually("all 30 messages back in the queue", WAIT, || async {
+        (broker.queue_counts(&names.queue).await == (30, 0)).then_some(())
+    })
+    .await;
     broker.delete_queue(&names.queue).await;
     broker.delete_queue(&names.dead_letter_queue).await;
     broker.delete_exchange(&names.dead_letter_exchange).await;

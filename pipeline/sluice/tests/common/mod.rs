@@ -526,6 +526,22 @@ impl Sluice {
         status == 200 || body.starts_with("influxdb")
     }
 
+    /// Status and body of an admin endpoint.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match self
+            .client
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            }
+            Err(_) => (0, String::new()),
+        }
+    }
+
     pub async fn metrics_text(&self) -> Option<String> {
         let response = self
             .client
