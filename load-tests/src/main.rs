@@ -66,11 +66,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .unwrap_or(0);
 
-    let bad = if args.bad_every == 0 {
-        0
-    } else {
-        args.count / args.bad_every
-    };
+    let bad = args.count.checked_div(args.bad_every).unwrap_or(0);
     let good = args.count - bad;
     // Live runs are timed from the first publish; --drain-only runs from now.
     let started = Instant::now();

@@ -26,24 +26,31 @@ fn validate_accepts_the_sidecar_defaults() {
     );
 }
 
-#[test]
-fn validate_reports_every_error_with_its_field() {
+/// Runs `sluice validate` on a file holding `toml`; returns whether it passed and its stderr.
+fn validate_file(name: &str, toml: &str) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("sluice-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("bad.toml");
-    std::fs::write(
-        &file,
-        "[amqp]\nprefetch = 0\n[influx]\napi = \"v2\"\nconcurrency = 0\n[admin]\nlisten = \"nowhere\"\n",
-    )
-    .expect("write");
+    let file = dir.join(name);
+    std::fs::write(&file, toml).expect("write");
     let output = sluice()
         .arg("validate")
         .arg("--config")
         .arg(&file)
         .output()
         .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_reports_every_error_with_its_field() {
+    let (valid, stderr) = validate_file(
+        "bad.toml",
+        "[amqp]\nprefetch = 0\n[influx]\napi = \"v2\"\nconcurrency = 0\n[admin]\nlisten = \"nowhere\"\n",
+    );
+    assert!(!valid);
     for field in [
         "amqp.prefetch",
         "influx.org",
@@ -58,28 +65,13 @@ fn validate_reports_every_error_with_its_field() {
 
 #[test]
 fn unknown_keys_and_wrong_types_name_their_field() {
-    let dir = std::env::temp_dir().join(format!("sluice-cli-types-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("typo.toml");
-    std::fs::write(&file, "[influx]\nbatch_max_points = \"many\"\n").expect("write");
-    let output = sluice()
-        .arg("validate")
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("influx.batch_max_points"));
+    let (valid, stderr) = validate_file("type.toml", "[influx]\nbatch_max_points = \"many\"\n");
+    assert!(!valid);
+    assert!(stderr.contains("influx.batch_max_points"), "{stderr}");
 
-    std::fs::write(&file, "[influx]\nurll = \"http://x\"\n").expect("write");
-    let output = sluice()
-        .arg("validate")
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("urll"));
+    let (valid, stderr) = validate_file("typo.toml", "[influx]\nurll = \"http://x\"\n");
+    assert!(!valid);
+    assert!(stderr.contains("urll"), "{stderr}");
 }
 
 #[test]

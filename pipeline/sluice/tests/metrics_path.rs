@@ -169,9 +169,7 @@ async fn good_metrics_land_exactly_and_bad_ones_are_dead_lettered_with_reasons()
     assert_eq!(dead_left, 0, "the control message was not dead-lettered");
 
     influx.drop_database().await;
-    broker.delete_queue(&names.queue).await;
-    broker.delete_queue(&names.dead_letter_queue).await;
-    broker.delete_exchange(&names.dead_letter_exchange).await;
+    broker.remove(&names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,9 +222,7 @@ async fn a_field_type_conflict_dead_letters_only_the_conflicting_points() {
     }
     drop(sluice);
     influx.drop_database().await;
-    broker.delete_queue(&names.queue).await;
-    broker.delete_queue(&names.dead_letter_queue).await;
-    broker.delete_exchange(&names.dead_letter_exchange).await;
+    broker.remove(&names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,9 +299,7 @@ async fn while_influxdb_is_down_nothing_is_acked_and_after_it_returns_nothing_is
     );
     assert!(sluice.stop(), "clean stop");
     assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
-    broker.delete_queue(&names.queue).await;
-    broker.delete_queue(&names.dead_letter_queue).await;
-    broker.delete_exchange(&names.dead_letter_exchange).await;
+    broker.remove(&names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,9 +362,7 @@ async fn after_the_broker_drops_the_connection_sluice_reconnects_and_loses_nothi
     assert!(sluice.stop(), "clean stop after a reconnect");
     assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
     influx.drop_database().await;
-    broker.delete_queue(&names.queue).await;
-    broker.delete_queue(&names.dead_letter_queue).await;
-    broker.delete_exchange(&names.dead_letter_exchange).await;
+    broker.remove(&names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +409,5 @@ async fn a_stop_while_influxdb_is_unreachable_keeps_its_deadline_and_returns_eve
         (broker.queue_counts(&names.queue).await == (30, 0)).then_some(())
     })
     .await;
-    broker.delete_queue(&names.queue).await;
-    broker.delete_queue(&names.dead_letter_queue).await;
-    broker.delete_exchange(&names.dead_letter_exchange).await;
+    broker.remove(&names).await;
 }

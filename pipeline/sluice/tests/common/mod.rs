@@ -170,6 +170,14 @@ impl Broker {
         (declared.message_count(), declared.consumer_count())
     }
 
+    /// Removes the queues and the dead-letter exchange a test's sluice declared. The metrics
+    /// exchange is auto-delete: it goes with its last binding.
+    pub async fn remove(&self, names: &TestNames) {
+        self.delete_queue(&names.queue).await;
+        self.delete_queue(&names.dead_letter_queue).await;
+        self.delete_exchange(&names.dead_letter_exchange).await;
+    }
+
     pub async fn delete_queue(&self, queue: &str) {
         let _ = self
             .channel
