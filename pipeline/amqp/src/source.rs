@@ -44,7 +44,7 @@ impl Incoming {
 pub struct SourceSettings {
     pub url: BrokerUrl,
     /// A short name for logs, metrics and the connection name: `metrics`, `events`, ...
-    pub name: &'static str,
+    pub name: String,
     pub topology: SourceTopology,
     /// Unacked deliveries the broker may push before waiting for acks.
     pub prefetch: u16,
@@ -138,7 +138,7 @@ pub async fn run_source(
                 if let Some(finishing) = finishing {
                     finishing.finish().await;
                     tracing::info!(
-                        source = settings.name,
+                        source = %settings.name,
                         "source stopped; finished deliveries acked"
                     );
                 }
@@ -150,12 +150,12 @@ pub async fn run_source(
                     // The broker answered but refused our declarations: retrying will not help.
                     return Err(error);
                 }
-                metrics::counter!("sluice_amqp_reconnects_total", "source" => settings.name)
+                metrics::counter!("sluice_amqp_reconnects_total", "source" => settings.name.clone())
                     .increment(1);
                 let delay = settings.reconnect.delay(attempt, None);
                 attempt = attempt.saturating_add(1);
                 tracing::warn!(
-                    source = settings.name,
+                    source = %settings.name,
                     %error,
                     retry_in_ms = delay.as_millis() as u64,
                     "broker connection lost; reconnecting"
@@ -178,7 +178,7 @@ async fn consume_session(
 ) -> SessionEnd {
     let connection = tokio::select! {
         () = shutdown.cancelled() => return SessionEnd::Stopped(None),
-        connection = connect(&settings.url, settings.name) => match connection {
+        connection = connect(&settings.url, &settings.name) => match connection {
             Ok(connection) => connection,
             Err(error) => return SessionEnd::Lost(error),
         },
@@ -214,11 +214,12 @@ async fn consume_session(
     };
     *consumed = true;
     status.set_consuming(true);
-    tracing::info!(source = settings.name, queue, url = %settings.url, "consuming");
+    tracing::info!(source = %settings.name, queue, url = %settings.url, "consuming");
 
     let (finished_tx, finished_rx) = finished_channel();
     let acker = tokio::spawn(run_acker(channel.clone(), finished_rx));
 
+    let received = metrics::counter!("sluice_received_total", "source" => settings.name.clone());
     let mut cancelled = false;
     let end = loop {
         let next = tokio::select! {
@@ -242,7 +243,7 @@ async fn consume_session(
                 });
             }
         };
-        metrics::counter!("sluice_received_total", "source" => settings.name).increment(1);
+        received.increment(1);
         let message = SourceMessage {
             body: Bytes::from(delivery.data),
             exchange: delivery.exchange.to_string(),

@@ -1,5 +1,7 @@
 //! The normalise stage: one Diamond message body in, one validated [`Point`] (or a policy-engine
-//! control message) out.
+//! control message) out; one Cloudify event or log body in, one Elasticsearch [`Document`] out.
+//!
+//! [`Document`]: sluice_core::document::Document
 //!
 //! In the flow `source -> decode -> normalise -> batch -> sink -> outcome -> ack`, this crate is
 //! decode and normalise. The AMQP source hands each delivery's body to
@@ -12,16 +14,23 @@
 //!   or control message.
 //! - [`template`]: graphite naming templates in the InfluxDB/Telegraf syntax, which turn a dotted
 //!   metric name into measurement, field key and tags.
+//! - [`events`]: Cloudify event and log bodies (wire formats, section 3) to documents with
+//!   `@timestamp`, their daily index ([`IndexPattern`]) and a deterministic `_id`.
+//! - [`timestamp`]: every timestamp shape the manager writes, parsed to a UTC instant.
 //! - this file: [`Normaliser`], which picks the naming ([`Naming`]), builds the point and runs
 //!   [`Point::validate`] on every point it returns.
 
 mod diamond;
+pub mod events;
 pub mod template;
+pub mod timestamp;
 
 use sluice_core::point::{FieldValue, InvalidPoint, Point, PointLimits};
 
 use crate::diamond::{DiamondMetric, Message};
+pub use crate::events::{EventDecoder, EventError, IndexPattern, IndexPatternError, document_id};
 pub use crate::template::{Applied, TemplateError, TemplateSet};
+pub use crate::timestamp::{TimestampError, format_event_timestamp, parse_manager_timestamp};
 
 /// How a Diamond metric becomes a measurement, tags and fields.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,6 @@
 //! The admin HTTP endpoint: `/metrics` in Prometheus format, `/healthz` (the process answers) and
-//! `/readyz` (consuming from the broker and InfluxDB reachable). Binds to loopback by default.
+//! `/readyz` (every source consuming, InfluxDB and Elasticsearch reachable). Binds to loopback by
+//! default.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,27 +13,32 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::events_path::EventsPathHealth;
 use crate::metrics_path::MetricsPathHealth;
 
-/// How long `/readyz` waits for InfluxDB's `/ping`.
+/// The running paths, as far as readiness goes; `None` for a disabled path.
+#[derive(Clone, Default)]
+pub struct Health {
+    pub metrics: Option<Arc<MetricsPathHealth>>,
+    pub events: Option<Arc<EventsPathHealth>>,
+}
+
+/// How long `/readyz` waits for each store's ping.
 const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 struct AdminState {
     prometheus: PrometheusHandle,
-    metrics_path: Option<Arc<MetricsPathHealth>>,
+    health: Health,
 }
 
 pub async fn serve(
     listener: TcpListener,
     prometheus: PrometheusHandle,
-    metrics_path: Option<Arc<MetricsPathHealth>>,
+    health: Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = AdminState {
-        prometheus,
-        metrics_path,
-    };
+    let state = AdminState { prometheus, health };
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -47,25 +53,38 @@ async fn render_metrics(State(state): State<AdminState>) -> String {
     state.prometheus.render()
 }
 
+/// 200 when every source consumes and every store answers; otherwise 503 and the first reason.
 async fn readiness(State(state): State<AdminState>) -> (StatusCode, String) {
-    let Some(path) = &state.metrics_path else {
-        return (StatusCode::OK, "ready\n".into());
-    };
-    if !path.source.is_consuming() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not consuming from the broker\n".into(),
-        );
+    match first_unready(&state.health).await {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }
-    match tokio::time::timeout(READINESS_PING_TIMEOUT, path.influx.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
-        Ok(Err(error)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("influxdb: {error}\n"),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "influxdb: ping timed out\n".into(),
-        ),
+}
+
+async fn first_unready(health: &Health) -> Option<String> {
+    if let Some(metrics) = &health.metrics
+        && !metrics.source.is_consuming()
+    {
+        return Some("metrics: not consuming from the broker".into());
     }
+    if let Some(events) = &health.events
+        && events.sources.iter().any(|source| !source.is_consuming())
+    {
+        return Some("events: not consuming from the broker".into());
+    }
+    if let Some(metrics) = &health.metrics {
+        match tokio::time::timeout(READINESS_PING_TIMEOUT, metrics.influx.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Some(format!("influxdb: {error}")),
+            Err(_) => return Some("influxdb: ping timed out".into()),
+        }
+    }
+    if let Some(events) = &health.events {
+        match tokio::time::timeout(READINESS_PING_TIMEOUT, events.elasticsearch.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Some(format!("elasticsearch: {error}")),
+            Err(_) => return Some("elasticsearch: ping timed out".into()),
+        }
+    }
+    None
 }

@@ -28,8 +28,9 @@ use sluice_amqp::topology::{ExchangeSpec, ExchangeType, QueueSpec, SourceTopolog
 use sluice_core::batch::BatchLimits;
 use sluice_core::point::PointLimits;
 use sluice_core::retry::RetryPolicy;
+use sluice_elasticsearch::{EsAuth, EsSettings};
 use sluice_influx::{InfluxApi, InfluxSettings, Precision};
-use sluice_normalise::{Naming, TemplateSet};
+use sluice_normalise::{IndexPattern, Naming, TemplateSet};
 
 /// The prefix of environment overrides; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -41,6 +42,8 @@ pub struct RawConfig {
     pub amqp: RawAmqp,
     pub metrics: RawMetrics,
     pub influx: RawInflux,
+    pub events: RawEvents,
+    pub elasticsearch: RawElasticsearch,
     pub dead_letter: RawDeadLetter,
     pub admin: RawAdmin,
     pub shutdown: RawShutdown,
@@ -241,6 +244,122 @@ impl Default for RawInflux {
             request_timeout: Duration::from_secs(10),
             batch_max_points: 1000,
             batch_max_bytes: 1024 * 1024,
+            batch_linger: Duration::from_millis(200),
+            concurrency: 2,
+            retry_initial_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RawManager {
+    /// Cloudify 4.x: sluice's own durable queues bound to the durable fanout exchanges.
+    #[serde(rename = "4.x")]
+    V4,
+    /// Cloudify 3.x: the manager's own queues (durable, auto-delete), fed through the default
+    /// exchange.
+    #[serde(rename = "3.x")]
+    V3,
+    /// Any exchanges: sluice's own durable queues bound with `binding_keys`.
+    #[serde(rename = "generic")]
+    Generic,
+}
+
+/// The events and logs path: the manager's event and log streams into Elasticsearch.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEvents {
+    pub enabled: bool,
+    pub manager: RawManager,
+    /// 4.x and generic: the exchanges to consume (one queue of sluice's own per exchange).
+    pub exchanges: Vec<String>,
+    /// generic: the exchanges' type (4.x: always fanout).
+    pub exchange_type: RawExchangeType,
+    /// generic: binding keys (fanout exchanges ignore them).
+    pub binding_keys: Vec<String>,
+    /// 4.x and generic: sluice's own queue for each exchange, in the same order. 3.x: the
+    /// manager's queues to consume. Unset: `sluice.events`/`sluice.logs` (4.x), or
+    /// `cloudify-events`/`cloudify-logs` (3.x).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<String>>,
+    /// The index each document goes to, named from its own `@timestamp` (Logstash date syntax),
+    /// or a fixed name such as `cloudify_events`.
+    pub index: String,
+    /// Install an index template (strings as text with a keyword sub-field) at start.
+    pub install_index_template: bool,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            manager: RawManager::V4,
+            exchanges: vec!["cloudify-events".into(), "cloudify-logs".into()],
+            exchange_type: RawExchangeType::Fanout,
+            binding_keys: vec!["#".into()],
+            queues: None,
+            index: "logstash-%{+YYYY.MM.dd}".into(),
+            install_index_template: false,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawElasticsearch {
+    /// Elasticsearch 7 or 8, or OpenSearch.
+    pub url: String,
+    /// Basic-auth user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Basic-auth password; never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password: Option<SecretString>,
+    /// An API key (`Authorization: ApiKey ...`), instead of basic auth; never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_key: Option<SecretString>,
+    pub gzip: bool,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub request_timeout: Duration,
+    /// A bulk request is sent when it holds this many documents...
+    pub batch_max_documents: usize,
+    /// ...or this many bytes...
+    pub batch_max_bytes: usize,
+    /// ...or this long after its first document arrived.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub batch_linger: Duration,
+    /// Bulk requests in flight at once.
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_max_delay: Duration,
+}
+
+impl Default for RawElasticsearch {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9200".into(),
+            username: None,
+            password: None,
+            api_key: None,
+            gzip: false,
+            request_timeout: Duration::from_secs(30),
+            batch_max_documents: 500,
+            batch_max_bytes: 5 * 1024 * 1024,
             batch_linger: Duration::from_millis(200),
             concurrency: 2,
             retry_initial_delay: Duration::from_millis(200),
@@ -541,6 +660,7 @@ impl RawConfig {
         if self.shutdown.deadline.is_zero() {
             fail("shutdown.deadline", "must be above zero".into());
         }
+        let events = self.validate_events(broker.as_ref(), reconnect, &mut errors);
 
         let (
             Some(broker),
@@ -566,11 +686,7 @@ impl RawConfig {
             return Err(ConfigErrors(errors));
         }
 
-        let exchange_type = match metrics.exchange_type {
-            RawExchangeType::Topic => ExchangeType::Topic,
-            RawExchangeType::Fanout => ExchangeType::Fanout,
-            RawExchangeType::Direct => ExchangeType::Direct,
-        };
+        let exchange_type = metrics.exchange_type.into();
         let precision = match influx.precision {
             RawPrecision::Nanoseconds => Precision::Nanoseconds,
             RawPrecision::Microseconds => Precision::Microseconds,
@@ -591,7 +707,7 @@ impl RawConfig {
             metrics: metrics.enabled.then(|| MetricsPathSettings {
                 source: SourceSettings {
                     url: broker.clone(),
-                    name: "metrics",
+                    name: "metrics".to_owned(),
                     topology: SourceTopology {
                         exchange: Some(ExchangeSpec {
                             name: metrics.exchange.clone(),
@@ -630,6 +746,7 @@ impl RawConfig {
                 concurrency,
                 write_retry,
             }),
+            events: events.filter(|_| self.events.enabled),
             dead_letter: DeadLetterSettings {
                 url: broker,
                 exchange: self.dead_letter.exchange.clone(),
@@ -641,12 +758,208 @@ impl RawConfig {
             warnings,
         })
     }
+
+    /// The events path's part of [`RawConfig::validate`]: pushes its errors, and returns the
+    /// settings when they are complete (also when the path is disabled, so a disabled section is
+    /// still checked).
+    fn validate_events(
+        &self,
+        broker: Option<&BrokerUrl>,
+        reconnect: RetryPolicy,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<EventsPathSettings> {
+        let mut fail = |field: &str, message: String| {
+            errors.push(ConfigError {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let events = &self.events;
+        let index = IndexPattern::parse(&events.index)
+            .map_err(|error| fail("events.index", error.to_string()))
+            .ok();
+        let queues = match (&events.manager, &events.queues) {
+            (_, Some(queues)) => queues.clone(),
+            (RawManager::V3, None) => vec!["cloudify-events".into(), "cloudify-logs".into()],
+            (_, None) => events
+                .exchanges
+                .iter()
+                .map(|exchange| {
+                    format!(
+                        "sluice.{}",
+                        exchange.strip_prefix("cloudify-").unwrap_or(exchange)
+                    )
+                })
+                .collect(),
+        };
+        if queues.is_empty() || queues.iter().any(String::is_empty) {
+            fail(
+                "events.queues",
+                "needs at least one queue, and no empty names".into(),
+            );
+        }
+        if events.manager != RawManager::V3 {
+            if events.exchanges.is_empty() || events.exchanges.iter().any(String::is_empty) {
+                fail(
+                    "events.exchanges",
+                    "needs at least one exchange, and no empty names".into(),
+                );
+            }
+            if queues.len() != events.exchanges.len() {
+                fail(
+                    "events.queues",
+                    format!(
+                        "names {} queues for {} exchanges: one queue per exchange",
+                        queues.len(),
+                        events.exchanges.len()
+                    ),
+                );
+            }
+        }
+        let topologies: Vec<SourceTopology> = match events.manager {
+            RawManager::V3 => queues
+                .iter()
+                .map(|queue| SourceTopology {
+                    exchange: None,
+                    // Declared exactly as the 3.x manager declares them.
+                    queue: QueueSpec {
+                        name: queue.clone(),
+                        durable: true,
+                        auto_delete: true,
+                        message_ttl: None,
+                        max_length: None,
+                    },
+                    binding_keys: Vec::new(),
+                })
+                .collect(),
+            RawManager::V4 | RawManager::Generic => events
+                .exchanges
+                .iter()
+                .zip(&queues)
+                .map(|(exchange, queue)| {
+                    let (kind, binding_keys) = if events.manager == RawManager::V4 {
+                        (ExchangeType::Fanout, vec![String::new()])
+                    } else {
+                        (events.exchange_type.into(), events.binding_keys.clone())
+                    };
+                    SourceTopology {
+                        exchange: Some(ExchangeSpec {
+                            name: exchange.clone(),
+                            kind,
+                            durable: true,
+                            auto_delete: false,
+                        }),
+                        queue: QueueSpec {
+                            name: queue.clone(),
+                            durable: true,
+                            auto_delete: false,
+                            message_ttl: None,
+                            max_length: None,
+                        },
+                        binding_keys,
+                    }
+                })
+                .collect(),
+        };
+        let sources: Vec<SourceSettings> = topologies
+            .into_iter()
+            .filter_map(|topology| {
+                Some(SourceSettings {
+                    url: broker?.clone(),
+                    name: topology.queue.name.clone(),
+                    topology,
+                    prefetch: self.amqp.prefetch,
+                    reconnect,
+                })
+            })
+            .collect();
+
+        let es = &self.elasticsearch;
+        let url = url::Url::parse(&es.url)
+            .map_err(|error| {
+                fail(
+                    "elasticsearch.url",
+                    format!("{:?} is not a URL: {error}", es.url),
+                )
+            })
+            .ok();
+        let auth = match (&es.username, &es.password, &es.api_key) {
+            (None, None, None) => Some(EsAuth::None),
+            (Some(username), Some(password), None) => Some(EsAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            (None, None, Some(key)) => Some(EsAuth::ApiKey(key.clone())),
+            (_, _, Some(_)) => {
+                fail(
+                    "elasticsearch.api_key",
+                    "use either an API key or username and password".into(),
+                );
+                None
+            }
+            _ => {
+                fail(
+                    "elasticsearch.password",
+                    "username and password go together".into(),
+                );
+                None
+            }
+        };
+        let max_items = NonZeroUsize::new(es.batch_max_documents);
+        if max_items.is_none() {
+            fail(
+                "elasticsearch.batch_max_documents",
+                "must be at least 1".into(),
+            );
+        }
+        let max_bytes = NonZeroUsize::new(es.batch_max_bytes);
+        if max_bytes.is_none() {
+            fail("elasticsearch.batch_max_bytes", "must be at least 1".into());
+        }
+        let concurrency = NonZeroUsize::new(es.concurrency);
+        if concurrency.is_none() {
+            fail("elasticsearch.concurrency", "must be at least 1".into());
+        }
+        if es.request_timeout.is_zero() {
+            fail("elasticsearch.request_timeout", "must be above zero".into());
+        }
+        let write_retry = RetryPolicy {
+            initial: es.retry_initial_delay,
+            max: es.retry_max_delay,
+        };
+        if write_retry.initial.is_zero() || write_retry.initial > write_retry.max {
+            fail(
+                "elasticsearch.retry_initial_delay",
+                "must be above zero and at most elasticsearch.retry_max_delay".into(),
+            );
+        }
+        Some(EventsPathSettings {
+            sources,
+            index: index?,
+            install_index_template: events.install_index_template,
+            elasticsearch: EsSettings {
+                url: url?,
+                auth: auth?,
+                gzip: es.gzip,
+                request_timeout: es.request_timeout,
+            },
+            batch: BatchLimits {
+                max_items: max_items?,
+                max_bytes: max_bytes?,
+                linger: es.batch_linger,
+            },
+            concurrency: concurrency?,
+            write_retry,
+        })
+    }
 }
 
 /// Validated settings: what the pipeline runs with.
 pub struct Settings {
     /// `None` when the metrics path is disabled.
     pub metrics: Option<MetricsPathSettings>,
+    /// `None` when the events path is disabled.
+    pub events: Option<EventsPathSettings>,
     pub dead_letter: DeadLetterSettings,
     pub admin_listen: Option<SocketAddr>,
     pub shutdown_deadline: Duration,
@@ -663,6 +976,27 @@ pub struct MetricsPathSettings {
     pub batch: BatchLimits,
     pub concurrency: NonZeroUsize,
     pub write_retry: RetryPolicy,
+}
+
+pub struct EventsPathSettings {
+    /// One source per consumed queue; they feed one decoder.
+    pub sources: Vec<SourceSettings>,
+    pub index: IndexPattern,
+    pub install_index_template: bool,
+    pub elasticsearch: EsSettings,
+    pub batch: BatchLimits,
+    pub concurrency: NonZeroUsize,
+    pub write_retry: RetryPolicy,
+}
+
+impl From<RawExchangeType> for ExchangeType {
+    fn from(raw: RawExchangeType) -> Self {
+        match raw {
+            RawExchangeType::Topic => ExchangeType::Topic,
+            RawExchangeType::Fanout => ExchangeType::Fanout,
+            RawExchangeType::Direct => ExchangeType::Direct,
+        }
+    }
 }
 
 /// The JSON Schema of the configuration file.
@@ -696,6 +1030,48 @@ mod tests {
             Some("127.0.0.1:9598".parse().expect("addr"))
         );
         assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+        // Events: the 4.x manager's durable fanout exchanges, sluice's own durable queues.
+        let events = settings.events.expect("events path on by default");
+        let streams: Vec<(String, String)> = events
+            .sources
+            .iter()
+            .map(|source| {
+                let exchange = source.topology.exchange.as_ref().expect("an exchange");
+                assert_eq!(exchange.kind, ExchangeType::Fanout);
+                assert!(exchange.durable && !exchange.auto_delete);
+                assert!(source.topology.queue.durable && !source.topology.queue.auto_delete);
+                (exchange.name.clone(), source.topology.queue.name.clone())
+            })
+            .collect();
+        assert_eq!(
+            streams,
+            vec![
+                ("cloudify-events".to_owned(), "sluice.events".to_owned()),
+                ("cloudify-logs".to_owned(), "sluice.logs".to_owned()),
+            ]
+        );
+        assert_eq!(events.index.as_str(), "logstash-%{+YYYY.MM.dd}");
+        assert_eq!(events.elasticsearch.url.as_str(), "http://127.0.0.1:9200/");
+    }
+
+    #[test]
+    fn manager_3x_consumes_the_managers_own_queues_as_it_declares_them() {
+        let mut raw = RawConfig::default();
+        raw.events.manager = RawManager::V3;
+        let events = raw.validate().expect("valid").events.expect("events");
+        let queues: Vec<&str> = events
+            .sources
+            .iter()
+            .map(|source| {
+                assert!(
+                    source.topology.exchange.is_none(),
+                    "fed through the default exchange"
+                );
+                assert!(source.topology.queue.durable && source.topology.queue.auto_delete);
+                source.topology.queue.name.as_str()
+            })
+            .collect();
+        assert_eq!(queues, vec!["cloudify-events", "cloudify-logs"]);
     }
 
     #[test]
@@ -707,6 +1083,9 @@ mod tests {
         raw.influx.batch_max_points = 0;
         raw.metrics.templates = vec!["measurement* field*".into()];
         raw.admin.listen = "everywhere".into();
+        raw.events.index = "Logstash-%{+YYYY}".into();
+        raw.elasticsearch.username = Some("elastic".into());
+        raw.elasticsearch.batch_max_documents = 0;
         let errors = raw.validate().err().expect("invalid").0;
         let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
         for field in [
@@ -718,6 +1097,9 @@ mod tests {
             "influx.batch_max_points",
             "metrics.templates",
             "admin.listen",
+            "events.index",
+            "elasticsearch.password",
+            "elasticsearch.batch_max_documents",
         ] {
             assert!(fields.contains(&field), "{field} missing from {fields:?}");
         }

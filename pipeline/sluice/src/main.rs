@@ -9,6 +9,7 @@
 
 mod admin;
 mod config;
+mod events_path;
 mod metrics_path;
 mod normalise_command;
 
@@ -35,7 +36,7 @@ const DEAD_LETTER_CHANNEL_CAPACITY: usize = 1024;
 #[command(
     name = "sluice",
     version,
-    about = "A metrics and events pipeline: RabbitMQ to InfluxDB, acked after the write"
+    about = "A metrics and events pipeline: RabbitMQ to InfluxDB and Elasticsearch, acked after the write"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -170,6 +171,18 @@ async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let events_health = match settings.events {
+        Some(events_settings) => Some(Arc::new(
+            events_path::start(
+                events_settings,
+                dead_letter_tx.clone(),
+                shutdown.clone(),
+                &mut stages,
+            )
+            .await?,
+        )),
+        None => None,
+    };
     // The publisher ends once every stage that may reject has ended and dropped its sender.
     drop(dead_letter_tx);
 
@@ -180,10 +193,14 @@ async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the admin endpoint to {address}"))?;
         tracing::info!(%address, "admin endpoint: /metrics /healthz /readyz");
+        let health = admin::Health {
+            metrics: metrics_health,
+            events: events_health,
+        };
         tokio::spawn(admin::serve(
             listener,
             prometheus,
-            metrics_health,
+            health,
             admin_stop.clone(),
         ));
     }

@@ -138,6 +138,22 @@ impl Broker {
     }
 
     /// Publishes with no properties, as the agents do, and waits for the broker's confirm.
+    /// Declares a durable fanout exchange, as the 4.x manager declares `cloudify-events`.
+    pub async fn declare_fanout_exchange(&self, exchange: &str) {
+        self.channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare exchange");
+    }
+
     pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) {
         let confirm = self
             .channel
@@ -499,6 +515,8 @@ impl Sluice {
             .env("SLUICE_INFLUX__URL", influx_url)
             .env("SLUICE_INFLUX__DATABASE", &names.database)
             .env("SLUICE_INFLUX__BATCH_LINGER", "50ms")
+            .env("SLUICE_EVENTS__ENABLED", "false")
+            .env("SLUICE_ELASTICSEARCH__BATCH_LINGER", "50ms")
             .env("SLUICE_ADMIN__LISTEN", &admin)
             .stdin(Stdio::null());
         for (key, value) in overrides {
@@ -519,7 +537,7 @@ impl Sluice {
         sluice
     }
 
-    /// Consuming from the broker; `/readyz` says so even while InfluxDB is down ("influxdb: ...").
+    /// Consuming from the broker; `/readyz` says so even while a store is down ("influxdb: ...").
     async fn consuming(&self) -> bool {
         let Ok(response) = self
             .client
@@ -531,7 +549,7 @@ impl Sluice {
         };
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        status == 200 || body.starts_with("influxdb")
+        status == 200 || body.starts_with("influxdb") || body.starts_with("elasticsearch")
     }
 
     /// Status and body of an admin endpoint.

@@ -1,0 +1,57 @@
+//! The Elasticsearch sink: batches of [`Document`](sluice_core::document::Document)s become one
+//! NDJSON `_bulk` request, and every document gets its own outcome.
+//!
+//! In the flow `source -> decode -> normalise -> route -> batch -> sink -> outcomes -> ack`,
+//! this crate is the sink of events and logs. The core crate's batcher hands it a batch,
+//! [`deliver_batch`](sluice_core::outcome::deliver_batch) calls [`EsWriter`] through the
+//! [`BatchWriter`](sluice_core::outcome::BatchWriter) trait, and the per-document
+//! [`ItemOutcome`](sluice_core::outcome::ItemOutcome)s it answers decide what is acked, retried
+//! or dead-lettered.
+//!
+//! Modules:
+//!
+//! - [`api`]: where and how to write: [`EsSettings`] and [`EsAuth`] (none, basic, API key).
+//!   Passwords and keys are [`secrecy::SecretString`]s and never printed.
+//! - [`encode`]: one document to its action and source lines ([`encode_document`]), and
+//!   [`validate_document`], which keeps out what would spoil the request for the others.
+//! - `response` (private): a bulk answer read item by item into outcomes.
+//! - [`writer`]: [`EsWriter`]: the HTTP requests, the whole-request status mapping, the split of
+//!   requests that are too large, `ping` and `install_index_template`.
+//! - [`error`]: [`EsError`], for the calls that answer one result, with
+//!   [`EsError::is_retryable`].
+//! - `fake` (feature `fake-server`): [`FakeElasticsearch`](fake::FakeElasticsearch), an
+//!   in-process server that answers as Elasticsearch 8 does, for integration tests here and in
+//!   other crates.
+//! - `telemetry` (private): the one place that both logs and counts what happens to requests.
+//!
+//! # Why at-least-once stores exactly once
+//!
+//! A broker delivery is acked only after its document is delivered, so after a crash, a lost
+//! connection or a retried request the same document can be written again (design invariant 4).
+//! Three things make that harmless:
+//!
+//! 1. Every document carries a deterministic `_id`, a hash of the message's content and
+//!    routing made by the decoder, so a redelivered message names the same document.
+//! 2. Every action is `create` (`op_type=create`), which stores a document only when no
+//!    document with its `_id` exists in its index; it never overwrites.
+//! 3. `create`'s refusal of an existing id, 409 `version_conflict_engine_exception`, counts as
+//!    `Delivered`: the document is there, written by an earlier attempt.
+//!
+//! So a retry of a request whose answer was lost, a retry of the failed subset of a bulk, or a
+//! redelivery after a restart each find the documents already written and store nothing twice.
+//! (`index` would overwrite instead, bumping versions and racing with other writers; an id
+//! chosen by Elasticsearch would store a duplicate every time.)
+
+pub mod api;
+pub mod encode;
+pub mod error;
+#[cfg(feature = "fake-server")]
+pub mod fake;
+mod response;
+mod telemetry;
+pub mod writer;
+
+pub use api::{EsAuth, EsSettings};
+pub use encode::{InvalidDocument, encode_document, validate_document};
+pub use error::EsError;
+pub use writer::EsWriter;

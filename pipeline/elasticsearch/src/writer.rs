@@ -1,0 +1,640 @@
+//! [`EsWriter`]: writes batches of documents with `_bulk` and answers one outcome per document.
+//!
+//! # From answers to outcomes
+//!
+//! | answer to the request               | outcome                                               |
+//! |-------------------------------------|-------------------------------------------------------|
+//! | 2xx                                 | per item, see the `response` module                   |
+//! | 2xx that cannot be read item by item | `Retry` for all, logged as an error                  |
+//! | 413, several documents              | split in halves, each half written again              |
+//! | 413, one document                   | `Reject { reason: "too_large" }`                      |
+//! | 401, 403                            | `Retry`: misconfiguration holds deliveries, logged as an error |
+//! | 429, 5xx, no answer, timeout        | `Retry`, with the server's `Retry-After`              |
+//! | any other status                    | `Retry`, logged as an error (the request itself was refused) |
+//!
+//! A document that would break the request for the others (a raw newline in its source, a
+//! source that is not a JSON object, an empty or over-long id) is `Reject`ed as
+//! `invalid_document` and never sent: see [`validate_document`].
+//!
+//! # Splitting a request that is too large
+//!
+//! All documents of a call are encoded once, into one buffer that is pooled across calls; each
+//! document's byte range is kept, so any run of consecutive documents is a slice of that buffer
+//! and a split costs no re-encoding. Segments are written one after another from a stack (no
+//! recursion, no boxed futures). When a segment gets an answer that is not about its size
+//! (5xx, 429, no answer, bad credentials), the segments still waiting are not sent: they get the
+//! same `Retry`, because the next request would very likely fail the same way. Sending a
+//! document twice is harmless: the second `create` answers 409, which counts as delivered.
+
+use std::fmt;
+use std::io::Write as _;
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER,
+};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use secrecy::ExposeSecret;
+use sluice_core::document::Document;
+use sluice_core::outcome::{BatchWriter, ItemOutcome};
+use url::Url;
+
+use crate::api::{Endpoints, EsAuth, EsSettings};
+use crate::encode::{encode_document, validate_document};
+use crate::error::EsError;
+use crate::response::read_bulk_response;
+use crate::telemetry;
+
+/// The longest server error text kept in an outcome's detail.
+const MAX_DETAIL_BYTES: usize = 1024;
+/// The most of an error response body that is read.
+const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
+/// Encoding buffers kept for reuse: about the number of writes in flight at once.
+const MAX_POOLED_BUFFERS: usize = 8;
+/// The priority of the template [`EsWriter::install_index_template`] puts: above the built-in
+/// templates of Elasticsearch 8 (100), so that it wins where patterns overlap.
+const TEMPLATE_PRIORITY: u64 = 200;
+
+/// The Elasticsearch sink's write half. Cheap to share: one per sink, behind an `Arc` if several
+/// tasks write concurrently.
+pub struct EsWriter {
+    client: reqwest::Client,
+    endpoints: Endpoints,
+    auth: EsAuth,
+    /// `ApiKey <key>`, marked sensitive so that it is never logged by the HTTP stack.
+    api_key_header: Option<HeaderValue>,
+    gzip: bool,
+    buffers: Mutex<Vec<Vec<u8>>>,
+}
+
+impl fmt::Debug for EsWriter {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("EsWriter")
+            .field("bulk", &self.endpoints.bulk.as_str())
+            .field("auth", &self.auth)
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one bulk request came back with, before it becomes outcomes.
+enum BulkAnswer {
+    /// 2xx, read item by item: one outcome per document sent, in order.
+    Items(Vec<ItemOutcome>),
+    /// 413: the body is over the server's `http.max_content_length` (or a proxy's limit).
+    TooLarge { message: String },
+    /// Nothing about these documents in particular: retry them all.
+    Failed {
+        retry_after: Option<Duration>,
+        detail: String,
+    },
+}
+
+/// One encoded document: which item it is and where its two lines sit in the buffer.
+struct EncodedDocument {
+    item: usize,
+    bytes: Range<usize>,
+}
+
+impl EsWriter {
+    /// Checks the settings and builds the HTTP client; does no I/O.
+    pub fn new(settings: EsSettings) -> Result<Self, EsError> {
+        let endpoints = Endpoints::from_settings(&settings).map_err(EsError::Settings)?;
+        let api_key_header = match &settings.auth {
+            EsAuth::ApiKey(key) => {
+                let mut value = HeaderValue::from_str(&format!("ApiKey {}", key.expose_secret()))
+                    .map_err(|_| {
+                    EsError::Settings(
+                        "auth.api_key: holds characters an HTTP header cannot carry".to_owned(),
+                    )
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            EsAuth::None | EsAuth::Basic { .. } => None,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| EsError::Settings(format!("cannot build the http client: {error}")))?;
+        Ok(Self {
+            client,
+            endpoints,
+            auth: settings.auth,
+            api_key_header,
+            gzip: settings.gzip,
+            buffers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// `GET /`, for the readiness endpoint: Ok when the cluster answers 2xx. With security on,
+    /// the credentials need the `monitor` cluster privilege for this (writing needs only
+    /// `create_doc` on the indices).
+    pub async fn ping(&self) -> Result<(), EsError> {
+        let request = self.client.get(self.endpoints.root.clone());
+        let response = self.send(request, &self.endpoints.root).await?;
+        expect_success(response, &self.endpoints.root).await
+    }
+
+    /// `PUT /_index_template/<name>`: a Logstash-like composable template for `index_patterns`.
+    /// String fields are `text` with a `keyword` sub-field (`ignore_above` 256), `@timestamp`
+    /// is a `date`, `@version` a `keyword`. Putting the same template again changes nothing, so
+    /// this is safe to call at every start. It applies to indices created after it; its
+    /// priority is 200, above Elasticsearch's built-in templates.
+    pub async fn install_index_template(
+        &self,
+        name: &str,
+        index_patterns: &[String],
+    ) -> Result<(), EsError> {
+        if name.is_empty() {
+            return Err(EsError::Settings(
+                "index template: the name is empty".into(),
+            ));
+        }
+        if index_patterns.is_empty() {
+            return Err(EsError::Settings(
+                "index template: no index patterns".into(),
+            ));
+        }
+        let url = self
+            .endpoints
+            .index_template(name)
+            .map_err(EsError::Settings)?;
+        let body = serde_json::to_vec(&index_template(index_patterns))
+            .map_err(|error| EsError::Settings(format!("index template: {error}")))?;
+        let request = self
+            .client
+            .put(url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send(request, &url).await?;
+        expect_success(response, &url).await
+    }
+
+    /// Adds the credentials and sends; a missing answer becomes [`EsError::Transport`].
+    async fn send(&self, request: RequestBuilder, endpoint: &Url) -> Result<Response, EsError> {
+        let request = request.header(ACCEPT, "application/json");
+        let request = match (&self.auth, &self.api_key_header) {
+            (EsAuth::Basic { username, password }, _) => {
+                request.basic_auth(username, Some(password.expose_secret()))
+            }
+            (_, Some(api_key)) => request.header(AUTHORIZATION, api_key.clone()),
+            _ => request,
+        };
+        request.send().await.map_err(|error| {
+            let timed_out = error.is_timeout();
+            EsError::Transport {
+                endpoint: endpoint_name(endpoint),
+                detail: truncate_detail(error_chain(&error.without_url())),
+                timed_out,
+            }
+        })
+    }
+
+    /// Sends one `_bulk` request of `documents` documents and classifies the answer.
+    async fn send_bulk(&self, body: &[u8], documents: usize) -> BulkAnswer {
+        let endpoint = &self.endpoints.bulk;
+        let mut request = self
+            .client
+            .post(endpoint.clone())
+            .header(CONTENT_TYPE, "application/x-ndjson");
+        let body = match self.gzip.then(|| gzip(body)).transpose() {
+            Ok(Some(compressed)) => {
+                request = request.header(CONTENT_ENCODING, "gzip");
+                compressed
+            }
+            // Compressing into memory does not fail in practice; if it did, send it plain.
+            Ok(None) | Err(_) => body.to_vec(),
+        };
+        telemetry::bulk_request_sent(body.len());
+        let response = match self.send(request.body(body), endpoint).await {
+            Ok(response) => response,
+            Err(error) => {
+                let detail = error.to_string();
+                telemetry::bulk_request_failed(&endpoint_name(endpoint), &detail);
+                return BulkAnswer::Failed {
+                    retry_after: None,
+                    detail,
+                };
+            }
+        };
+
+        let status = response.status();
+        telemetry::bulk_request_answered(status.as_u16());
+        if status.is_success() {
+            return self.read_items(response, documents).await;
+        }
+        let retry_after = retry_after(response.headers());
+        match status.as_u16() {
+            413 => BulkAnswer::TooLarge {
+                message: error_message(&read_capped(response).await),
+            },
+            status @ (401 | 403) => {
+                telemetry::authentication_failed(&endpoint_name(endpoint), status);
+                BulkAnswer::Failed {
+                    retry_after: None,
+                    detail: format!("authentication failed (status {status})"),
+                }
+            }
+            status => {
+                let message = error_message(&read_capped(response).await);
+                if status != 429 && !(500..=599).contains(&status) {
+                    telemetry::bulk_request_refused(status, &message);
+                }
+                BulkAnswer::Failed {
+                    retry_after,
+                    detail: truncate_detail(format!("elasticsearch answered {status}: {message}")),
+                }
+            }
+        }
+    }
+
+    /// Reads a 2xx answer item by item.
+    async fn read_items(&self, response: Response, documents: usize) -> BulkAnswer {
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(error) => {
+                let detail = format!(
+                    "could not read the bulk response: {}",
+                    truncate_detail(error_chain(&error.without_url()))
+                );
+                telemetry::bulk_request_failed(&endpoint_name(&self.endpoints.bulk), &detail);
+                return BulkAnswer::Failed {
+                    retry_after: None,
+                    detail,
+                };
+            }
+        };
+        match read_bulk_response(&body, documents) {
+            Ok(read) => {
+                telemetry::items_answered(&read.statuses);
+                if let Some(status) = read.unauthorized {
+                    telemetry::item_authorization_failed(status);
+                }
+                BulkAnswer::Items(read.outcomes)
+            }
+            Err(error) => {
+                let detail = error.to_string();
+                telemetry::unreadable_bulk_response(&detail);
+                BulkAnswer::Failed {
+                    retry_after: None,
+                    detail,
+                }
+            }
+        }
+    }
+
+    /// Writes `documents` (consecutive runs of `buf`), splitting requests that are too large
+    /// until each fits or stands alone; fills in the outcome of every document's item.
+    async fn write_splitting(
+        &self,
+        buf: &[u8],
+        documents: &[EncodedDocument],
+        outcomes: &mut [Option<ItemOutcome>],
+    ) {
+        let mut pending: Vec<&[EncodedDocument]> = vec![documents];
+        while let Some(segment) = pending.pop() {
+            let (Some(first), Some(last)) = (segment.first(), segment.last()) else {
+                continue;
+            };
+            let answer = self
+                .send_bulk(&buf[first.bytes.start..last.bytes.end], segment.len())
+                .await;
+            let retry = match answer {
+                BulkAnswer::Items(item_outcomes) => {
+                    for (document, outcome) in segment.iter().zip(item_outcomes) {
+                        outcomes[document.item] = Some(outcome);
+                    }
+                    continue;
+                }
+                BulkAnswer::TooLarge { message } if segment.len() > 1 => {
+                    telemetry::too_large_request_split(segment.len(), &message);
+                    let (front, back) = segment.split_at(segment.len() / 2);
+                    pending.push(back);
+                    pending.push(front);
+                    continue;
+                }
+                BulkAnswer::TooLarge { message } => {
+                    let reject = ItemOutcome::Reject {
+                        reason: "too_large",
+                        detail: truncate_detail(format!(
+                            "elasticsearch answered 413 to this document alone ({} bytes): \
+                             {message}",
+                            first.bytes.len()
+                        )),
+                    };
+                    set_all(outcomes, segment, &reject);
+                    continue;
+                }
+                BulkAnswer::Failed {
+                    retry_after,
+                    detail,
+                } => ItemOutcome::Retry {
+                    after: retry_after,
+                    detail,
+                },
+            };
+            // Not about these documents: the waiting segments would very likely fail the same.
+            set_all(outcomes, segment, &retry);
+            for waiting in pending.drain(..) {
+                set_all(outcomes, waiting, &retry);
+            }
+        }
+    }
+
+    fn take_buffer(&self) -> Vec<u8> {
+        self.buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn return_buffer(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        if buffers.len() < MAX_POOLED_BUFFERS {
+            buffers.push(buffer);
+        }
+    }
+}
+
+impl BatchWriter for EsWriter {
+    type Item = Document;
+
+    fn stage(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    async fn write(&self, items: &[&Document]) -> Vec<ItemOutcome> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        let mut buf = self.take_buffer();
+        let mut documents = Vec::with_capacity(items.len());
+        for (item, document) in items.iter().enumerate() {
+            match validate_document(document) {
+                Ok(()) => {
+                    let start = buf.len();
+                    encode_document(&mut buf, document);
+                    documents.push(EncodedDocument {
+                        item,
+                        bytes: start..buf.len(),
+                    });
+                }
+                Err(error) => {
+                    telemetry::invalid_document(&document.index, &document.id, &error);
+                    outcomes[item] = Some(ItemOutcome::Reject {
+                        reason: error.reason(),
+                        detail: error.to_string(),
+                    });
+                }
+            }
+        }
+        if !documents.is_empty() {
+            self.write_splitting(&buf, &documents, &mut outcomes).await;
+        }
+        self.return_buffer(buf);
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                // Every document gets an outcome above; this only guards the invariant.
+                outcome.unwrap_or_else(|| ItemOutcome::Retry {
+                    after: None,
+                    detail: "internal error: no outcome recorded".to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The body of the index template: what Logstash's own template does for strings and
+/// `@timestamp`, without its geo and message special cases.
+fn index_template(index_patterns: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "index_patterns": index_patterns,
+        "priority": TEMPLATE_PRIORITY,
+        "_meta": {
+            "managed_by": "sluice",
+            "description": "events and logs: strings as text with a keyword sub-field"
+        },
+        "template": {
+            "mappings": {
+                "dynamic_templates": [{
+                    "strings_as_text_and_keyword": {
+                        "match_mapping_type": "string",
+                        "mapping": {
+                            "type": "text",
+                            "norms": false,
+                            "fields": {
+                                "keyword": { "type": "keyword", "ignore_above": 256 }
+                            }
+                        }
+                    }
+                }],
+                "properties": {
+                    "@timestamp": { "type": "date" },
+                    "@version": { "type": "keyword" }
+                }
+            }
+        }
+    })
+}
+
+/// Ok for a 2xx answer; the error that says what to do otherwise.
+async fn expect_success(response: Response, endpoint: &Url) -> Result<(), EsError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        telemetry::authentication_failed(&endpoint_name(endpoint), status.as_u16());
+        return Err(EsError::Authentication {
+            status: status.as_u16(),
+        });
+    }
+    let retry_after = retry_after(response.headers());
+    let body = read_capped(response).await;
+    Err(EsError::Status {
+        status: status.as_u16(),
+        message: truncate_detail(error_message(&body)),
+        retry_after,
+    })
+}
+
+fn set_all(
+    outcomes: &mut [Option<ItemOutcome>],
+    documents: &[EncodedDocument],
+    outcome: &ItemOutcome,
+) {
+    for document in documents {
+        outcomes[document.item] = Some(outcome.clone());
+    }
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    // The fastest level: JSON documents of one kind are repetitive and compress well even so,
+    // and the CPU goes to the pipeline.
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is ignored (proxies in front of Elasticsearch
+/// send seconds).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Reads at most [`MAX_ERROR_BODY_BYTES`] of an (error) response body.
+async fn read_capped(mut response: Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY_BYTES);
+    body
+}
+
+/// The server's error text: `<type>: <reason>` from Elasticsearch's
+/// `{"error":{"type":..,"reason":..},"status":..}`, the string of `{"error":".."}`, or the body.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        let error = &value["error"];
+        if let Some(text) = error.as_str() {
+            return text.to_owned();
+        }
+        if let Some(kind) = error["type"].as_str() {
+            return match error["reason"].as_str() {
+                Some(reason) => format!("{kind}: {reason}"),
+                None => kind.to_owned(),
+            };
+        }
+    }
+    String::from_utf8_lossy(body).trim().to_owned()
+}
+
+/// Cuts `text` to about [`MAX_DETAIL_BYTES`], at a character boundary.
+pub(crate) fn truncate_detail(mut text: String) -> String {
+    if text.len() <= MAX_DETAIL_BYTES {
+        return text;
+    }
+    let mut end = MAX_DETAIL_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message says little alone).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The URL without its query, for messages.
+fn endpoint_name(url: &Url) -> String {
+    let mut name = url.clone();
+    name.set_query(None);
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_comes_from_elasticsearch_bodies_or_the_raw_body() {
+        assert_eq!(
+            error_message(
+                br#"{"error":{"root_cause":[{"type":"illegal_argument_exception","reason":"bad"}],"type":"illegal_argument_exception","reason":"Malformed action/metadata line [1], expected START_OBJECT but found [VALUE_STRING]"},"status":400}"#
+            ),
+            "illegal_argument_exception: Malformed action/metadata line [1], expected \
+             START_OBJECT but found [VALUE_STRING]"
+        );
+        assert_eq!(
+            error_message(
+                br#"{"error":"Content-Type header [text/plain] is not supported","status":406}"#
+            ),
+            "Content-Type header [text/plain] is not supported"
+        );
+        assert_eq!(
+            error_message(b"  <html>bad gateway</html>\n"),
+            "<html>bad gateway</html>"
+        );
+        assert_eq!(error_message(b""), "");
+    }
+
+    #[test]
+    fn details_are_cut_to_a_kibibyte_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let cut = truncate_detail(long);
+        assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate_detail("short".into()), "short");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn the_template_maps_strings_to_text_and_keyword_and_timestamp_to_date() {
+        let template = index_template(&["logstash-*".to_owned()]);
+        assert_eq!(
+            template["index_patterns"],
+            serde_json::json!(["logstash-*"])
+        );
+        let mappings = &template["template"]["mappings"];
+        assert_eq!(mappings["properties"]["@timestamp"]["type"], "date");
+        let strings = &mappings["dynamic_templates"][0]["strings_as_text_and_keyword"];
+        assert_eq!(strings["match_mapping_type"], "string");
+        assert_eq!(strings["mapping"]["type"], "text");
+        assert_eq!(
+            strings["mapping"]["fields"]["keyword"],
+            serde_json::json!({"type": "keyword", "ignore_above": 256})
+        );
+    }
+
+    #[test]
+    fn gzip_output_decompresses_to_the_input() {
+        use std::io::Read as _;
+        let body = b"{\"create\":{\"_index\":\"i\",\"_id\":\"1\"}}\n{}\n".repeat(100);
+        let compressed = gzip(&body).expect("gzip");
+        assert!(compressed.len() < body.len());
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut decoded)
+            .expect("gunzip");
+        assert_eq!(decoded, body);
+    }
+}

@@ -1,0 +1,343 @@
+//! End to end on the real RabbitMQ: the manager's events and logs through `sluice run` into
+//! Elasticsearch (the in-process, protocol-faithful fake from `sluice-elasticsearch`, since
+//! Elasticsearch cannot be installed here), both manager generations, duplicates, per-item
+//! failures and an outage.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Broker, Sluice, TestNames, eventually, influx_url, unique};
+use serde_json::Value;
+use sluice_elasticsearch::fake::FakeElasticsearch;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The golden fixtures: (name, body, expected `_index`, expected `_source`).
+fn fixtures() -> Vec<(String, Vec<u8>, String, Value)> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/fixtures/events");
+    let mut cases = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&folder)
+        .expect("fixtures")
+        .flatten()
+        .collect();
+    entries.sort_by_key(|entry| entry.path());
+    for entry in entries {
+        let path = entry.path();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if name.ends_with(".document.json") || !name.ends_with(".json") {
+            continue;
+        }
+        let body = std::fs::read(&path).expect("body");
+        let expected: Value = serde_json::from_slice(
+            &std::fs::read(path.with_extension("document.json")).expect("expected document"),
+        )
+        .expect("json");
+        let index = expected["_index"].as_str().expect("_index").to_owned();
+        cases.push((name, body, index, expected["_source"].clone()));
+    }
+    assert!(cases.len() >= 5, "the event fixtures are there");
+    cases
+}
+
+/// Stored documents by their manager `timestamp` (unique across the fixtures).
+fn by_timestamp(documents: Vec<Value>) -> BTreeMap<String, Vec<Value>> {
+    let mut map: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for document in documents {
+        let key = document["timestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        map.entry(key).or_default().push(document);
+    }
+    map
+}
+
+fn events_overrides<'a>(
+    es: &'a str,
+    manager: &'a str,
+    exchanges: &'a str,
+    queues: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("SLUICE_METRICS__ENABLED", "false"),
+        ("SLUICE_EVENTS__ENABLED", "true"),
+        ("SLUICE_EVENTS__MANAGER", manager),
+        ("SLUICE_EVENTS__EXCHANGES", exchanges),
+        ("SLUICE_EVENTS__QUEUES", queues),
+        ("SLUICE_ELASTICSEARCH__URL", es),
+        ("SLUICE_ELASTICSEARCH__RETRY_INITIAL_DELAY", "50ms"),
+        ("SLUICE_ELASTICSEARCH__RETRY_MAX_DELAY", "500ms"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_4x_events_and_logs_land_once_in_their_daily_index_with_utc_timestamps() {
+    let names = TestNames::new("events4x");
+    let broker = Broker::connect().await;
+    let es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let (events_exchange, logs_exchange) = (unique("cloudify-events"), unique("cloudify-logs"));
+    let (events_queue, logs_queue) = (unique("sluice.events"), unique("sluice.logs"));
+    let exchanges = format!(r#"["{events_exchange}","{logs_exchange}"]"#);
+    let queues = format!(r#"["{events_queue}","{logs_queue}"]"#);
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &events_overrides(&es_url, "4.x", &exchanges, &queues),
+    )
+    .await;
+
+    let cases = fixtures();
+    for (_, body, _, expected) in &cases {
+        let exchange = if expected["type"] == "cloudify_log" {
+            &logs_exchange
+        } else {
+            &events_exchange
+        };
+        broker.publish(exchange, "", body).await;
+        // A redelivery or a second publish of the same message must not make a second document.
+        broker.publish(exchange, "", body).await;
+    }
+    let bad_timestamp = br#"{"type":"cloudify_event","event_type":"task_started","timestamp":"yesterday","context":{},"message":{"text":"x"}}"#;
+    broker.publish(&events_exchange, "", bad_timestamp).await;
+    broker.publish(&logs_exchange, "", b"{not json").await;
+
+    let stored = eventually("every fixture stored", WAIT, || async {
+        let documents = es.documents("*");
+        (documents.len() >= cases.len()).then_some(documents)
+    })
+    .await;
+    let stored = by_timestamp(stored);
+    for (name, _, index, expected) in &cases {
+        let key = expected["timestamp"].as_str().unwrap_or_default();
+        let found = &stored[key];
+        assert_eq!(
+            found.len(),
+            1,
+            "{name}: exactly one document despite the duplicate"
+        );
+        assert_eq!(
+            &found[0], expected,
+            "{name}: the manager's shape plus @timestamp"
+        );
+        assert_eq!(
+            es.documents(index)
+                .iter()
+                .filter(|document| document["timestamp"] == expected["timestamp"])
+                .count(),
+            1,
+            "{name}: stored in {index}"
+        );
+    }
+
+    let letters = broker.take(&names.dead_letter_queue, 2, WAIT).await;
+    let mut reasons: Vec<String> = letters
+        .iter()
+        .map(|letter| letter.routing_key.clone())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            "events.bad_timestamp".to_owned(),
+            "events.invalid_json".to_owned()
+        ]
+    );
+
+    assert!(sluice.stop(), "clean stop");
+    for queue in [&events_queue, &logs_queue] {
+        assert_eq!(
+            broker.queue_counts(queue).await,
+            (0, 0),
+            "{queue} drained, nothing unacked"
+        );
+        broker.delete_queue(queue).await;
+    }
+    broker.delete_exchange(&events_exchange).await;
+    broker.delete_exchange(&logs_exchange).await;
+    broker.remove(&names).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_3x_queues_are_consumed_as_the_manager_declares_them() {
+    let names = TestNames::new("events3x");
+    let broker = Broker::connect().await;
+    let es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let (events_queue, logs_queue) = (unique("cloudify-events"), unique("cloudify-logs"));
+    let queues = format!(r#"["{events_queue}","{logs_queue}"]"#);
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &events_overrides(&es_url, "3.x", "[]", &queues),
+    )
+    .await;
+
+    // 3.x publishers use the default exchange with the queue's name as routing key.
+    let cases = fixtures();
+    for (_, body, _, expected) in &cases {
+        let queue = if expected["type"] == "cloudify_log" {
+            &logs_queue
+        } else {
+            &events_queue
+        };
+        broker.publish("", queue, body).await;
+    }
+    eventually("every fixture stored", WAIT, || async {
+        (es.documents("*").len() == cases.len()).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop");
+    // The queues are auto-delete, as the manager declares them: gone with their last consumer.
+    for queue in [&events_queue, &logs_queue] {
+        broker.delete_queue(queue).await;
+    }
+    broker.remove(&names).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_reply_mixing_201_409_429_and_400_retries_only_the_429_and_dead_letters_the_400() {
+    let names = TestNames::new("eventsmix");
+    let broker = Broker::connect().await;
+    let es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let exchange = unique("cloudify-events");
+    let queue = unique("sluice.events");
+    let exchanges = format!(r#"["{exchange}"]"#);
+    let queues = format!(r#"["{queue}"]"#);
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &[
+            events_overrides(&es_url, "4.x", &exchanges, &queues),
+            vec![("SLUICE_ELASTICSEARCH__BATCH_LINGER", "300ms")],
+        ]
+        .concat(),
+    )
+    .await;
+
+    let event = |n: u32, node: Value| {
+        serde_json::json!({
+            "type": "cloudify_event", "event_type": "task_started", "message_code": null,
+            "timestamp": format!("2016-06-15 10:13:{n:02}.000+0000"),
+            "message": {"text": format!("event {n}"), "arguments": null},
+            "context": {"deployment_id": "d", "execution_id": "e", "workflow_id": "install", "node_id": node},
+        })
+        .to_string()
+        .into_bytes()
+    };
+    // `context.node_id` is first mapped as text; a later object there is a mapping conflict.
+    let first = event(0, Value::from("nodejs_1"));
+    broker.publish(&exchange, "", &first).await;
+    eventually("the first document", WAIT, || async {
+        (es.documents("*").len() == 1).then_some(())
+    })
+    .await;
+
+    let throttled = event(2, Value::from("nodejs_2"));
+    let throttled_id = sluice_normalise::document_id(&exchange, "", &throttled);
+    es.fail_items_with_429([throttled_id], 2);
+    let conflicting = event(3, serde_json::json!({"nested": true}));
+    let bodies = [
+        first.clone(),
+        event(1, Value::from("nodejs_1")),
+        throttled,
+        conflicting.clone(),
+    ];
+    for body in &bodies {
+        broker.publish(&exchange, "", body).await;
+    }
+
+    eventually(
+        "the 201, the 409 and the retried 429 stored",
+        WAIT,
+        || async { (es.documents("*").len() == 3).then_some(()) },
+    )
+    .await;
+    let letters = broker.take(&names.dead_letter_queue, 1, WAIT).await;
+    assert_eq!(letters[0].routing_key, "elasticsearch.mapping_conflict");
+    assert_eq!(letters[0].body, conflicting);
+    assert!(
+        letters[0].headers["x-sluice-error"].contains("exception"),
+        "{:?}",
+        letters[0].headers
+    );
+    let retried = sluice.counter("sluice_retried_total").await;
+    assert_eq!(retried, 2.0, "only the throttled item was retried, twice");
+    eventually("every delivery acked", WAIT, || async {
+        (sluice.counter("sluice_acked_total").await == 5.0).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop");
+    assert_eq!(broker.queue_counts(&queue).await, (0, 0));
+    broker.delete_queue(&queue).await;
+    broker.delete_exchange(&exchange).await;
+    broker.remove(&names).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_elasticsearch_is_down_nothing_is_acked_and_after_it_returns_nothing_is_lost() {
+    let names = TestNames::new("eventsdown");
+    let broker = Broker::connect().await;
+    let mut es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let exchange = unique("cloudify-logs");
+    let queue = unique("sluice.logs");
+    let exchanges = format!(r#"["{exchange}"]"#);
+    let queues = format!(r#"["{queue}"]"#);
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &events_overrides(&es_url, "4.x", &exchanges, &queues),
+    )
+    .await;
+
+    let log = |n: u32| {
+        serde_json::json!({
+            "type": "cloudify_log", "logger": "ctx", "level": "info", "message_code": null,
+            "timestamp": format!("2016-06-15 10:{:02}:{:02}.000+0000", n / 60, n % 60),
+            "message": {"text": format!("line {n}")},
+            "context": {"deployment_id": "d", "execution_id": "e", "workflow_id": "install"},
+        })
+        .to_string()
+        .into_bytes()
+    };
+    es.stop().await;
+    for n in 0..40 {
+        broker.publish(&exchange, "", &log(n)).await;
+    }
+    eventually("sluice to hold all 40 and retry them", WAIT, || async {
+        let received = sluice.counter("sluice_received_total").await;
+        let retried = sluice.counter("sluice_retried_total").await;
+        (received == 40.0 && retried >= 40.0).then_some(())
+    })
+    .await;
+    assert_eq!(sluice.counter("sluice_acked_total").await, 0.0);
+    assert_eq!(
+        broker.queue_counts(&queue).await,
+        (0, 1),
+        "all held unacked by sluice"
+    );
+
+    es.restart().await;
+    eventually("all 40 stored after the outage", WAIT, || async {
+        (es.documents("*").len() == 40).then_some(())
+    })
+    .await;
+    eventually("all 40 acked", WAIT, || async {
+        (sluice.counter("sluice_acked_total").await == 40.0).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop");
+    assert_eq!(broker.queue_counts(&queue).await, (0, 0));
+    broker.delete_queue(&queue).await;
+    broker.delete_exchange(&exchange).await;
+    broker.remove(&names).await;
+}
