@@ -1,4 +1,5 @@
-//! The metrics hot path without I/O: decode -> normalise -> line-protocol encode.
+//! The hot paths without I/O: Diamond metrics (decode -> normalise -> line-protocol encode) and
+//! Cloudify events (decode -> document -> bulk encode).
 //!
 //! `cargo bench -p sluice-benches --bench hot_path`; throughput is reported in messages per
 //! second on one core (criterion runs single-threaded).
@@ -6,9 +7,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_core::ack::SourceMessage;
 use sluice_core::point::PointLimits;
+use sluice_elasticsearch::encode_document;
 use sluice_influx::{Precision, encode_point};
-use sluice_normalise::{Naming, Normalised, Normaliser, TemplateSet};
+use sluice_normalise::{EventDecoder, IndexPattern, Naming, Normalised, Normaliser, TemplateSet};
 
 const BATCH: usize = 1000;
 
@@ -77,5 +80,33 @@ fn hot_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path);
+fn events_path(c: &mut Criterion) {
+    let bodies = sluice_benches::cloudify_event_bodies(BATCH);
+    let decoder = EventDecoder::new(IndexPattern::logstash_daily());
+    let message = SourceMessage {
+        exchange: "cloudify-events".into(),
+        ..SourceMessage::default()
+    };
+
+    let mut group = c.benchmark_group("events");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut scratch = Vec::new();
+    let mut request = Vec::with_capacity(700 * BATCH);
+    group.bench_function("decode_document_bulk_encode", |b| {
+        b.iter(|| {
+            request.clear();
+            for body in &bodies {
+                scratch.clear();
+                scratch.extend_from_slice(body);
+                if let Ok(document) = decoder.decode(&mut scratch, &message) {
+                    encode_document(&mut request, &document);
+                }
+            }
+            black_box(request.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, events_path);
 criterion_main!(benches);

@@ -43,3 +43,44 @@ pub fn diamond_bodies(count: usize) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// `count` Cloudify event and log bodies as the 3.4 manager publishes them: task events and
+/// operation logs in turn, each distinct (so each is its own document), with timestamps in the
+/// manager's `+0000` shape spread over two days.
+pub fn cloudify_event_bodies(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|index| {
+            let seconds = index % 86_400 * 2;
+            let timestamp = format!(
+                "2016-06-{:02} {:02}:{:02}:{:02}.{:03}+0000",
+                15 + seconds / 86_400,
+                seconds / 3600 % 24,
+                seconds / 60 % 60,
+                seconds % 60,
+                index % 1000
+            );
+            let context = serde_json::json!({
+                "blueprint_id": "nodecellar", "deployment_id": "nodecellar",
+                "execution_id": format!("exec-{}", index / 1000), "workflow_id": "install",
+                "task_id": format!("task-{index}"), "task_name": "script_runner.tasks.run",
+                "operation": "cloudify.interfaces.lifecycle.start", "plugin": "script",
+                "node_id": format!("nodejs_{:05x}", index % 200), "node_name": "nodejs",
+                "task_current_retries": 0, "task_total_retries": -1,
+            });
+            let body = if index % 2 == 0 {
+                serde_json::json!({
+                    "event_type": "task_succeeded", "type": "cloudify_event", "message_code": null,
+                    "timestamp": timestamp, "context": context,
+                    "message": {"text": format!("Task succeeded 'script_runner.tasks.run' ({index})"), "arguments": null},
+                })
+            } else {
+                serde_json::json!({
+                    "logger": "ctx.a9f0b1", "level": "info", "type": "cloudify_log", "message_code": null,
+                    "timestamp": timestamp, "context": context,
+                    "message": {"text": format!("Starting nodejs on port {}", 8000 + index % 1000)},
+                })
+            };
+            body.to_string().into_bytes()
+        })
+        .collect()
+}

@@ -1,29 +1,49 @@
-//! `sluice-load`: publishes manager-shaped Diamond traffic to RabbitMQ with publisher confirms,
-//! then times how long sluice takes to land it in InfluxDB and dead-letter the bad share.
+//! `sluice-load`: publishes manager-shaped traffic to RabbitMQ with publisher confirms, then
+//! times how long sluice takes to write it and dead-letter the bad share.
 //!
-//! This is the pre-load scenario; the open-loop mode, sweeps and plots are still to come (see
-//! the benchmark-harness issue).
+//! - `--stream metrics` (default): Diamond metrics to `cloudify-monitoring`, counted in InfluxDB.
+//! - `--stream events`: Cloudify events and logs to the 4.x fanout exchanges, counted in the
+//!   protocol-faithful fake Elasticsearch this tool serves itself on `--fake-elasticsearch`
+//!   (sluice's default `127.0.0.1:9200`), since Elasticsearch cannot be installed here.
+//!
+//! This is the pre-load and live scenario; the open-loop mode, the null-consumer baseline, sweeps
+//! and plots are still to come (see the benchmark-harness issue).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use futures::stream::{FuturesUnordered, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use sluice_elasticsearch::fake::FakeElasticsearch;
 
 /// Publishes awaiting their confirm at once.
 const MAX_UNCONFIRMED: usize = 1000;
+/// The 4.x manager's event and log exchanges.
+const EVENTS_EXCHANGES: [&str; 2] = ["cloudify-events", "cloudify-logs"];
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Stream {
+    Metrics,
+    Events,
+}
 
 #[derive(Parser)]
 #[command(
     name = "sluice-load",
-    about = "Publish Diamond metrics and time sluice's drain"
+    about = "Publish manager traffic and time sluice's drain"
 )]
 struct Args {
+    #[arg(long, value_enum, default_value = "metrics")]
+    stream: Stream,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
+    /// metrics: the exchange the Diamond agents publish to.
     #[arg(long, default_value = "cloudify-monitoring")]
     exchange: String,
     /// Messages to publish.
@@ -32,19 +52,22 @@ struct Args {
     /// Every Nth message is malformed (0: none).
     #[arg(long, default_value_t = 100)]
     bad_every: usize,
-    /// After publishing, wait until this InfluxDB database holds every good point.
+    /// metrics: wait until this InfluxDB database holds every good point.
     #[arg(long, default_value = "http://127.0.0.1:8086")]
     influx_url: String,
     #[arg(long, default_value = "cloudify")]
     database: String,
+    /// events: where to serve the fake Elasticsearch that sluice writes to.
+    #[arg(long, default_value = "127.0.0.1:9200")]
+    fake_elasticsearch: SocketAddr,
     /// The dead-letter queue to count the bad messages in.
     #[arg(long, default_value = "sluice.dead-letter")]
     dead_letter_queue: String,
-    /// Publish and exit without waiting: pre-load a queue while sluice is stopped.
+    /// Publish and exit without waiting: pre-load a queue while sluice is stopped (metrics).
     #[arg(long, conflicts_with = "drain_only")]
     publish_only: bool,
     /// Publish nothing: time how long sluice takes to drain what an earlier
-    /// `--publish-only` run (with the same --count and --bad-every) left queued.
+    /// `--publish-only` run (with the same --count and --bad-every) left queued (metrics).
     #[arg(long)]
     drain_only: bool,
     /// Give up waiting after this many seconds.
@@ -55,6 +78,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.stream == Stream::Events && (args.publish_only || args.drain_only) {
+        bail!(
+            "--publish-only and --drain-only are for --stream metrics: the fake Elasticsearch lives in this process"
+        );
+    }
     let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default())
         .await
         .context("connecting to RabbitMQ")?;
@@ -68,6 +96,16 @@ async fn main() -> anyhow::Result<()> {
 
     let bad = args.count.checked_div(args.bad_every).unwrap_or(0);
     let good = args.count - bad;
+    let fake_elasticsearch = match args.stream {
+        Stream::Events => {
+            for exchange in EVENTS_EXCHANGES {
+                declare_durable_fanout(&channel, exchange).await?;
+            }
+            Some(FakeElasticsearch::start_on(args.fake_elasticsearch).await)
+        }
+        Stream::Metrics => None,
+    };
+
     // Live runs are timed from the first publish; --drain-only runs from now.
     let started = Instant::now();
     if !args.drain_only {
@@ -81,7 +119,10 @@ async fn main() -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let (mut landed, mut dead) = (0u64, 0u32);
     while Instant::now() < deadline {
-        landed = influx_points(&client, &args).await.unwrap_or(landed);
+        landed = match &fake_elasticsearch {
+            Some(es) => es.documents("*").len() as u64,
+            None => influx_points(&client, &args).await.unwrap_or(landed),
+        };
         dead = queue_depth(&channel, &args.dead_letter_queue)
             .await
             .unwrap_or(dead_before)
@@ -92,21 +133,28 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
+    let store = match args.stream {
+        Stream::Metrics => "points in InfluxDB",
+        Stream::Events => "documents in Elasticsearch",
+    };
     println!(
-        "drained in {:.2}s: {landed} points in InfluxDB, {dead} dead-lettered ({:.0} msg/s end to end)",
+        "drained in {:.2}s: {landed} {store}, {dead} dead-lettered ({:.0} msg/s end to end)",
         elapsed.as_secs_f64(),
         args.count as f64 / elapsed.as_secs_f64()
     );
     if landed < good as u64 || (dead as usize) < bad {
-        bail!("timed out: expected {good} points and {bad} dead letters");
+        bail!("timed out: expected {good} stored and {bad} dead letters");
     }
     Ok(())
 }
 
 /// Publishes `--count` bodies (every `--bad-every`th malformed), with confirms pipelined.
 async fn publish(args: &Args, channel: &lapin::Channel) -> anyhow::Result<()> {
-    // Distinct timestamps per message so every good one is its own InfluxDB point.
-    let bodies = sluice_benches::diamond_bodies(args.count);
+    // Distinct bodies (and timestamps) so that every good one is stored on its own.
+    let bodies = match args.stream {
+        Stream::Metrics => sluice_benches::diamond_bodies(args.count),
+        Stream::Events => sluice_benches::cloudify_event_bodies(args.count),
+    };
     let mut bad = 0usize;
     let started = Instant::now();
     let mut unconfirmed = FuturesUnordered::new();
@@ -117,14 +165,15 @@ async fn publish(args: &Args, channel: &lapin::Channel) -> anyhow::Result<()> {
         } else {
             body
         };
-        let routing_key = if index % 2 == 0 {
-            "nodecellar"
-        } else {
-            "shop.prod.eu"
+        let (exchange, routing_key) = match args.stream {
+            Stream::Metrics if index % 2 == 0 => (args.exchange.as_str(), "nodecellar"),
+            Stream::Metrics => (args.exchange.as_str(), "shop.prod.eu"),
+            // The bodies alternate event, log: each goes to its own exchange.
+            Stream::Events => (EVENTS_EXCHANGES[index % 2], ""),
         };
         let confirm = channel
             .basic_publish(
-                args.exchange.as_str().into(),
+                exchange.into(),
                 routing_key.into(),
                 BasicPublishOptions::default(),
                 body,
@@ -149,8 +198,24 @@ async fn publish(args: &Args, channel: &lapin::Channel) -> anyhow::Result<()> {
         published_in.as_secs_f64(),
         args.count as f64 / published_in.as_secs_f64()
     );
-
     Ok(())
+}
+
+/// Declares an exchange as the 4.x manager does (sluice declares it the same way).
+async fn declare_durable_fanout(channel: &lapin::Channel, exchange: &str) -> anyhow::Result<()> {
+    let options = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Fanout,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declaring the exchange {exchange}"))
 }
 
 fn ensure_acked(confirmation: lapin::Result<lapin::Confirmation>) -> anyhow::Result<()> {

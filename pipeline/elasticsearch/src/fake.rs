@@ -247,8 +247,14 @@ impl IntoResponse for Reply {
 impl FakeElasticsearch {
     /// Binds `127.0.0.1:0` and serves. Panics when it cannot bind (a test fixture).
     pub async fn start() -> FakeElasticsearch {
-        let listener = bind("127.0.0.1:0".parse().expect("a socket address"))
-            .expect("FakeElasticsearch binds 127.0.0.1:0");
+        Self::start_on("127.0.0.1:0".parse().expect("a socket address")).await
+    }
+
+    /// Binds `address` and serves: for a load run that points an unchanged `sluice` at its
+    /// default `127.0.0.1:9200`. Panics when it cannot bind (a test fixture).
+    pub async fn start_on(address: SocketAddr) -> FakeElasticsearch {
+        let listener = bind(address)
+            .unwrap_or_else(|error| panic!("FakeElasticsearch cannot bind {address}: {error}"));
         let address = listener
             .local_addr()
             .expect("FakeElasticsearch has a local address");

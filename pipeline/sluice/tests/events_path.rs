@@ -341,3 +341,52 @@ async fn while_elasticsearch_is_down_nothing_is_acked_and_after_it_returns_nothi
     broker.delete_exchange(&exchange).await;
     broker.remove(&names).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_redelivered_after_a_crash_are_stored_once() {
+    let names = TestNames::new("eventsredeliver");
+    let broker = Broker::connect().await;
+    let es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let exchange = unique("cloudify-events");
+    let queue = unique("sluice.events");
+    let exchanges = format!(r#"["{exchange}"]"#);
+    let queues = format!(r#"["{queue}"]"#);
+    let overrides = events_overrides(&es_url, "4.x", &exchanges, &queues);
+
+    // Elasticsearch stores every bulk but answers only after a minute: the first sluice never
+    // learns that its writes landed, so it acks nothing before it is killed.
+    es.delay_responses(Duration::from_secs(60));
+    let first = Sluice::start(&names, &influx_url(), &overrides).await;
+    let cases = fixtures();
+    for (_, body, _, _) in &cases {
+        broker.publish(&exchange, "", body).await;
+    }
+    eventually("the first sluice's writes stored", WAIT, || async {
+        (es.documents("*").len() == cases.len()).then_some(())
+    })
+    .await;
+    assert_eq!(first.counter("sluice_acked_total").await, 0.0);
+    drop(first); // SIGKILL: the broker requeues every unacked delivery.
+
+    es.delay_responses(Duration::ZERO);
+    let mut second = Sluice::start(&names, &influx_url(), &overrides).await;
+    eventually(
+        "the redeliveries acked by the second sluice",
+        WAIT,
+        || async {
+            (second.counter("sluice_acked_total").await == cases.len() as f64).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        es.documents("*").len(),
+        cases.len(),
+        "a redelivery meets 409, never a duplicate"
+    );
+    assert!(second.stop(), "clean stop");
+    assert_eq!(broker.queue_counts(&queue).await, (0, 0));
+    broker.delete_queue(&queue).await;
+    broker.delete_exchange(&exchange).await;
+    broker.remove(&names).await;
+}
