@@ -2,6 +2,7 @@
 //!
 //! The flow is `source -> decode -> normalise -> batch -> sink -> outcome -> ack`:
 //!
+//! - [`action`]: what a rule asks for when it fires (a workflow to execute, a webhook to call).
 //! - [`point`]: the normalised metric point, its JSON form and its validation (the guard that
 //!   keeps line-protocol injection out of every sink).
 //! - [`ack`]: the [`AckToken`](ack::AckToken) each item carries back to its broker delivery, and
@@ -15,6 +16,7 @@
 //! - [`retry`]: capped exponential backoff with jitter.
 
 pub mod ack;
+pub mod action;
 pub mod batch;
 pub mod dead_letter;
 pub mod document;

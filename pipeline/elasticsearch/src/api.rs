@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use sluice_http::redacted_url;
 use url::Url;
 
 /// How the sink authenticates.
@@ -61,17 +62,6 @@ impl fmt::Debug for EsSettings {
             .field("request_timeout", &self.request_timeout)
             .finish()
     }
-}
-
-/// The URL without its password, for messages.
-pub(crate) fn redacted_url(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut redacted = url.clone();
-    // Only fails for URLs that cannot carry credentials, which then have no password either.
-    let _ = redacted.set_password(Some("REDACTED"));
-    redacted.to_string()
 }
 
 /// The URLs the writer calls, derived once from the settings.

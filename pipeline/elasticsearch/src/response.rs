@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use sluice_core::outcome::ItemOutcome;
 
-use crate::writer::truncate_detail;
+use sluice_http::truncate_detail;
 
 #[derive(Debug, Deserialize)]
 struct BulkResponse<'a> {

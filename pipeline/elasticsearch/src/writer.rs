@@ -27,16 +27,11 @@
 //! document twice is harmless: the second `create` answers 409, which counts as delivered.
 
 use std::fmt;
-use std::io::Write as _;
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER,
-};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::ExposeSecret;
 use sluice_core::document::Document;
@@ -48,11 +43,8 @@ use crate::encode::{encode_document, validate_document};
 use crate::error::EsError;
 use crate::response::read_bulk_response;
 use crate::telemetry;
+use sluice_http::{endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail};
 
-/// The longest server error text kept in an outcome's detail.
-const MAX_DETAIL_BYTES: usize = 1024;
-/// The most of an error response body that is read.
-const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
 const MAX_POOLED_BUFFERS: usize = 8;
 /// The priority of the template [`EsWriter::install_index_template`] puts: above the built-in
@@ -477,34 +469,6 @@ fn set_all(
     }
 }
 
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    // The fastest level: JSON documents of one kind are repetitive and compress well even so,
-    // and the CPU goes to the pipeline.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
-    encoder.write_all(body)?;
-    encoder.finish()
-}
-
-/// `Retry-After` in seconds; the HTTP-date form is ignored (proxies in front of Elasticsearch
-/// send seconds).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Reads at most [`MAX_ERROR_BODY_BYTES`] of an (error) response body.
-async fn read_capped(mut response: Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < MAX_ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    body.truncate(MAX_ERROR_BODY_BYTES);
-    body
-}
-
 /// The server's error text: `<type>: <reason>` from Elasticsearch's
 /// `{"error":{"type":..,"reason":..},"status":..}`, the string of `{"error":".."}`, or the body.
 fn error_message(body: &[u8]) -> String {
@@ -521,42 +485,6 @@ fn error_message(body: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(body).trim().to_owned()
-}
-
-/// Cuts `text` to about [`MAX_DETAIL_BYTES`], at a character boundary.
-pub(crate) fn truncate_detail(mut text: String) -> String {
-    if text.len() <= MAX_DETAIL_BYTES {
-        return text;
-    }
-    let mut end = MAX_DETAIL_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push('…');
-    text
-}
-
-/// An error and its causes, `: `-separated (reqwest's own message says little alone).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The URL without its query, for messages.
-fn endpoint_name(url: &Url) -> String {
-    let mut name = url.clone();
-    name.set_query(None);
-    name.to_string()
 }
 
 #[cfg(test)]
@@ -583,28 +511,6 @@ mod tests {
             "<html>bad gateway</html>"
         );
         assert_eq!(error_message(b""), "");
-    }
-
-    #[test]
-    fn details_are_cut_to_a_kibibyte_at_a_character_boundary() {
-        let long = "é".repeat(1000);
-        let cut = truncate_detail(long);
-        assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
-        assert!(cut.ends_with('…'));
-        assert_eq!(truncate_detail("short".into()), "short");
-    }
-
-    #[test]
-    fn retry_after_is_read_in_seconds_only() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

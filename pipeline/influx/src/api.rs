@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use sluice_core::point::PointLimits;
+use sluice_http::redacted_url;
 use url::Url;
 
 /// The unit of the timestamps written. Points carry nanoseconds; coarser precisions truncate
@@ -123,17 +124,6 @@ impl fmt::Debug for InfluxSettings {
             .field("max_point", &self.max_point)
             .finish()
     }
-}
-
-/// The URL without its password, for messages.
-pub(crate) fn redacted_url(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut redacted = url.clone();
-    // Only fails for URLs that cannot carry credentials, which then have no password either.
-    let _ = redacted.set_password(Some("REDACTED"));
-    redacted.to_string()
 }
 
 /// The URLs the writer calls, derived once from the settings.

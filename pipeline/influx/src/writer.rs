@@ -26,14 +26,11 @@
 //! timestamp (see the crate documentation).
 
 use std::fmt;
-use std::io::Write as _;
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::ExposeSecret;
 use sluice_core::outcome::{BatchWriter, ItemOutcome};
@@ -44,11 +41,8 @@ use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
 use crate::encode::encode_point;
 use crate::error::InfluxError;
 use crate::telemetry;
+use sluice_http::{endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail};
 
-/// The longest server error text kept in an outcome's detail.
-const MAX_DETAIL_BYTES: usize = 1024;
-/// The most of an error response body that is read.
-const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
 const MAX_POOLED_BUFFERS: usize = 8;
 
@@ -174,7 +168,7 @@ impl InfluxWriter {
                 status: status.as_u16(),
             });
         }
-        let retry_after = retry_after(&response);
+        let retry_after = retry_after(response.headers());
         let body = read_capped(response).await;
         if status == StatusCode::BAD_REQUEST {
             return Err(InfluxError::Query {
@@ -217,7 +211,7 @@ impl InfluxWriter {
                 status: status.as_u16(),
             });
         }
-        let retry_after = retry_after(&response);
+        let retry_after = retry_after(response.headers());
         let body = read_capped(response).await;
         Err(InfluxError::Status {
             status: status.as_u16(),
@@ -285,7 +279,7 @@ impl InfluxWriter {
         if status.is_success() {
             return WriteAnswer::Written;
         }
-        let retry_after = retry_after(&response);
+        let retry_after = retry_after(response.headers());
         match status.as_u16() {
             status @ (401 | 403) => {
                 telemetry::authentication_failed(&endpoint_name(&self.endpoints.write), status);
@@ -492,33 +486,6 @@ fn refusal_reason(message: &str) -> &'static str {
     }
 }
 
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    // The fastest level: metric lines are repetitive and compress well even so, and the CPU
-    // goes to the pipeline.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
-    encoder.write_all(body)?;
-    encoder.finish()
-}
-
-/// `Retry-After` in seconds; the HTTP-date form is ignored (InfluxDB sends seconds).
-fn retry_after(response: &Response) -> Option<Duration> {
-    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Reads at most [`MAX_ERROR_BODY_BYTES`] of an (error) response body.
-async fn read_capped(mut response: Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < MAX_ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    body.truncate(MAX_ERROR_BODY_BYTES);
-    body
-}
-
 /// The server's error text: v1's `{"error": ".."}`, v2's `{"message": ".."}`, or the body.
 fn error_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
@@ -529,42 +496,6 @@ fn error_message(body: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(body).trim().to_owned()
-}
-
-/// Cuts `text` to about [`MAX_DETAIL_BYTES`], at a character boundary.
-fn truncate_detail(mut text: String) -> String {
-    if text.len() <= MAX_DETAIL_BYTES {
-        return text;
-    }
-    let mut end = MAX_DETAIL_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push('…');
-    text
-}
-
-/// An error and its causes, `: `-separated (reqwest's own message says little alone).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The URL without its query, for messages.
-fn endpoint_name(url: &Url) -> String {
-    let mut name = url.clone();
-    name.set_query(None);
-    name.to_string()
 }
 
 /// An InfluxQL double-quoted identifier.
@@ -624,29 +555,7 @@ mod tests {
     }
 
     #[test]
-    fn details_are_cut_to_a_kibibyte_at_a_character_boundary() {
-        let long = "é".repeat(1000);
-        let cut = truncate_detail(long);
-        assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
-        assert!(cut.ends_with('…'));
-        assert_eq!(truncate_detail("short".into()), "short");
-    }
-
-    #[test]
     fn identifiers_are_quoted_for_influxql() {
         assert_eq!(quote_identifier(r#"my "db"\x"#), r#""my \"db\"\\x""#);
-    }
-
-    #[test]
-    fn gzip_output_decompresses_to_the_input() {
-        use std::io::Read as _;
-        let body = b"m value=1 1\nm value=2 2\n".repeat(100);
-        let compressed = gzip(&body).expect("gzip");
-        assert!(compressed.len() < body.len());
-        let mut decoded = Vec::new();
-        flate2::read::GzDecoder::new(&compressed[..])
-            .read_to_end(&mut decoded)
-            .expect("gunzip");
-        assert_eq!(decoded, body);
     }
 }

@@ -1,0 +1,148 @@
+//! HTTP plumbing shared by sluice's HTTP clients: the InfluxDB and Elasticsearch sinks (and,
+//! next, the action executor). Each client keeps what is its own (endpoints, status mapping,
+//! its store's error bodies); what every one of them needs the same way lives here, once:
+//! readable error texts that never carry a secret, a bounded read of error bodies,
+//! `Retry-After`, and request-body compression.
+
+use std::io::Write;
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::Response;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use url::Url;
+
+/// Longest error text kept in an outcome's detail (and so in a dead letter's header).
+pub const MAX_DETAIL_BYTES: usize = 1024;
+/// Most of an error response's body that is read; a misbehaving proxy cannot make us buffer more.
+pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
+
+/// Compresses a request body at the fastest level: the bodies are repetitive and compress well
+/// even so, and the CPU goes to the pipeline.
+pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is ignored (the stores and the proxies in front
+/// of them send seconds).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Reads at most [`MAX_ERROR_BODY_BYTES`] of an (error) response body.
+pub async fn read_capped(mut response: Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY_BYTES);
+    body
+}
+
+/// Cuts `text` to about [`MAX_DETAIL_BYTES`], at a character boundary, marking the cut.
+pub fn truncate_detail(mut text: String) -> String {
+    if text.len() <= MAX_DETAIL_BYTES {
+        return text;
+    }
+    let mut end = MAX_DETAIL_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message says little alone).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The URL without its query (which may hold a token or a password), for messages.
+pub fn endpoint_name(url: &Url) -> String {
+    let mut name = url.clone();
+    name.set_query(None);
+    redacted_url(&name)
+}
+
+/// The URL without its password, for messages.
+pub fn redacted_url(url: &Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut redacted = url.clone();
+    // Only fails for URLs that cannot carry credentials, which then have no password either.
+    let _ = redacted.set_password(Some("REDACTED"));
+    redacted.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn details_are_cut_at_a_character_boundary_and_marked() {
+        let long = "é".repeat(MAX_DETAIL_BYTES);
+        let cut = truncate_detail(long);
+        assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate_detail("short".into()), "short");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn urls_in_messages_carry_no_secret() {
+        let url = Url::parse("http://user:s3cret@127.0.0.1:8086/write?db=x&p=s3cret").expect("url");
+        // redacted_url hides the password; endpoint_name also drops the query.
+        assert_eq!(
+            redacted_url(&url),
+            "http://user:REDACTED@127.0.0.1:8086/write?db=x&p=s3cret"
+        );
+        assert_eq!(
+            endpoint_name(&url),
+            "http://user:REDACTED@127.0.0.1:8086/write"
+        );
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let body = b"cpu value=1 1\n".repeat(100);
+        let compressed = gzip(&body).expect("gzip");
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(compressed.as_slice())
+            .read_to_end(&mut decoded)
+            .expect("gunzip");
+        assert_eq!(decoded, body);
+    }
+}
