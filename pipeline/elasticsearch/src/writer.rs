@@ -28,7 +28,6 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
@@ -43,7 +42,9 @@ use crate::encode::{encode_document, validate_document};
 use crate::error::EsError;
 use crate::response::read_bulk_response;
 use crate::telemetry;
-use sluice_http::{endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail};
+use sluice_http::{
+    BufferPool, endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail,
+};
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
 const MAX_POOLED_BUFFERS: usize = 8;
@@ -60,7 +61,7 @@ pub struct EsWriter {
     /// `ApiKey <key>`, marked sensitive so that it is never logged by the HTTP stack.
     api_key_header: Option<HeaderValue>,
     gzip: bool,
-    buffers: Mutex<Vec<Vec<u8>>>,
+    buffers: BufferPool,
 }
 
 impl fmt::Debug for EsWriter {
@@ -122,7 +123,7 @@ impl EsWriter {
             auth: settings.auth,
             api_key_header,
             gzip: settings.gzip,
-            buffers: Mutex::new(Vec::new()),
+            buffers: BufferPool::new(MAX_POOLED_BUFFERS),
         })
     }
 
@@ -340,22 +341,6 @@ impl EsWriter {
             }
         }
     }
-
-    fn take_buffer(&self) -> Vec<u8> {
-        self.buffers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default()
-    }
-
-    fn return_buffer(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
-        if buffers.len() < MAX_POOLED_BUFFERS {
-            buffers.push(buffer);
-        }
-    }
 }
 
 impl BatchWriter for EsWriter {
@@ -367,7 +352,7 @@ impl BatchWriter for EsWriter {
 
     async fn write(&self, items: &[&Document]) -> Vec<ItemOutcome> {
         let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        let mut buf = self.take_buffer();
+        let mut buf = self.buffers.take();
         let mut documents = Vec::with_capacity(items.len());
         for (item, document) in items.iter().enumerate() {
             match validate_document(document) {
@@ -391,7 +376,7 @@ impl BatchWriter for EsWriter {
         if !documents.is_empty() {
             self.write_splitting(&buf, &documents, &mut outcomes).await;
         }
-        self.return_buffer(buf);
+        self.buffers.give_back(buf);
         outcomes
             .into_iter()
             .map(|outcome| {

@@ -5,6 +5,7 @@
 //! `Retry-After`, and request-body compression.
 
 use std::io::Write;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use flate2::Compression;
@@ -17,6 +18,42 @@ use url::Url;
 pub const MAX_DETAIL_BYTES: usize = 1024;
 /// Most of an error response's body that is read; a misbehaving proxy cannot make us buffer more.
 pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
+
+/// Request-body buffers kept for reuse, so that a steady stream of batches allocates none: a
+/// writer takes one per request and gives it back, cleared, when the request is done.
+#[derive(Debug)]
+pub struct BufferPool {
+    buffers: Mutex<Vec<Vec<u8>>>,
+    max_buffers: usize,
+}
+
+impl BufferPool {
+    /// Keeps at most `max_buffers`: about the number of requests in flight at once.
+    pub fn new(max_buffers: usize) -> Self {
+        Self {
+            buffers: Mutex::new(Vec::new()),
+            max_buffers,
+        }
+    }
+
+    /// A buffer, empty, with whatever capacity an earlier request left it.
+    pub fn take(&self) -> Vec<u8> {
+        self.buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Returns a buffer to the pool (or drops it, when the pool is full).
+    pub fn give_back(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        if buffers.len() < self.max_buffers {
+            buffers.push(buffer);
+        }
+    }
+}
 
 /// Compresses a request body at the fastest level: the bodies are repetitive and compress well
 /// even so, and the CPU goes to the pipeline.
@@ -105,6 +142,24 @@ mod tests {
         assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
         assert!(cut.ends_with('…'));
         assert_eq!(truncate_detail("short".into()), "short");
+    }
+
+    #[test]
+    fn pooled_buffers_come_back_empty_with_their_capacity_and_the_pool_is_bounded() {
+        let pool = BufferPool::new(1);
+        let mut first = pool.take();
+        first.extend_from_slice(&[0; 4096]);
+        let second = vec![0u8; 16];
+        pool.give_back(first);
+        pool.give_back(second);
+        let reused = pool.take();
+        assert!(reused.is_empty());
+        assert!(reused.capacity() >= 4096, "the first buffer came back");
+        assert_eq!(
+            pool.take().capacity(),
+            0,
+            "the second was dropped: the pool holds one"
+        );
     }
 
     #[test]

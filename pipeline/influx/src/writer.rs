@@ -27,7 +27,6 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
@@ -41,7 +40,9 @@ use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
 use crate::encode::encode_point;
 use crate::error::InfluxError;
 use crate::telemetry;
-use sluice_http::{endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail};
+use sluice_http::{
+    BufferPool, endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail,
+};
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
 const MAX_POOLED_BUFFERS: usize = 8;
@@ -57,7 +58,7 @@ pub struct InfluxWriter {
     endpoints: Endpoints,
     /// v2's `Token <token>`, marked sensitive so that it is never logged by the HTTP stack.
     token_header: Option<HeaderValue>,
-    buffers: Mutex<Vec<Vec<u8>>>,
+    buffers: BufferPool,
 }
 
 impl fmt::Debug for InfluxWriter {
@@ -138,7 +139,7 @@ impl InfluxWriter {
             limits: settings.max_point,
             endpoints,
             token_header,
-            buffers: Mutex::new(Vec::new()),
+            buffers: BufferPool::new(MAX_POOLED_BUFFERS),
         })
     }
 
@@ -406,22 +407,6 @@ impl InfluxWriter {
             telemetry::database_creation_failed(database, &error);
         }
     }
-
-    fn take_buffer(&self) -> Vec<u8> {
-        self.buffers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default()
-    }
-
-    fn return_buffer(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
-        if buffers.len() < MAX_POOLED_BUFFERS {
-            buffers.push(buffer);
-        }
-    }
 }
 
 impl BatchWriter for InfluxWriter {
@@ -433,7 +418,7 @@ impl BatchWriter for InfluxWriter {
 
     async fn write(&self, items: &[&Point]) -> Vec<ItemOutcome> {
         let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        let mut buf = self.take_buffer();
+        let mut buf = self.buffers.take();
         let mut lines = Vec::with_capacity(items.len());
         for (item, point) in items.iter().enumerate() {
             let start = buf.len();
@@ -453,7 +438,7 @@ impl BatchWriter for InfluxWriter {
         if !lines.is_empty() {
             self.write_isolating(&buf, &lines, &mut outcomes).await;
         }
-        self.return_buffer(buf);
+        self.buffers.give_back(buf);
         outcomes
             .into_iter()
             .map(|outcome| {
