@@ -5,113 +5,45 @@
 mod target;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use sluice_core::outcome::ItemOutcome;
 
 use target::{Target, document, event, write};
 
-/// A recorder that keeps counter totals and histogram values by `name{label=value,..}`.
-#[derive(Default)]
-struct RecordedMetrics {
-    counters: Mutex<BTreeMap<String, u64>>,
-    histograms: Mutex<BTreeMap<String, Vec<f64>>>,
-}
-
-struct MetricHandle {
-    key: String,
-    metrics: Arc<RecordedMetrics>,
-}
-
-impl metrics::CounterFn for MetricHandle {
-    fn increment(&self, value: u64) {
-        *self
-            .metrics
-            .counters
-            .lock()
-            .expect("lock")
-            .entry(self.key.clone())
-            .or_default() += value;
-    }
-    fn absolute(&self, value: u64) {
-        self.metrics
-            .counters
-            .lock()
-            .expect("lock")
-            .insert(self.key.clone(), value);
-    }
-}
-
-impl metrics::HistogramFn for MetricHandle {
-    fn record(&self, value: f64) {
-        self.metrics
-            .histograms
-            .lock()
-            .expect("lock")
-            .entry(self.key.clone())
-            .or_default()
-            .push(value);
-    }
-}
-
-struct TestRecorder(Arc<RecordedMetrics>);
-
-impl TestRecorder {
-    fn handle(&self, key: &metrics::Key) -> Arc<MetricHandle> {
+/// Counter totals and histogram values by `name{label=value,..}`, read once from the recorder.
+fn recorded(snapshotter: &Snapshotter) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<f64>>) {
+    let mut counters = BTreeMap::new();
+    let mut histograms = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
         let labels: Vec<String> = key
             .labels()
             .map(|label| format!("{}={}", label.key(), label.value()))
             .collect();
-        Arc::new(MetricHandle {
-            key: format!("{}{{{}}}", key.name(), labels.join(",")),
-            metrics: Arc::clone(&self.0),
-        })
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        match value {
+            DebugValue::Counter(total) => {
+                counters.insert(name, total);
+            }
+            DebugValue::Histogram(values) => {
+                histograms.insert(
+                    name,
+                    values.into_iter().map(|value| value.into_inner()).collect(),
+                );
+            }
+            DebugValue::Gauge(_) => {}
+        }
     }
-}
-
-impl metrics::Recorder for TestRecorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        metrics::Counter::from_arc(self.handle(key))
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        key: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::from_arc(self.handle(key))
-    }
+    (counters, histograms)
 }
 
 /// `#[tokio::test]` runs on one thread, so the thread-local recorder sees every metric.
 #[tokio::test]
 async fn requests_and_items_are_counted_by_status_and_requests_measured_in_bytes() {
     let mut target = Target::fake().await;
-    let recorded = Arc::new(RecordedMetrics::default());
-    let recorder = TestRecorder(Arc::clone(&recorded));
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
     let index = target.index("metrics");
     let writer = target.writer();
@@ -136,7 +68,7 @@ async fn requests_and_items_are_counted_by_status_and_requests_measured_in_bytes
         "{outcomes:?}"
     );
 
-    let counters = recorded.counters.lock().expect("lock").clone();
+    let (counters, histograms) = recorded(&snapshotter);
     let counter = |key: &str| counters.get(key).copied().unwrap_or_default();
     // 1 request, then 413 and its two halves.
     assert_eq!(
@@ -153,7 +85,6 @@ async fn requests_and_items_are_counted_by_status_and_requests_measured_in_bytes
     assert_eq!(counter("sluice_elasticsearch_items_total{status=429}"), 1);
     assert_eq!(counter("sluice_elasticsearch_items_total{status=400}"), 1);
 
-    let histograms = recorded.histograms.lock().expect("lock").clone();
     let recorded_sizes: Vec<usize> = histograms["sluice_elasticsearch_request_bytes{}"]
         .iter()
         .map(|size| *size as usize)

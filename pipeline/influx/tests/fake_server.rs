@@ -5,10 +5,12 @@
 #[path = "support/fake_influx.rs"]
 mod fake_influx;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use secrecy::SecretString;
 use sluice_core::outcome::{BatchWriter, ItemOutcome};
 use sluice_core::point::{FieldValue, Point};
@@ -401,99 +403,31 @@ async fn credentials_in_the_url_are_refused_without_being_printed() {
     assert!(!format!("{:?}", v2_settings(&url)).contains("url-secret"));
 }
 
-/// A recorder that keeps counter totals and histogram values by `name{label=value,..}`.
-#[derive(Default)]
-struct RecordedMetrics {
-    counters: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
-    histograms: std::sync::Mutex<std::collections::BTreeMap<String, Vec<f64>>>,
-}
-
-struct MetricHandle {
-    key: String,
-    metrics: Arc<RecordedMetrics>,
-}
-
-impl metrics::CounterFn for MetricHandle {
-    fn increment(&self, value: u64) {
-        *self
-            .metrics
-            .counters
-            .lock()
-            .expect("lock")
-            .entry(self.key.clone())
-            .or_default() += value;
-    }
-    fn absolute(&self, value: u64) {
-        self.metrics
-            .counters
-            .lock()
-            .expect("lock")
-            .insert(self.key.clone(), value);
-    }
-}
-
-impl metrics::HistogramFn for MetricHandle {
-    fn record(&self, value: f64) {
-        self.metrics
-            .histograms
-            .lock()
-            .expect("lock")
-            .entry(self.key.clone())
-            .or_default()
-            .push(value);
-    }
-}
-
-struct TestRecorder(Arc<RecordedMetrics>);
-
-impl TestRecorder {
-    fn handle(&self, key: &metrics::Key) -> Arc<MetricHandle> {
+/// Counter totals and histogram values by `name{label=value,..}`, read once from the recorder.
+fn recorded(snapshotter: &Snapshotter) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<f64>>) {
+    let mut counters = BTreeMap::new();
+    let mut histograms = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
         let labels: Vec<String> = key
             .labels()
             .map(|label| format!("{}={}", label.key(), label.value()))
             .collect();
-        Arc::new(MetricHandle {
-            key: format!("{}{{{}}}", key.name(), labels.join(",")),
-            metrics: Arc::clone(&self.0),
-        })
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        match value {
+            DebugValue::Counter(total) => {
+                counters.insert(name, total);
+            }
+            DebugValue::Histogram(values) => {
+                histograms.insert(
+                    name,
+                    values.into_iter().map(|value| value.into_inner()).collect(),
+                );
+            }
+            DebugValue::Gauge(_) => {}
+        }
     }
-}
-
-impl metrics::Recorder for TestRecorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        metrics::Counter::from_arc(self.handle(key))
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        key: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::from_arc(self.handle(key))
-    }
+    (counters, histograms)
 }
 
 /// `#[tokio::test]` runs on one thread, so the thread-local recorder sees every metric.
@@ -508,8 +442,8 @@ async fn requests_are_counted_by_status_and_measured_in_bytes() {
         }
     })
     .await;
-    let recorded = Arc::new(RecordedMetrics::default());
-    let recorder = TestRecorder(Arc::clone(&recorded));
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
 
     let mut settings = v1_settings(&server.url, None);
@@ -530,7 +464,7 @@ async fn requests_are_counted_by_status_and_measured_in_bytes() {
         "{outcomes:?}"
     );
 
-    let counters = recorded.counters.lock().expect("lock").clone();
+    let (counters, histograms) = recorded(&snapshotter);
     assert_eq!(
         counters.get("sluice_influx_requests_total{status=400}"),
         Some(&2)
@@ -540,7 +474,7 @@ async fn requests_are_counted_by_status_and_measured_in_bytes() {
         Some(&1)
     );
     assert_eq!(counters.get("sluice_influx_bisections_total{}"), Some(&1));
-    let bytes = recorded.histograms.lock().expect("lock").clone();
+    let bytes = histograms;
     let sizes: Vec<usize> = server
         .requests()
         .iter()
