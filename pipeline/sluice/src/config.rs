@@ -517,16 +517,14 @@ impl RawConfig {
         if self.amqp.prefetch == 0 {
             fail("amqp.prefetch", "must be at least 1".into());
         }
-        let reconnect = RetryPolicy {
-            initial: self.amqp.reconnect_initial_delay,
-            max: self.amqp.reconnect_max_delay,
-        };
-        if reconnect.initial.is_zero() || reconnect.initial > reconnect.max {
-            fail(
+        let reconnect = backoff(
+            (
                 "amqp.reconnect_initial_delay",
-                "must be above zero and at most amqp.reconnect_max_delay".into(),
-            );
-        }
+                self.amqp.reconnect_initial_delay,
+            ),
+            ("amqp.reconnect_max_delay", self.amqp.reconnect_max_delay),
+            &mut fail,
+        );
 
         let metrics = &self.metrics;
         if metrics.queue.is_empty() {
@@ -614,31 +612,19 @@ impl RawConfig {
                 }
             }
         };
-        let max_items = NonZeroUsize::new(influx.batch_max_points);
-        if max_items.is_none() {
-            fail("influx.batch_max_points", "must be at least 1".into());
-        }
-        let max_bytes = NonZeroUsize::new(influx.batch_max_bytes);
-        if max_bytes.is_none() {
-            fail("influx.batch_max_bytes", "must be at least 1".into());
-        }
-        let concurrency = NonZeroUsize::new(influx.concurrency);
-        if concurrency.is_none() {
-            fail("influx.concurrency", "must be at least 1".into());
-        }
-        if influx.request_timeout.is_zero() {
-            fail("influx.request_timeout", "must be above zero".into());
-        }
-        let write_retry = RetryPolicy {
-            initial: influx.retry_initial_delay,
-            max: influx.retry_max_delay,
-        };
-        if write_retry.initial.is_zero() || write_retry.initial > write_retry.max {
-            fail(
-                "influx.retry_initial_delay",
-                "must be above zero and at most influx.retry_max_delay".into(),
-            );
-        }
+        let max_items = at_least_one(
+            "influx.batch_max_points",
+            influx.batch_max_points,
+            &mut fail,
+        );
+        let max_bytes = at_least_one("influx.batch_max_bytes", influx.batch_max_bytes, &mut fail);
+        let concurrency = at_least_one("influx.concurrency", influx.concurrency, &mut fail);
+        above_zero("influx.request_timeout", influx.request_timeout, &mut fail);
+        let write_retry = backoff(
+            ("influx.retry_initial_delay", influx.retry_initial_delay),
+            ("influx.retry_max_delay", influx.retry_max_delay),
+            &mut fail,
+        );
 
         if self.dead_letter.exchange.is_empty() {
             fail("dead_letter.exchange", "must not be empty".into());
@@ -657,9 +643,7 @@ impl RawConfig {
                 }
             }
         };
-        if self.shutdown.deadline.is_zero() {
-            fail("shutdown.deadline", "must be above zero".into());
-        }
+        above_zero("shutdown.deadline", self.shutdown.deadline, &mut fail);
         let events = self.validate_events(broker.as_ref(), reconnect, &mut errors);
 
         let (
@@ -905,34 +889,27 @@ impl RawConfig {
                 None
             }
         };
-        let max_items = NonZeroUsize::new(es.batch_max_documents);
-        if max_items.is_none() {
-            fail(
-                "elasticsearch.batch_max_documents",
-                "must be at least 1".into(),
-            );
-        }
-        let max_bytes = NonZeroUsize::new(es.batch_max_bytes);
-        if max_bytes.is_none() {
-            fail("elasticsearch.batch_max_bytes", "must be at least 1".into());
-        }
-        let concurrency = NonZeroUsize::new(es.concurrency);
-        if concurrency.is_none() {
-            fail("elasticsearch.concurrency", "must be at least 1".into());
-        }
-        if es.request_timeout.is_zero() {
-            fail("elasticsearch.request_timeout", "must be above zero".into());
-        }
-        let write_retry = RetryPolicy {
-            initial: es.retry_initial_delay,
-            max: es.retry_max_delay,
-        };
-        if write_retry.initial.is_zero() || write_retry.initial > write_retry.max {
-            fail(
-                "elasticsearch.retry_initial_delay",
-                "must be above zero and at most elasticsearch.retry_max_delay".into(),
-            );
-        }
+        let max_items = at_least_one(
+            "elasticsearch.batch_max_documents",
+            es.batch_max_documents,
+            &mut fail,
+        );
+        let max_bytes = at_least_one(
+            "elasticsearch.batch_max_bytes",
+            es.batch_max_bytes,
+            &mut fail,
+        );
+        let concurrency = at_least_one("elasticsearch.concurrency", es.concurrency, &mut fail);
+        above_zero(
+            "elasticsearch.request_timeout",
+            es.request_timeout,
+            &mut fail,
+        );
+        let write_retry = backoff(
+            ("elasticsearch.retry_initial_delay", es.retry_initial_delay),
+            ("elasticsearch.retry_max_delay", es.retry_max_delay),
+            &mut fail,
+        );
         Some(EventsPathSettings {
             sources,
             index: index?,
@@ -952,6 +929,40 @@ impl RawConfig {
             write_retry,
         })
     }
+}
+
+/// A count that must be at least 1.
+fn at_least_one(
+    field: &str,
+    value: usize,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<NonZeroUsize> {
+    let checked = NonZeroUsize::new(value);
+    if checked.is_none() {
+        fail(field, "must be at least 1".into());
+    }
+    checked
+}
+
+fn above_zero(field: &str, value: Duration, fail: &mut impl FnMut(&str, String)) {
+    if value.is_zero() {
+        fail(field, "must be above zero".into());
+    }
+}
+
+/// A backoff from its `(field, value)` pairs: the first delay above zero and at most the cap.
+fn backoff(
+    (initial_field, initial): (&str, Duration),
+    (max_field, max): (&str, Duration),
+    fail: &mut impl FnMut(&str, String),
+) -> RetryPolicy {
+    if initial.is_zero() || initial > max {
+        fail(
+            initial_field,
+            format!("must be above zero and at most {max_field}"),
+        );
+    }
+    RetryPolicy { initial, max }
 }
 
 /// Validated settings: what the pipeline runs with.
