@@ -9,11 +9,14 @@
 //!   `basic.ack(multiple=true)` frames, and returns failed ones to the queue.
 //! - [`dead_letter`]: publishing rejected items to the dead-letter exchange with publisher
 //!   confirms, finishing their tokens only once the broker confirmed.
+//! - [`publisher`]: publishing sluice's own events (the rule stage's outcomes) onto the
+//!   manager's events path, with confirms, resending what the broker did not confirm.
 //! - [`connection`]: connecting, and the broker URL in a form that is safe to log.
 
 pub mod acker;
 pub mod connection;
 pub mod dead_letter;
+pub mod publisher;
 pub mod source;
 pub mod topology;
 

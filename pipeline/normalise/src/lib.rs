@@ -150,6 +150,17 @@ impl Normaliser {
     ///
     /// Every point returned has passed [`Point::validate`] with this normaliser's limits.
     pub fn normalise(&self, body: &mut [u8]) -> Result<Normalised, NormaliseError> {
+        self.normalise_observed(body, |_| {})
+    }
+
+    /// As [`normalise`](Self::normalise), and shows `observe` the metric's Diamond fields
+    /// (borrowed from the body) when it becomes a valid point. The rule stage reads the raw
+    /// `service` and ids this way; a caller with no rules loaded pays nothing for it.
+    pub fn normalise_observed(
+        &self,
+        body: &mut [u8],
+        observe: impl FnOnce(&MetricSample<'_>),
+    ) -> Result<Normalised, NormaliseError> {
         let decoded = match diamond::decode(body) {
             Ok(decoded) => decoded,
             Err(error) => return Err(diamond::syntax_error(&error, body)),
@@ -168,8 +179,31 @@ impl Normaliser {
                 source,
             });
         }
+        observe(&MetricSample {
+            deployment_id: &metric.deployment_id,
+            node_name: &metric.node_name,
+            node_id: &metric.node_id,
+            host: metric.host.as_deref(),
+            service: &metric.service,
+            value: metric.value,
+            timestamp_ns: metric.timestamp,
+        });
         Ok(Normalised::Point(point))
     }
+}
+
+/// The fields of one Diamond metric the rule stage needs, as the agent sent them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricSample<'a> {
+    pub deployment_id: &'a str,
+    pub node_name: &'a str,
+    pub node_id: &'a str,
+    pub host: Option<&'a str>,
+    /// `<deployment_id>.<node_name>.<node_id>.<collector>.<path>`, unchanged by any naming.
+    pub service: &'a str,
+    pub value: f64,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp_ns: i64,
 }
 
 /// The name the templates see: `service` without the `<deployment_id>.<node_name>.<node_id>.`
@@ -249,6 +283,34 @@ mod tests {
 
     fn normalise_with(naming: Naming, json: &str) -> Result<Normalised, NormaliseError> {
         Normaliser::new(naming, PointLimits::default()).normalise(&mut json.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_observer_sees_the_raw_service_of_valid_points_only() {
+        let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
+        let mut seen = None;
+        let result = normaliser.normalise_observed(&mut EXAMPLE.as_bytes().to_vec(), |sample| {
+            seen = Some((
+                sample.service.to_owned(),
+                sample.node_id.to_owned(),
+                sample.value,
+            ))
+        });
+        assert!(matches!(result, Ok(Normalised::Point(_))));
+        assert_eq!(
+            seen,
+            Some((
+                "nodecellar.nodejs_host.nodejs_host_x7k2p.cpu.total.user".to_owned(),
+                "nodejs_host_x7k2p".to_owned(),
+                3.2
+            ))
+        );
+
+        let not_finite = EXAMPLE.replace("3.2", "1e999");
+        let mut called = false;
+        let result = normaliser.normalise_observed(&mut not_finite.into_bytes(), |_| called = true);
+        assert!(result.is_err());
+        assert!(!called, "an invalid metric must not reach the rules");
     }
 
     fn point(naming: Naming, json: &str) -> Point {

@@ -2,8 +2,9 @@
 //! engine put them on the events path, so that they sit beside the manager's own events in
 //! Elasticsearch and the manager's queries read them.
 //!
-//! Shape (section 3 of the wire formats): `event_type` is `processing_trigger` (before the
-//! request), `trigger_succeeded` or `trigger_failed`; `context` carries the manager's four
+//! Shape (section 3 of the wire formats): `event_type` is `policy` (a policy fired, from
+//! [`policy_event`], before any restraint), `processing_trigger` (before the request),
+//! `trigger_succeeded` or `trigger_failed`; `context` carries the manager's four
 //! always-present fields (`blueprint_id`, `deployment_id`, `execution_id`, `workflow_id`) plus
 //! the policy engine's `group`, `policy`, `trigger`, `trigger-parameters` (hyphen) and the
 //! node's `node_id`, `node_name`; `message` is `{"text", "args"}` (the policy engine's `args`,
@@ -11,10 +12,11 @@
 //! zone); `message_code` is null.
 
 use serde_json::{Value, json};
-use sluice_core::action::ActionOrigin;
+use sluice_core::action::{Action, ActionOrigin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventType {
+    Policy,
     ProcessingTrigger,
     TriggerSucceeded,
     TriggerFailed,
@@ -23,6 +25,7 @@ pub(crate) enum EventType {
 impl EventType {
     fn as_str(self) -> &'static str {
         match self {
+            EventType::Policy => "policy",
             EventType::ProcessingTrigger => "processing_trigger",
             EventType::TriggerSucceeded => "trigger_succeeded",
             EventType::TriggerFailed => "trigger_failed",
@@ -72,6 +75,41 @@ pub(crate) fn outcome_event(
     .to_string()
 }
 
+/// The `policy` event of an action the rules emitted: which policy fired, why, and on what
+/// event. The caller emits it when the action is handed to the executor, so the events path
+/// shows every firing, also those a restraint then skips.
+pub fn policy_event(action: &Action, time_ms: i64) -> String {
+    let (origin, deployment_id, workflow_id, parameters) = match action {
+        Action::ExecuteWorkflow(workflow) => (
+            &workflow.origin,
+            Some(workflow.deployment_id.as_str()),
+            Some(workflow.workflow_id.as_str()),
+            serde_json::from_str(&workflow.parameters_json).unwrap_or(Value::Null),
+        ),
+        Action::Webhook(webhook) => (
+            &webhook.origin,
+            None,
+            None,
+            serde_json::from_str(&webhook.body_json).unwrap_or(Value::Null),
+        ),
+    };
+    let context = EventContext {
+        deployment_id,
+        workflow_id,
+        trigger_parameters: &parameters,
+        origin,
+    };
+    let node = origin.node_id.as_deref().unwrap_or("(group)");
+    let text = format!(
+        "Policy '{}' of group '{}' fired for {node}: {}",
+        origin.policy, origin.group, origin.diagnose
+    );
+    let triggering_event = serde_json::from_str(&origin.event_json).unwrap_or(Value::Null);
+    let args =
+        json!({"diagnose": origin.diagnose, "trigger": origin.trigger, "event": triggering_event});
+    outcome_event(EventType::Policy, &context, &text, args, time_ms)
+}
+
 /// Unix milliseconds as `YYYY-MM-DD hh:mm:ss.mmm`, UTC, without a zone: the policy engine's
 /// shape. Outside what a calendar date can hold (years -9999 to 9999) it falls back to the epoch
 /// milliseconds as text, so an event is still written.
@@ -99,6 +137,43 @@ mod tests {
             "2000-02-29 00:00:00.000"
         );
         assert_eq!(policy_engine_timestamp(-1), "1969-12-31 23:59:59.999");
+    }
+
+    #[test]
+    fn a_policy_event_names_the_policy_the_diagnosis_and_the_triggering_event() {
+        let action = Action::ExecuteWorkflow(sluice_core::action::ExecuteWorkflow {
+            deployment_id: "nodecellar".into(),
+            workflow_id: "heal".into(),
+            parameters_json: r#"{"node_instance_id":"vm_1"}"#.into(),
+            force: false,
+            allow_custom_parameters: false,
+            socket_timeout: std::time::Duration::from_secs(1),
+            connect_timeout: std::time::Duration::from_secs(1),
+            origin: ActionOrigin {
+                group: "g".into(),
+                policy: "down".into(),
+                trigger: "heal".into(),
+                node_id: Some("vm_1".into()),
+                node_name: Some("vm".into()),
+                diagnose: "heart-beat-failure".into(),
+                event_time_ms: 0,
+                event_json: r#"{"service":"cpu"}"#.into(),
+            },
+        });
+        let value: Value = serde_json::from_str(&policy_event(&action, 0)).unwrap_or_default();
+        assert_eq!(value["event_type"], "policy");
+        assert_eq!(value["context"]["deployment_id"], "nodecellar");
+        assert_eq!(value["context"]["policy"], "down");
+        assert_eq!(
+            value["context"]["trigger-parameters"]["node_instance_id"],
+            "vm_1"
+        );
+        assert_eq!(value["message"]["args"]["diagnose"], "heart-beat-failure");
+        assert_eq!(value["message"]["args"]["event"]["service"], "cpu");
+        assert_eq!(
+            value["message"]["text"],
+            "Policy 'down' of group 'g' fired for vm_1: heart-beat-failure"
+        );
     }
 
     #[test]

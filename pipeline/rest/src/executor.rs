@@ -25,7 +25,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::ExposeSecret;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_core::action::{Action, ActionOrigin, ExecuteWorkflow, Webhook};
 use sluice_core::retry::RetryPolicy;
@@ -40,6 +40,58 @@ use crate::telemetry;
 
 /// The manager's error code when an execution of the deployment is already active.
 const EXISTING_RUNNING: &str = "existing_running_execution_error";
+
+/// HTTP clients kept, one per distinct connect timeout.
+const MAX_CLIENTS: usize = 16;
+/// Trigger records kept before expired ones are pruned (the threshold then doubles with the
+/// live records, so pruning costs O(1) per trigger on average).
+const TRIGGER_RECORDS_PRUNE_AT: usize = 1024;
+
+/// One record of the interval restraint, as kept in checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerTime {
+    pub deployment_id: String,
+    pub node_id: Option<String>,
+    /// When the trigger passed its restraints (the caller's clock, Unix ms).
+    pub at_ms: i64,
+    /// The interval it was checked with; the record restrains nothing once that has passed.
+    pub interval_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TriggerRecord {
+    at_ms: i64,
+    interval_ms: i64,
+}
+
+/// The last trigger per (deployment, node), forgetting records whose interval has passed.
+#[derive(Debug)]
+struct TriggerRecords {
+    by_node: HashMap<(String, Option<String>), TriggerRecord>,
+    prune_at: usize,
+}
+
+impl Default for TriggerRecords {
+    fn default() -> Self {
+        Self {
+            by_node: HashMap::new(),
+            prune_at: TRIGGER_RECORDS_PRUNE_AT,
+        }
+    }
+}
+
+impl TriggerRecords {
+    fn record(&mut self, key: (String, Option<String>), at_ms: i64, interval_ms: i64) {
+        self.by_node
+            .insert(key, TriggerRecord { at_ms, interval_ms });
+        if self.by_node.len() >= self.prune_at {
+            // Expired against the newest time known: the records' own clock.
+            self.by_node
+                .retain(|_, record| at_ms.saturating_sub(record.at_ms) < record.interval_ms);
+            self.prune_at = (self.by_node.len() * 2).max(TRIGGER_RECORDS_PRUNE_AT);
+        }
+    }
+}
 
 /// What became of one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,8 +155,8 @@ pub struct Executor {
     auth_headers: HeaderMap,
     /// One HTTP client per connect timeout (reqwest sets that per client, actions per call).
     clients: Mutex<HashMap<Duration, reqwest::Client>>,
-    /// Last trigger time (caller's clock, ms) per (deployment, node).
-    last_trigger_ms: Mutex<HashMap<(String, Option<String>), i64>>,
+    /// Last trigger per (deployment, node), for the interval restraint.
+    last_triggers: Mutex<TriggerRecords>,
     /// Actions in flight.
     pending: Mutex<HashSet<PendingKey>>,
 }
@@ -222,7 +274,7 @@ impl Executor {
             base_url,
             auth_headers,
             clients: Mutex::new(HashMap::new()),
-            last_trigger_ms: Mutex::new(HashMap::new()),
+            last_triggers: Mutex::new(TriggerRecords::default()),
             pending: Mutex::new(HashSet::new()),
         })
     }
@@ -510,16 +562,46 @@ impl Executor {
             workflow.deployment_id.clone(),
             workflow.origin.node_id.clone(),
         );
-        let mut last_trigger_ms = lock(&self.last_trigger_ms);
         let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        let mut records = lock(&self.last_triggers);
         if interval_ms > 0
-            && let Some(last) = last_trigger_ms.get(&key)
-            && now_ms.saturating_sub(*last) < interval_ms
+            && let Some(last) = records.by_node.get(&key)
+            && now_ms.saturating_sub(last.at_ms) < interval_ms
         {
             return false;
         }
-        last_trigger_ms.insert(key, now_ms);
+        records.record(key, now_ms, interval_ms);
         true
+    }
+
+    /// The interval restraint's records (last trigger per deployment and node) that still
+    /// restrain something, for a checkpoint: a restart must not re-trigger inside an interval.
+    pub fn trigger_times(&self) -> Vec<TriggerTime> {
+        lock(&self.last_triggers)
+            .by_node
+            .iter()
+            .map(|((deployment_id, node_id), record)| TriggerTime {
+                deployment_id: deployment_id.clone(),
+                node_id: node_id.clone(),
+                at_ms: record.at_ms,
+                interval_ms: record.interval_ms,
+            })
+            .collect()
+    }
+
+    /// Puts back records from [`Executor::trigger_times`]; a newer record already here wins.
+    pub fn restore_trigger_times(&self, times: Vec<TriggerTime>) {
+        let mut records = lock(&self.last_triggers);
+        for time in times {
+            let key = (time.deployment_id, time.node_id);
+            let newer_here = records
+                .by_node
+                .get(&key)
+                .is_some_and(|existing| existing.at_ms >= time.at_ms);
+            if !newer_here {
+                records.record(key, time.at_ms, time.interval_ms);
+            }
+        }
     }
 
     async fn node_state(
@@ -671,6 +753,11 @@ impl Executor {
 
     fn client(&self, connect_timeout: Duration) -> reqwest::Client {
         let mut clients = lock(&self.clients);
+        // Each distinct `conn_timeout` in the loaded policies gets a client; policies come and
+        // go with deployments, so the map is emptied rather than left to grow.
+        if clients.len() >= MAX_CLIENTS && !clients.contains_key(&connect_timeout) {
+            clients.clear();
+        }
         clients
             .entry(connect_timeout)
             .or_insert_with(|| {

@@ -14,7 +14,8 @@
 //! - `settings`: [`ManagerSettings`] (URL, [`ManagerApi`] V3 or V4 with its token as a
 //!   [`secrecy::SecretString`], retry policy and deadline) and the per-policy [`Restraints`].
 //! - `executor`: [`Executor`], the restraints, the requests and the answer-to-outcome table.
-//! - `events`: the outcome events' JSON bodies, in the manager's event shape.
+//! - `events`: the outcome events' JSON bodies, in the manager's event shape, and
+//!   [`policy_event`] for the caller to emit when a policy fires.
 //! - `error`: [`RestError`], for [`Executor::new`] only; executing never errors.
 //! - `telemetry` (private): the one place that both logs and counts outcomes.
 //! - `fake` (feature `fake-manager`): an axum double of the manager's REST API for tests.
@@ -35,7 +36,9 @@
 //! 3. **Interval** (`interval_between_workflows`, zero disables): per (deployment, node_id),
 //!    the last trigger must be at least the interval older than `now_ms` (the caller's clock)
 //!    -> else [`Outcome::SkippedInterval`]. The time is recorded when the check passes, even if
-//!    the call then fails, so a failing manager is not hammered by every breach.
+//!    the call then fails, so a failing manager is not hammered by every breach. The records
+//!    are exported and restored ([`Executor::trigger_times`]) so a restart keeps them, and a
+//!    record is forgotten once its interval has passed.
 //!
 //! Webhooks have only the duplicate-pending restraint (keyed by URL and body): they carry no
 //! deployment, and the node check is about the manager.
@@ -60,5 +63,6 @@ mod settings;
 mod telemetry;
 
 pub use error::RestError;
-pub use executor::{Execution, Executor, Outcome};
+pub use events::policy_event;
+pub use executor::{Execution, Executor, Outcome, TriggerTime};
 pub use settings::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings, Restraints};

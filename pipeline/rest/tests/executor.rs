@@ -236,6 +236,61 @@ async fn the_interval_skips_a_second_trigger_and_allows_one_after_it() {
 }
 
 #[tokio::test]
+async fn interval_records_survive_an_export_and_restore_into_a_new_executor() {
+    let manager = started_manager().await;
+    let restraints = Restraints {
+        is_node_started_before_workflow: false,
+        interval_between_workflows: Duration::from_secs(300),
+    };
+    let before_restart = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid");
+    let first = before_restart
+        .execute(&heal("heal"), &restraints, NOW_MS)
+        .await;
+    assert!(matches!(first.outcome, Outcome::Succeeded { .. }));
+    manager.finish_all_executions();
+    let saved = before_restart.trigger_times();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].at_ms, NOW_MS);
+    assert_eq!(saved[0].interval_ms, 300_000);
+
+    let after_restart = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid");
+    after_restart.restore_trigger_times(saved);
+    let within = after_restart
+        .execute(&heal("heal"), &restraints, NOW_MS + 299_999)
+        .await;
+    assert_eq!(within.outcome, Outcome::SkippedInterval);
+    let after = after_restart
+        .execute(&heal("heal"), &restraints, NOW_MS + 300_000)
+        .await;
+    assert!(matches!(after.outcome, Outcome::Succeeded { .. }));
+    assert_eq!(manager.execution_posts().len(), 2);
+}
+
+#[tokio::test]
+async fn interval_records_whose_interval_passed_are_forgotten() {
+    let manager = started_manager().await;
+    let executor = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid");
+    let records = |count: usize, at_ms: i64, interval_ms: i64| -> Vec<sluice_rest::TriggerTime> {
+        (0..count)
+            .map(|index| sluice_rest::TriggerTime {
+                deployment_id: format!("deployment-{at_ms}-{index}"),
+                node_id: None,
+                at_ms,
+                interval_ms,
+            })
+            .collect()
+    };
+    // 2,000 records with a 1 s interval, then 100 an hour later: the old ones restrain nothing
+    // any more and are pruned as the map grows.
+    executor.restore_trigger_times(records(2000, NOW_MS, 1000));
+    let later = NOW_MS + 3_600_000;
+    executor.restore_trigger_times(records(100, later, 300_000));
+    let kept = executor.trigger_times();
+    assert_eq!(kept.len(), 100, "only the live records are kept");
+    assert!(kept.iter().all(|time| time.at_ms == later));
+}
+
+#[tokio::test]
 async fn the_interval_is_per_deployment_and_node() {
     let manager = started_manager().await;
     let executor = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid settings");

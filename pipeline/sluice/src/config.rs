@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sluice_amqp::BrokerUrl;
 use sluice_amqp::dead_letter::DeadLetterSettings;
+use sluice_amqp::publisher::EventPublisherSettings;
 use sluice_amqp::source::SourceSettings;
 use sluice_amqp::topology::{ExchangeSpec, ExchangeType, QueueSpec, SourceTopology};
 use sluice_core::batch::BatchLimits;
@@ -31,6 +32,8 @@ use sluice_core::retry::RetryPolicy;
 use sluice_elasticsearch::{EsAuth, EsSettings};
 use sluice_influx::{InfluxApi, InfluxSettings, Precision};
 use sluice_normalise::{IndexPattern, Naming, TemplateSet};
+use sluice_rest::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings};
+use sluice_rules::EngineLimits;
 
 /// The prefix of environment overrides; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -45,6 +48,8 @@ pub struct RawConfig {
     pub events: RawEvents,
     pub elasticsearch: RawElasticsearch,
     pub dead_letter: RawDeadLetter,
+    pub rules: RawRules,
+    pub manager: RawManagerRest,
     pub admin: RawAdmin,
     pub shutdown: RawShutdown,
 }
@@ -388,6 +393,118 @@ impl Default for RawDeadLetter {
     }
 }
 
+/// The rule stage: the manager's policies (loaded by its `manager-riemann` control messages),
+/// evaluated on the metrics stream, triggering workflows through the manager's REST API.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRules {
+    /// Needs the metrics path, which carries both the metrics and the control messages.
+    pub enabled: bool,
+    /// Where rule state is checkpointed (`rules.json`), so a restart neither re-fires nor
+    /// forgets a silent host. Created at start.
+    pub state_dir: String,
+    /// How often silent hosts are looked for (the manager's Riemann: every 5 s).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub sweep_interval: Duration,
+    /// How often changed state is written to `state_dir`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub checkpoint_interval: Duration,
+    /// After a start, the first sweep for silent hosts waits this long, so the metrics that
+    /// queued up while sluice was down arrive first (the manager's default TTL is 60 s).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub startup_grace: Duration,
+    /// Keys (node instances, or host series) kept per policy; the least recently seen goes.
+    pub max_keys_per_policy: usize,
+    /// Keys not seen for this long are forgotten.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_forget_after: Duration,
+    /// Actions (REST calls with their retries) running at once.
+    pub max_actions_in_flight: usize,
+    /// Actions waiting for a place; beyond this an action fails at once with a `trigger_failed`
+    /// event saying so.
+    pub max_actions_queued: usize,
+    /// Where the rule stage's events go. Unset: the manager's events path, `cloudify-events`
+    /// (the 4.x fanout exchange, or with `events.manager = "3.x"` the default exchange).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_exchange: Option<String>,
+    /// Unset: `""` for an exchange, `cloudify-events` for the default exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_routing_key: Option<String>,
+}
+
+impl Default for RawRules {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            state_dir: "/var/lib/sluice/rules".into(),
+            sweep_interval: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_secs(5),
+            startup_grace: Duration::from_secs(60),
+            max_keys_per_policy: EngineLimits::default().max_keys_per_policy,
+            idle_forget_after: EngineLimits::default().idle_forget_after,
+            max_actions_in_flight: 16,
+            max_actions_queued: 1000,
+            events_exchange: None,
+            events_routing_key: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RawManagerRestApi {
+    /// Cloudify 3.x: `/api/v2`, no authentication (the internal port 8101).
+    #[serde(rename = "3.x")]
+    V3,
+    /// Cloudify 4.x: `/api/v3`, with `token` and `tenant`.
+    #[serde(rename = "4.x")]
+    V4,
+}
+
+/// The manager's REST API, which the rule stage's `execute_workflow` triggers call.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawManagerRest {
+    pub url: String,
+    pub api: RawManagerRestApi,
+    /// 4.x: the `API-Authentication-Token`; never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token: Option<SecretString>,
+    /// 4.x: the `Tenant` header.
+    pub tenant: String,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_max_delay: Duration,
+    /// How long one action is retried (5xx, timeouts, connection errors) before it fails.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_deadline: Duration,
+}
+
+impl Default for RawManagerRest {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_MANAGER_URL.into(),
+            api: RawManagerRestApi::V3,
+            token: None,
+            tenant: "default_tenant".into(),
+            retry_initial_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(10),
+            retry_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
 #[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -645,6 +762,7 @@ impl RawConfig {
         };
         above_zero("shutdown.deadline", self.shutdown.deadline, &mut fail);
         let events = self.validate_events(broker.as_ref(), reconnect, &mut errors);
+        let rules = self.validate_rules(broker.as_ref(), reconnect, &mut errors);
 
         let (
             Some(broker),
@@ -678,6 +796,13 @@ impl RawConfig {
             RawPrecision::Seconds => Precision::Seconds,
         };
         let mut warnings = Vec::new();
+        if self.rules.enabled && !metrics.enabled {
+            warnings.push(
+                "rules.enabled needs the metrics path, which carries the metrics and the \
+                 manager's control messages: the rule stage is off"
+                    .to_owned(),
+            );
+        }
         let wanted_prefetch = max_items.get().saturating_mul(concurrency.get() + 1);
         if usize::from(self.amqp.prefetch) < wanted_prefetch {
             warnings.push(format!(
@@ -731,6 +856,7 @@ impl RawConfig {
                 write_retry,
             }),
             events: events.filter(|_| self.events.enabled),
+            rules: rules.filter(|_| self.rules.enabled && metrics.enabled),
             dead_letter: DeadLetterSettings {
                 url: broker,
                 exchange: self.dead_letter.exchange.clone(),
@@ -929,6 +1055,133 @@ impl RawConfig {
             write_retry,
         })
     }
+
+    /// The rule stage's part of [`RawConfig::validate`], checked also when it is disabled.
+    fn validate_rules(
+        &self,
+        broker: Option<&BrokerUrl>,
+        reconnect: RetryPolicy,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<RulesPathSettings> {
+        let mut fail = |field: &str, message: String| {
+            errors.push(ConfigError {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let rules = &self.rules;
+        if rules.state_dir.is_empty() {
+            fail("rules.state_dir", "must not be empty".into());
+        }
+        above_zero("rules.sweep_interval", rules.sweep_interval, &mut fail);
+        above_zero(
+            "rules.checkpoint_interval",
+            rules.checkpoint_interval,
+            &mut fail,
+        );
+        let max_keys = at_least_one(
+            "rules.max_keys_per_policy",
+            rules.max_keys_per_policy,
+            &mut fail,
+        );
+        let in_flight = at_least_one(
+            "rules.max_actions_in_flight",
+            rules.max_actions_in_flight,
+            &mut fail,
+        );
+        let queued = at_least_one(
+            "rules.max_actions_queued",
+            rules.max_actions_queued,
+            &mut fail,
+        );
+
+        let manager = &self.manager;
+        let manager_url = url::Url::parse(&manager.url)
+            .map_err(|error| {
+                fail(
+                    "manager.url",
+                    format!("{:?} is not a URL: {error}", manager.url),
+                )
+            })
+            .ok()
+            .filter(|url| {
+                let http = matches!(url.scheme(), "http" | "https");
+                if !http {
+                    fail(
+                        "manager.url",
+                        format!("scheme {:?} is not http or https", url.scheme()),
+                    );
+                }
+                http
+            });
+        let api = match (manager.api, &manager.token) {
+            (RawManagerRestApi::V3, _) => Some(ManagerApi::V3),
+            (RawManagerRestApi::V4, Some(token)) => Some(ManagerApi::V4 {
+                token: token.clone(),
+                tenant: manager.tenant.clone(),
+            }),
+            (RawManagerRestApi::V4, None) => {
+                fail("manager.token", "is required with api = \"4.x\"".into());
+                None
+            }
+        };
+        let retry = backoff(
+            ("manager.retry_initial_delay", manager.retry_initial_delay),
+            ("manager.retry_max_delay", manager.retry_max_delay),
+            &mut fail,
+        );
+        above_zero("manager.retry_deadline", manager.retry_deadline, &mut fail);
+
+        // The manager's events path: 3.x's queue through the default exchange, or 4.x's
+        // fanout exchange, declared as the manager declares it.
+        let (default_exchange, default_routing_key) = match self.events.manager {
+            RawManager::V3 => ("", "cloudify-events"),
+            RawManager::V4 | RawManager::Generic => ("cloudify-events", ""),
+        };
+        let exchange = rules
+            .events_exchange
+            .clone()
+            .unwrap_or_else(|| default_exchange.to_owned());
+        let routing_key = rules.events_routing_key.clone().unwrap_or_else(|| {
+            if exchange.is_empty() {
+                "cloudify-events".to_owned()
+            } else {
+                default_routing_key.to_owned()
+            }
+        });
+        let declare =
+            (rules.events_exchange.is_none() && !exchange.is_empty()).then(|| ExchangeSpec {
+                name: exchange.clone(),
+                kind: ExchangeType::Fanout,
+                durable: true,
+                auto_delete: false,
+            });
+        Some(RulesPathSettings {
+            state_dir: std::path::PathBuf::from(&rules.state_dir),
+            sweep_interval: rules.sweep_interval,
+            checkpoint_interval: rules.checkpoint_interval,
+            startup_grace: rules.startup_grace,
+            engine_limits: EngineLimits {
+                max_keys_per_policy: max_keys?.get(),
+                idle_forget_after: rules.idle_forget_after,
+            },
+            max_actions_in_flight: in_flight?,
+            max_actions_queued: queued?,
+            manager: ManagerSettings {
+                url: manager_url?,
+                api: api?,
+                retry,
+                retry_deadline: manager.retry_deadline,
+            },
+            events: EventPublisherSettings {
+                url: broker?.clone(),
+                exchange,
+                declare,
+                routing_key,
+                reconnect,
+            },
+        })
+    }
 }
 
 /// A count that must be at least 1.
@@ -971,6 +1224,8 @@ pub struct Settings {
     pub metrics: Option<MetricsPathSettings>,
     /// `None` when the events path is disabled.
     pub events: Option<EventsPathSettings>,
+    /// `None` when the rule stage is disabled (or the metrics path is).
+    pub rules: Option<RulesPathSettings>,
     pub dead_letter: DeadLetterSettings,
     pub admin_listen: Option<SocketAddr>,
     pub shutdown_deadline: Duration,
@@ -998,6 +1253,19 @@ pub struct EventsPathSettings {
     pub batch: BatchLimits,
     pub concurrency: NonZeroUsize,
     pub write_retry: RetryPolicy,
+}
+
+pub struct RulesPathSettings {
+    pub state_dir: std::path::PathBuf,
+    pub sweep_interval: Duration,
+    pub checkpoint_interval: Duration,
+    pub startup_grace: Duration,
+    pub engine_limits: EngineLimits,
+    pub max_actions_in_flight: NonZeroUsize,
+    pub max_actions_queued: NonZeroUsize,
+    pub manager: ManagerSettings,
+    /// Where the policy and trigger events are published.
+    pub events: EventPublisherSettings,
 }
 
 impl From<RawExchangeType> for ExchangeType {

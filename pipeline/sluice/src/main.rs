@@ -12,6 +12,7 @@ mod config;
 mod events_path;
 mod metrics_path;
 mod normalise_command;
+mod rules_path;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -159,11 +160,25 @@ async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         settings.dead_letter,
         dead_letter_rx,
     ));
+    let rule_feed = match settings.rules {
+        Some(rules_settings) => Some(
+            rules_path::start(
+                rules_settings,
+                dead_letter_tx.clone(),
+                // Leaves time for the final checkpoint within the shutdown deadline.
+                settings.shutdown_deadline.mul_f64(0.75),
+                &mut stages,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let metrics_health = match settings.metrics {
         Some(metrics_settings) => Some(Arc::new(
             metrics_path::start(
                 metrics_settings,
                 dead_letter_tx.clone(),
+                rule_feed,
                 shutdown.clone(),
                 &mut stages,
             )

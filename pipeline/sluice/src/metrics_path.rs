@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! run_source ─Incoming─► normalise stage ─Tracked<Point>─► run_batcher ─Vec<..>─► run_sink ─► InfluxDB
-//!     ▲                       │ bad input / control                                 │ rejected lines
-//!     │                       ▼                                                      ▼
+//!     ▲                       │ bad input         └─► rule stage (metrics of loaded  │ rejected lines
+//!     │                       ▼                           deployments, control messages) ▼
 //!   acker ◄── finished deliveries ◄── tokens ◄─────────── dead-letter publisher (confirms)
 //! ```
 //!
@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MetricsPathSettings;
+use crate::rules_path::{RuleFeed, RuleInput, metric_event};
 
 /// What the admin endpoint needs to answer `/readyz` for this path.
 pub struct MetricsPathHealth {
@@ -35,9 +36,11 @@ pub struct MetricsPathHealth {
 }
 
 /// Starts every stage of the metrics path onto `tasks`.
+/// `rules` is the rule stage's feed, when it runs.
 pub async fn start(
     settings: MetricsPathSettings,
     dead_letters: DeadLetterSender,
+    rules: Option<RuleFeed>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<MetricsPathHealth> {
@@ -67,7 +70,7 @@ pub async fn start(
     tasks.spawn({
         let dead_letters = dead_letters.clone();
         async move {
-            run_normalise_stage(incoming_rx, points_tx, normaliser, dead_letters).await;
+            run_normalise_stage(incoming_rx, points_tx, normaliser, rules, dead_letters).await;
             Ok(())
         }
     });
@@ -95,13 +98,15 @@ pub async fn start(
     })
 }
 
-/// Decodes and normalises each delivery. Points go on to the batcher; bad input is dead-lettered
-/// with its reason; the manager's policy-engine control messages are recognised and acked (the
-/// rule stage that acts on them is not part of this path).
+/// Decodes and normalises each delivery. Points go on to the batcher (and, for deployments
+/// with policies, to the rule stage); bad input is dead-lettered with its reason; the manager's
+/// policy-engine control messages go to the rule stage, which acks them once acted on (without
+/// a rule stage they are acked here).
 async fn run_normalise_stage(
     mut incoming: mpsc::Receiver<Incoming>,
     points: mpsc::Sender<Tracked<Point>>,
     normaliser: Normaliser,
+    rules: Option<RuleFeed>,
     dead_letters: DeadLetterSender,
 ) {
     // simd-json parses in place, so each body is copied once into this reused scratch buffer;
@@ -110,9 +115,21 @@ async fn run_normalise_stage(
     while let Some(Incoming { ack }) = incoming.recv().await {
         scratch.clear();
         scratch.extend_from_slice(&ack.message().body);
-        match normaliser.normalise(&mut scratch) {
+        let mut for_rules = None;
+        let normalised = normaliser.normalise_observed(&mut scratch, |sample| {
+            if let Some(feed) = &rules
+                && feed.wants(sample.deployment_id)
+            {
+                for_rules = Some(metric_event(sample));
+            }
+        });
+        match normalised {
             Ok(Normalised::Point(point)) => {
                 metrics::counter!("sluice_decoded_total", "stage" => "normalise").increment(1);
+                if let (Some(feed), Some(event)) = (&rules, for_rules) {
+                    // A gone rule stage has logged its error and stops the pipeline.
+                    let _ = feed.send(RuleInput::Metric(event)).await;
+                }
                 if points.send(Tracked::new(point, ack)).await.is_err() {
                     return;
                 }
@@ -124,7 +141,18 @@ async fn run_normalise_stage(
                     state = ?control.state,
                     "policy-engine control message seen on the metrics exchange"
                 );
-                ack.delivered();
+                match &rules {
+                    Some(feed) => {
+                        let input = RuleInput::Control {
+                            message: control,
+                            ack,
+                        };
+                        if !feed.send(input).await {
+                            return;
+                        }
+                    }
+                    None => ack.delivered(),
+                }
             }
             Err(error) => {
                 let letter = DeadLetter {

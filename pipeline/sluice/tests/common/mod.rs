@@ -137,7 +137,6 @@ impl Broker {
             .expect("declare exchange");
     }
 
-    /// Publishes with no properties, as the agents do, and waits for the broker's confirm.
     /// Declares a durable fanout exchange, as the 4.x manager declares `cloudify-events`.
     pub async fn declare_fanout_exchange(&self, exchange: &str) {
         self.channel
@@ -154,6 +153,29 @@ impl Broker {
             .expect("declare exchange");
     }
 
+    /// Declares a queue bound to `exchange` with `binding_key`, so a test sees what is published.
+    pub async fn bind_queue(&self, queue: &str, exchange: &str, binding_key: &str) {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare queue");
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                binding_key.into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind queue");
+    }
+
+    /// Publishes with no properties, as the agents do, and waits for the broker's confirm.
     pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) {
         let confirm = self
             .channel
@@ -496,6 +518,8 @@ pub struct Sluice {
     process: Option<Child>,
     pub admin: String,
     client: reqwest::Client,
+    /// The rule stage's state directory unless the test names its own.
+    _state_dir: tempfile::TempDir,
 }
 
 impl Sluice {
@@ -503,6 +527,7 @@ impl Sluice {
     /// it is consuming (so its queue is bound before anything is published).
     pub async fn start(names: &TestNames, influx_url: &str, overrides: &[(&str, &str)]) -> Sluice {
         let admin = format!("127.0.0.1:{}", free_port());
+        let state_dir = tempfile::tempdir().expect("a temporary directory");
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .arg("run")
@@ -518,6 +543,7 @@ impl Sluice {
             .env("SLUICE_EVENTS__ENABLED", "false")
             .env("SLUICE_ELASTICSEARCH__BATCH_LINGER", "50ms")
             .env("SLUICE_ADMIN__LISTEN", &admin)
+            .env("SLUICE_RULES__STATE_DIR", state_dir.path())
             .stdin(Stdio::null());
         for (key, value) in overrides {
             command.env(key, value);
@@ -527,6 +553,7 @@ impl Sluice {
             process: Some(process),
             admin,
             client: reqwest::Client::new(),
+            _state_dir: state_dir,
         };
         eventually(
             "sluice to consume its queue",

@@ -1,0 +1,414 @@
+//! End to end on the real RabbitMQ (and InfluxDB, which the metrics path writes): the rule
+//! stage as a drop-in for the manager's Riemann. The manager's REST API is the double from
+//! `sluice-rest` (the manager cannot run here), which answers as the manager does.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Broker, Sluice, TestNames, diamond, eventually, influx_url, unique};
+use serde_json::{Value, json};
+use sluice_rest::fake::{FakeManager, RecordedRequest};
+
+const WAIT: Duration = Duration::from_secs(60);
+const CONTROL_ROUTING_KEY: &str = "manager-riemann";
+
+/// A deployment's groups: `cpu_high` scales a node whose cpu reaches 90, `host_down` heals a
+/// node whose `memory` metrics stop for `ttl` seconds.
+fn groups_json(ttl_seconds: u64) -> String {
+    json!({
+        "web_tier": {
+            "members": ["nodejs_host"],
+            "policies": {
+                "cpu_high": {
+                    "type": "cloudify.policies.types.threshold",
+                    "properties": {
+                        "service": "cpu.total.user", "threshold": 90, "upper_bound": true,
+                        "stability_time": 0, "policy_operates_on_group": false,
+                        "is_node_started_before_workflow": true,
+                        "interval_between_workflows": 300
+                    },
+                    "triggers": {"scale": {
+                        "type": "cloudify.policies.triggers.execute_workflow",
+                        "parameters": {
+                            "workflow": "scale",
+                            "workflow_parameters": {
+                                "node_id": {"get_property": ["SELF", "node_id"]},
+                                "delta": 1
+                            },
+                            "force": false, "allow_custom_parameters": false
+                        }
+                    }}
+                },
+                "host_down": {
+                    "type": "cloudify.policies.types.host_failure",
+                    "properties": {"service": ["memory"], "ttl": ttl_seconds,
+                                   "interval_between_workflows": 300},
+                    "triggers": {"heal": {
+                        "type": "cloudify.policies.triggers.execute_workflow",
+                        "parameters": {
+                            "workflow": "heal",
+                            "workflow_parameters": {
+                                "node_instance_id": {"get_property": ["SELF", "node_id"]},
+                                "diagnose_value": {"get_property": ["SELF", "diagnose"]}
+                            }
+                        }
+                    }}
+                }
+            }
+        }
+    })
+    .to_string()
+}
+
+fn control(state: &str, deployment: &str, config_path: &Path) -> Vec<u8> {
+    json!({"service": "cloudify.configuration", "state": state,
+           "config_path": config_path, "deployment_id": deployment, "time": now_s()})
+    .to_string()
+    .into_bytes()
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The execution POSTs for `workflow` on node `node_id`, with their bodies parsed.
+fn posts_for(manager: &FakeManager, workflow: &str, node_id: &str) -> Vec<Value> {
+    manager
+        .execution_posts()
+        .iter()
+        .map(|request: &RecordedRequest| {
+            serde_json::from_str::<Value>(&request.body).expect("JSON")
+        })
+        .filter(|body| {
+            body["workflow_id"] == workflow
+                && (body["parameters"]["node_id"] == node_id
+                    || body["parameters"]["node_instance_id"] == node_id)
+        })
+        .collect()
+}
+
+/// Everything a rules test shares: the manager double, the broker, the test's names, the
+/// deployment's config directory, and a queue that receives the rule stage's events.
+struct Setup {
+    manager: FakeManager,
+    broker: Broker,
+    names: TestNames,
+    deployment: String,
+    config_dir: tempfile::TempDir,
+    state_dir: tempfile::TempDir,
+    events_exchange: String,
+    events_queue: String,
+}
+
+impl Setup {
+    async fn new(test: &str, ttl_seconds: u64) -> Setup {
+        let manager = FakeManager::start()
+            .await
+            .expect("the manager double starts");
+        for node in ["vm_a", "vm_b", "vm_h"] {
+            manager.set_node_state(node, "started");
+        }
+        let broker = Broker::connect().await;
+        let names = TestNames::new(test);
+        let config_dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(config_dir.path().join("groups"), groups_json(ttl_seconds))
+            .expect("write groups");
+        let events_exchange = unique(&format!("{test}.events"));
+        let events_queue = unique(&format!("{test}.events-seen"));
+        broker.declare_fanout_exchange(&events_exchange).await;
+        broker.bind_queue(&events_queue, &events_exchange, "").await;
+        Setup {
+            manager,
+            broker,
+            names,
+            deployment: unique("dep"),
+            config_dir,
+            state_dir: tempfile::tempdir().expect("temporary directory"),
+            events_exchange,
+            events_queue,
+        }
+    }
+
+    async fn start_sluice(&self) -> Sluice {
+        let manager_url = self.manager.url().to_string();
+        let state_dir = self.state_dir.path().to_string_lossy().into_owned();
+        Sluice::start(
+            &self.names,
+            &influx_url(),
+            &[
+                ("SLUICE_MANAGER__URL", manager_url.as_str()),
+                ("SLUICE_MANAGER__RETRY_INITIAL_DELAY", "50ms"),
+                ("SLUICE_RULES__STATE_DIR", state_dir.as_str()),
+                ("SLUICE_RULES__SWEEP_INTERVAL", "500ms"),
+                ("SLUICE_RULES__CHECKPOINT_INTERVAL", "200ms"),
+                ("SLUICE_RULES__STARTUP_GRACE", "1s"),
+                (
+                    "SLUICE_RULES__EVENTS_EXCHANGE",
+                    self.events_exchange.as_str(),
+                ),
+                ("SLUICE_RULES__EVENTS_ROUTING_KEY", ""),
+            ],
+        )
+        .await
+    }
+
+    async fn publish_metric(&self, node_id: &str, path: &str, value: f64) {
+        let body = diamond(&self.deployment, node_id, path, value, now_s());
+        self.broker
+            .publish(&self.names.exchange, &self.deployment, &body)
+            .await;
+    }
+
+    /// Sends the manager's `start` and waits for the `ok` file it waits for.
+    async fn start_policies(&self) {
+        let ok_file = self.config_dir.path().join("ok");
+        self.broker
+            .publish(
+                &self.names.exchange,
+                CONTROL_ROUTING_KEY,
+                &control("start", &self.deployment, self.config_dir.path()),
+            )
+            .await;
+        eventually("the ok file", WAIT, || async {
+            ok_file.exists().then_some(())
+        })
+        .await;
+    }
+
+    /// Breaches `cpu_high` on `node_id` and waits for its scale POST: the rule stage handles
+    /// its input in order, so everything published before has been evaluated by then.
+    async fn breach_and_wait(&self, node_id: &str) {
+        self.publish_metric(node_id, "cpu.total.user", 97.0).await;
+        eventually(&format!("the scale POST for {node_id}"), WAIT, || async {
+            (!posts_for(&self.manager, "scale", node_id).is_empty()).then_some(())
+        })
+        .await;
+    }
+
+    async fn event_types_seen(&self, count: usize) -> Vec<Value> {
+        self.broker
+            .take(&self.events_queue, count, WAIT)
+            .await
+            .iter()
+            .map(|message| serde_json::from_slice::<Value>(&message.body).expect("event JSON"))
+            .collect()
+    }
+
+    async fn clean_up(&self) {
+        self.broker.remove(&self.names).await;
+        self.broker.delete_queue(&self.events_queue).await;
+        self.broker.delete_exchange(&self.events_exchange).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_message_loads_policies_and_a_breach_posts_exactly_once_with_the_managers_body() {
+    let setup = Setup::new("rules-breach", 60).await;
+    let mut sluice = setup.start_sluice().await;
+    setup.start_policies().await;
+    assert_eq!(
+        std::fs::read(setup.config_dir.path().join("ok")).expect("ok file"),
+        b"",
+        "the ok file is empty, as the manager expects"
+    );
+
+    // Below, then above the threshold, and above again: one transition, one trigger.
+    setup.publish_metric("vm_a", "cpu.total.user", 50.0).await;
+    setup.publish_metric("vm_a", "cpu.total.user", 95.0).await;
+    setup.publish_metric("vm_a", "cpu.total.user", 99.0).await;
+    setup.publish_metric("vm_a", "cpu.total.user", 98.0).await;
+    // A metric of a deployment without policies, and one of another collector: no trigger.
+    let other = diamond("no-policies", "vm_a", "cpu.total.user", 99.0, now_s());
+    setup
+        .broker
+        .publish(&setup.names.exchange, "no-policies", &other)
+        .await;
+    setup.breach_and_wait("vm_b").await;
+
+    let posts = posts_for(&setup.manager, "scale", "vm_a");
+    assert_eq!(posts.len(), 1, "exactly one trigger for vm_a: {posts:?}");
+    assert_eq!(
+        posts[0],
+        json!({"deployment_id": setup.deployment, "workflow_id": "scale", "force": false,
+               "allow_custom_parameters": false,
+               "parameters": {"node_id": "vm_a", "delta": 1}})
+    );
+    let requests = setup.manager.requests();
+    let node_checks = requests
+        .iter()
+        .filter(|request| request.method == "GET" && request.path == "/api/v2/node-instances/vm_a")
+        .count();
+    assert_eq!(
+        node_checks, 1,
+        "the node-started check ran before the trigger"
+    );
+    let post = setup
+        .manager
+        .execution_posts()
+        .into_iter()
+        .find(|request| request.body.contains("\"vm_a\""))
+        .expect("the POST");
+    assert_eq!(post.path, "/api/v2/executions", "the 3.x API by default");
+    assert_eq!(post.headers["content-type"], "application/json");
+
+    // The manager's own events for both triggers: policy, processing_trigger, then the outcome
+    // (the second one meets the first's running execution: already running, not a failure).
+    let events = setup.event_types_seen(6).await;
+    let for_vm_a: Vec<&str> = events
+        .iter()
+        .filter(|event| event["context"]["node_id"] == "vm_a")
+        .map(|event| event["event_type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        for_vm_a,
+        vec!["policy", "processing_trigger", "trigger_succeeded"]
+    );
+    for event in &events {
+        assert_eq!(event["type"], "cloudify_event");
+        assert_eq!(event["context"]["deployment_id"], setup.deployment.as_str());
+        assert_eq!(event["context"]["group"], "web_tier");
+        assert_eq!(event["context"]["policy"], "cpu_high");
+    }
+
+    // `stop` unloads: a new breach of a fresh node triggers nothing.
+    setup
+        .broker
+        .publish(
+            &setup.names.exchange,
+            CONTROL_ROUTING_KEY,
+            &control("stop", &setup.deployment, setup.config_dir.path()),
+        )
+        .await;
+    eventually("the stop to be handled", WAIT, || async {
+        (sluice.counter("sluice_rule_deployments_total").await >= 2.0).then_some(())
+    })
+    .await;
+    setup.publish_metric("vm_h", "cpu.total.user", 99.0).await;
+    assert!(sluice.stop(), "clean stop");
+    assert!(posts_for(&setup.manager, "scale", "vm_h").is_empty());
+    let (ready, _) = setup.broker.queue_counts(&setup.names.queue).await;
+    assert_eq!(ready, 0, "every message, control ones too, was acked");
+    setup.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_metrics_stop_is_healed_within_ttl_and_a_sweep() {
+    const TTL_MS: i64 = 2000;
+    const SWEEP_MS: i64 = 500;
+    let setup = Setup::new("rules-heal", (TTL_MS / 1000) as u64).await;
+    let mut sluice = setup.start_sluice().await;
+    setup.start_policies().await;
+
+    for value in [100.0, 200.0, 300.0] {
+        setup.publish_metric("vm_h", "memory.used", value).await;
+    }
+    // The engine sees event times in whole seconds (Diamond's `time`).
+    let last_event_ms = now_s() * 1000;
+    let heal = eventually("the heal POST", WAIT, || async {
+        posts_for(&setup.manager, "heal", "vm_h").into_iter().next()
+    })
+    .await;
+    let healed_at_ms = now_ms();
+    assert_eq!(
+        heal,
+        json!({"deployment_id": setup.deployment, "workflow_id": "heal", "force": false,
+               "allow_custom_parameters": false,
+               "parameters": {"node_instance_id": "vm_h",
+                              "diagnose_value": "heart-beat-failure"}})
+    );
+    assert!(
+        healed_at_ms > last_event_ms + TTL_MS,
+        "not before the ttl passed: healed {} ms after the last event",
+        healed_at_ms - last_event_ms
+    );
+    // One ttl and one sweep, plus the first sweep's start-up grace margin and slack for a
+    // loaded machine: a heal that waited for another ttl would miss this.
+    assert!(
+        healed_at_ms <= last_event_ms + 1000 + TTL_MS + SWEEP_MS + 1500,
+        "healed {} ms after the last event",
+        healed_at_ms - last_event_ms
+    );
+    assert!(sluice.stop(), "clean stop");
+    assert_eq!(posts_for(&setup.manager, "heal", "vm_h").len(), 1);
+    setup.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_neither_refires_a_trigger_nor_forgets_a_silent_host() {
+    let setup = Setup::new("rules-restart", 6).await;
+    let mut first = setup.start_sluice().await;
+    setup.start_policies().await;
+    setup.breach_and_wait("vm_a").await;
+    setup.publish_metric("vm_h", "memory.used", 1.0).await;
+    eventually("the checkpoint after the host reported", WAIT, || async {
+        let text = std::fs::read_to_string(setup.state_dir.path().join("rules.json")).ok()?;
+        text.contains("vm_h").then_some(())
+    })
+    .await;
+    assert!(first.stop(), "clean stop");
+    assert!(
+        posts_for(&setup.manager, "heal", "vm_h").is_empty(),
+        "stopped well within the ttl"
+    );
+
+    let mut second = setup.start_sluice().await;
+    // Still breached: no new transition, so no new trigger (and the interval would hold it).
+    setup.publish_metric("vm_a", "cpu.total.user", 99.0).await;
+    setup.breach_and_wait("vm_b").await;
+    assert_eq!(
+        posts_for(&setup.manager, "scale", "vm_a").len(),
+        1,
+        "the restart did not re-fire vm_a's trigger"
+    );
+    // vm_h never reports again: the restored series expires and heals.
+    eventually("the heal POST after the restart", WAIT, || async {
+        (!posts_for(&setup.manager, "heal", "vm_h").is_empty()).then_some(())
+    })
+    .await;
+    assert!(second.stop(), "clean stop");
+    setup.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_groups_file_is_dead_lettered_and_no_ok_file_is_written() {
+    let setup = Setup::new("rules-invalid", 60).await;
+    std::fs::write(
+        setup.config_dir.path().join("groups"),
+        r#"{"g": {"members": ["n"], "policies": {"p": {"type": "cloudify.policies.types.nope"}}}}"#,
+    )
+    .expect("write groups");
+    let mut sluice = setup.start_sluice().await;
+    setup
+        .broker
+        .publish(
+            &setup.names.exchange,
+            CONTROL_ROUTING_KEY,
+            &control("start", &setup.deployment, setup.config_dir.path()),
+        )
+        .await;
+    let letters = setup
+        .broker
+        .take(&setup.names.dead_letter_queue, 1, WAIT)
+        .await;
+    assert_eq!(letters[0].routing_key, "rules.invalid_groups");
+    assert!(
+        letters[0].headers["x-sluice-error"].contains("cloudify.policies.types.nope"),
+        "{:?}",
+        letters[0].headers
+    );
+    assert!(!setup.config_dir.path().join("ok").exists());
+    assert!(sluice.stop(), "clean stop");
+    setup.clean_up().await;
+}
