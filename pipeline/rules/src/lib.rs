@@ -47,13 +47,21 @@
 //!
 //! - [`groups`]: the deployment's `groups` file, parsed and validated ([`Groups::parse`]).
 //! - [`engine`]: the [`Engine`], its per-key state, and the exact semantics chosen (see there).
+//! - [`generic`]: the standalone tier's [`GenericEngine`]: threshold, absence and state-change
+//!   rules over moving windows, from a TOML [`RuleSet`] (its layout and semantics are there).
 
 pub mod engine;
+pub mod generic;
 pub mod groups;
 
 pub use engine::{
     DIAGNOSE_EWMA, DIAGNOSE_HOST_FAILURE, DIAGNOSE_THRESHOLD, Engine, EngineLimits, EngineState,
     MetricEvent, RestoreError,
+};
+pub use generic::{
+    CompareOp, Comparison, Condition, GenericEngine, GenericLimits, GenericRestoreError,
+    GenericState, RestoreOutcome, Rule, RuleAction, RuleConfigError, RuleSet, Sample, Stat,
+    TagMatcher,
 };
 pub use groups::{
     Group, Groups, GroupsError, Policy, PolicyKind, Restraints, ThresholdSpec, Trigger,
