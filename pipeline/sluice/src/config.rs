@@ -33,7 +33,7 @@ use sluice_elasticsearch::{EsAuth, EsSettings};
 use sluice_influx::{InfluxApi, InfluxSettings, Precision};
 use sluice_normalise::{IndexPattern, Naming, TemplateSet};
 use sluice_rest::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings};
-use sluice_rules::EngineLimits;
+use sluice_rules::{EngineLimits, GenericLimits};
 
 /// The prefix of environment overrides; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -400,6 +400,10 @@ impl Default for RawDeadLetter {
 pub struct RawRules {
     /// Needs the metrics path, which carries both the metrics and the control messages.
     pub enabled: bool,
+    /// Generic rule files (TOML) for the standalone tier, evaluated on every point of the
+    /// metrics path; each file's name (without `.toml`) is its rules' `group`. The manager's
+    /// policies need none: they come with its control messages.
+    pub files: Vec<String>,
     /// Where rule state is checkpointed (`rules.json`), so a restart neither re-fires nor
     /// forgets a silent host. Created at start.
     pub state_dir: String,
@@ -416,8 +420,11 @@ pub struct RawRules {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub startup_grace: Duration,
-    /// Keys (node instances, or host series) kept per policy; the least recently seen goes.
+    /// Keys (node instances, or host series) kept per policy or rule; the least recently seen
+    /// goes.
     pub max_keys_per_policy: usize,
+    /// Samples kept per key in a generic rule's window; the oldest go first.
+    pub max_samples_per_window: usize,
     /// Keys not seen for this long are forgotten.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -440,11 +447,13 @@ impl Default for RawRules {
     fn default() -> Self {
         Self {
             enabled: true,
+            files: Vec::new(),
             state_dir: "/var/lib/sluice/rules".into(),
             sweep_interval: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(5),
             startup_grace: Duration::from_secs(60),
             max_keys_per_policy: EngineLimits::default().max_keys_per_policy,
+            max_samples_per_window: GenericLimits::default().max_samples_per_window,
             idle_forget_after: EngineLimits::default().idle_forget_after,
             max_actions_in_flight: 16,
             max_actions_queued: 1000,
@@ -1084,6 +1093,14 @@ impl RawConfig {
             rules.max_keys_per_policy,
             &mut fail,
         );
+        let max_samples = at_least_one(
+            "rules.max_samples_per_window",
+            rules.max_samples_per_window,
+            &mut fail,
+        );
+        if rules.files.iter().any(String::is_empty) {
+            fail("rules.files", "a file name is empty".into());
+        }
         let in_flight = at_least_one(
             "rules.max_actions_in_flight",
             rules.max_actions_in_flight,
@@ -1156,13 +1173,20 @@ impl RawConfig {
                 durable: true,
                 auto_delete: false,
             });
+        let max_keys = max_keys?.get();
         Some(RulesPathSettings {
+            rule_files: rules.files.iter().map(std::path::PathBuf::from).collect(),
             state_dir: std::path::PathBuf::from(&rules.state_dir),
             sweep_interval: rules.sweep_interval,
             checkpoint_interval: rules.checkpoint_interval,
             startup_grace: rules.startup_grace,
             engine_limits: EngineLimits {
-                max_keys_per_policy: max_keys?.get(),
+                max_keys_per_policy: max_keys,
+                idle_forget_after: rules.idle_forget_after,
+            },
+            generic_limits: GenericLimits {
+                max_keys_per_rule: max_keys,
+                max_samples_per_window: max_samples?.get(),
                 idle_forget_after: rules.idle_forget_after,
             },
             max_actions_in_flight: in_flight?,
@@ -1256,11 +1280,14 @@ pub struct EventsPathSettings {
 }
 
 pub struct RulesPathSettings {
+    /// Generic rule files, read at start (and by `sluice validate`).
+    pub rule_files: Vec<std::path::PathBuf>,
     pub state_dir: std::path::PathBuf,
     pub sweep_interval: Duration,
     pub checkpoint_interval: Duration,
     pub startup_grace: Duration,
     pub engine_limits: EngineLimits,
+    pub generic_limits: GenericLimits,
     pub max_actions_in_flight: NonZeroUsize,
     pub max_actions_queued: NonZeroUsize,
     pub manager: ManagerSettings,

@@ -13,6 +13,7 @@ mod events_path;
 mod metrics_path;
 mod normalise_command;
 mod rules_path;
+mod test_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,22 @@ enum Command {
         config: Option<PathBuf>,
         files: Vec<PathBuf>,
     },
+    /// Run rules against recorded input on a simulated clock and print the actions they fire;
+    /// `{"expect": ...}` lines in the input make it a unit test (exit 1 when one fails).
+    Test {
+        /// The manager's `groups` file (JSON) and/or generic rule files (`.toml`).
+        #[arg(required = true)]
+        rules: Vec<PathBuf>,
+        /// JSON lines: Diamond metric bodies, points, `{"advance": "30s"}`, `{"expect": {...}}`.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// How often the simulated clock sweeps for silent hosts and absent keys.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        sweep_interval: Duration,
+        /// For the metrics' naming (Graphite templates), as `sluice run` would use.
+        #[arg(long, short, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the configuration file.
     ConfigSchema,
 }
@@ -97,6 +114,15 @@ fn main() -> ExitCode {
                     for warning in &settings.warnings {
                         println!("warning: {warning}");
                     }
+                    let rule_files = settings
+                        .rules
+                        .as_ref()
+                        .map(|rules| rules.rule_files.as_slice())
+                        .unwrap_or_default();
+                    if let Err(error) = rules_path::load_rule_files(rule_files) {
+                        eprintln!("{error:#}");
+                        return ExitCode::FAILURE;
+                    }
                     println!("configuration is valid");
                     ExitCode::SUCCESS
                 }
@@ -107,6 +133,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Normalise { config, files } => normalise_command::run(config.as_deref(), &files),
+        Command::Test {
+            rules,
+            input,
+            sweep_interval,
+            config,
+        } => test_command::run(config.as_deref(), &rules, &input, sweep_interval),
         Command::ConfigSchema => {
             let schema = config::json_schema();
             match serde_json::to_string_pretty(&schema) {

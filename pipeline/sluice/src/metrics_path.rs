@@ -126,9 +126,14 @@ async fn run_normalise_stage(
         match normalised {
             Ok(Normalised::Point(point)) => {
                 metrics::counter!("sluice_decoded_total", "stage" => "normalise").increment(1);
-                if let (Some(feed), Some(event)) = (&rules, for_rules) {
+                if let Some(feed) = &rules {
                     // A gone rule stage has logged its error and stops the pipeline.
-                    let _ = feed.send(RuleInput::Metric(event)).await;
+                    if let Some(event) = for_rules {
+                        let _ = feed.send(RuleInput::Metric(event)).await;
+                    }
+                    if feed.wants_points() {
+                        let _ = feed.send(RuleInput::Point(point.clone())).await;
+                    }
                 }
                 if points.send(Tracked::new(point, ack)).await.is_err() {
                     return;

@@ -16,7 +16,10 @@
 //! with its own engine). `stop` unloads the deployment and drops its state.
 //!
 //! **Metrics.** The metrics path hands on only metrics of loaded deployments (it asks
-//! [`RuleFeed::wants`]), so a manager with no policies pays nothing. A metric's delivery does not
+//! [`RuleFeed::wants`]), so a manager with no policies pays nothing; with generic rule files
+//! (`rules.files`, the standalone tier) it also hands on every point.
+//! Generic rules' actions run without the manager's restraints (their own `min_interval`
+//! applies in the engine), but with the executor's de-duplication and retries. A metric's delivery does not
 //! wait for the rules: what the rules make of it is in the next checkpoint (every
 //! `rules.checkpoint_interval`, and at a clean stop), so a crash loses at most that much of the
 //! rules' view, never a trigger that was decided (see below).
@@ -48,9 +51,12 @@ use sluice_amqp::publisher::run_event_publisher;
 use sluice_core::ack::AckToken;
 use sluice_core::action::Action;
 use sluice_core::dead_letter::{DeadLetter, DeadLetterSender, send_dead_letter};
+use sluice_core::point::Point;
 use sluice_normalise::{ControlMessage, ControlState, MetricSample};
 use sluice_rest::{Execution, Executor, Restraints, TriggerTime, policy_event};
-use sluice_rules::{Engine, EngineState, Groups, MetricEvent};
+use sluice_rules::{
+    Engine, EngineState, GenericEngine, GenericState, Groups, MetricEvent, RuleSet,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -66,7 +72,10 @@ const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 
 /// What the metrics path hands the rule stage.
 pub enum RuleInput {
+    /// A Diamond metric of a deployment with policies loaded.
     Metric(MetricEvent),
+    /// Every point, when generic rules are loaded.
+    Point(Point),
     /// Acked by the rule stage once the deployment's policies are loaded (or unloaded).
     Control {
         message: ControlMessage,
@@ -79,6 +88,7 @@ pub enum RuleInput {
 pub struct RuleFeed {
     inputs: mpsc::Sender<RuleInput>,
     loaded: Arc<RwLock<HashSet<String>>>,
+    wants_points: bool,
 }
 
 impl RuleFeed {
@@ -88,6 +98,11 @@ impl RuleFeed {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(deployment_id)
+    }
+
+    /// Whether generic rules are loaded, so every point is worth handing on.
+    pub fn wants_points(&self) -> bool {
+        self.wants_points
     }
 
     /// Waits for room; false when the rule stage is gone (a control message's token is then
@@ -130,9 +145,15 @@ pub async fn start(
         })?;
     let executor =
         Arc::new(Executor::new(settings.manager).context("setting up the manager's REST client")?);
+    let rule_sets = load_rule_files(&settings.rule_files)?;
     let checkpoint_path = settings.state_dir.join(CHECKPOINT_FILE);
     let mut engine = Engine::new(settings.engine_limits);
-    let resumed = restore(&checkpoint_path, &mut engine, &executor).await;
+    let mut generic: Vec<GenericEngine> = rule_sets
+        .into_iter()
+        .map(|rules| GenericEngine::new(rules, settings.generic_limits))
+        .collect();
+    let resumed = restore(&checkpoint_path, &mut engine, &mut generic, &executor).await;
+    let wants_points = !generic.is_empty();
     let loaded = Arc::new(RwLock::new(
         engine.deployment_ids().map(str::to_owned).collect(),
     ));
@@ -145,6 +166,7 @@ pub async fn start(
     });
     let mut stage = RuleStage {
         engine,
+        generic,
         executor,
         loaded: Arc::clone(&loaded),
         events: events_tx,
@@ -168,7 +190,32 @@ pub async fn start(
     Ok(RuleFeed {
         inputs: inputs_tx,
         loaded,
+        wants_points,
     })
+}
+
+/// Reads and checks generic rule files; each file's stem is its rules' group name.
+pub fn load_rule_files(paths: &[PathBuf]) -> anyhow::Result<Vec<RuleSet>> {
+    let mut group_names = HashSet::new();
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the rules file {}", path.display()))?;
+            let group = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            anyhow::ensure!(
+                group_names.insert(group.clone()),
+                "rules file {}: another rules file has the same name `{group}`",
+                path.display()
+            );
+            let rules =
+                RuleSet::parse(&text).with_context(|| format!("rules file {}", path.display()))?;
+            Ok(rules.with_group_name(group))
+        })
+        .collect()
 }
 
 /// What `rules.json` holds.
@@ -179,6 +226,9 @@ struct Checkpoint {
     engine: EngineState,
     trigger_times: Vec<TriggerTime>,
     pending_actions: Vec<PendingAction>,
+    /// Generic rules' state, by rules file (group) name.
+    #[serde(default)]
+    generic: BTreeMap<String, GenericState>,
 }
 
 /// An action decided and not yet finished, with the restraints it runs under.
@@ -200,8 +250,25 @@ impl PendingAction {
 
 type RunningAction = BoxFuture<'static, (u64, Execution)>;
 
+/// Which engine an action came from, for its restraints.
+#[derive(Clone, Copy)]
+enum RuleSource {
+    /// The manager's policies: their own restraints.
+    Manager,
+    /// Generic rules: none (the engine applies `min_interval`).
+    Generic,
+}
+
+/// Generic rules' restraints: no node check and no interval.
+const GENERIC_RESTRAINTS: Restraints = Restraints {
+    is_node_started_before_workflow: false,
+    interval_between_workflows: Duration::ZERO,
+};
+
 struct RuleStage {
     engine: Engine,
+    /// One engine per generic rules file.
+    generic: Vec<GenericEngine>,
     executor: Arc<Executor>,
     loaded: Arc<RwLock<HashSet<String>>>,
     events: mpsc::Sender<String>,
@@ -245,7 +312,17 @@ impl RuleStage {
                     Some(RuleInput::Metric(event)) => {
                         let actions = self.engine.on_metric(&event, now_ms());
                         self.dirty = true;
-                        self.fire(actions).await;
+                        self.fire(actions, RuleSource::Manager).await;
+                    }
+                    Some(RuleInput::Point(point)) => {
+                        let now = now_ms();
+                        let actions: Vec<Action> = self
+                            .generic
+                            .iter_mut()
+                            .flat_map(|engine| engine.on_point(&point, now))
+                            .collect();
+                        self.dirty = true;
+                        self.fire(actions, RuleSource::Generic).await;
                     }
                     Some(RuleInput::Control { message, ack }) => self.control(message, ack).await,
                     None => {
@@ -255,9 +332,16 @@ impl RuleStage {
                 },
                 Some((id, execution)) = running.next() => self.finished(id, execution).await,
                 _ = sweep.tick(), if inputs_open => {
-                    let actions = self.engine.sweep(now_ms());
+                    let now = now_ms();
+                    let actions = self.engine.sweep(now);
+                    self.fire(actions, RuleSource::Manager).await;
+                    let generic_actions: Vec<Action> = self
+                        .generic
+                        .iter_mut()
+                        .flat_map(|engine| engine.sweep(now))
+                        .collect();
+                    self.fire(generic_actions, RuleSource::Generic).await;
                     self.dirty = true;
-                    self.fire(actions).await;
                 }
                 _ = checkpoint.tick() => {
                     if self.dirty {
@@ -278,11 +362,14 @@ impl RuleStage {
     }
 
     /// Announces each action with a `policy` event and queues it.
-    async fn fire(&mut self, actions: Vec<Action>) {
+    async fn fire(&mut self, actions: Vec<Action>, source: RuleSource) {
         for action in actions {
             metrics::counter!("sluice_policies_fired_total").increment(1);
             self.publish_event(policy_event(&action, now_ms())).await;
-            let restraints = self.restraints_of(&action);
+            let restraints = match source {
+                RuleSource::Manager => self.restraints_of(&action),
+                RuleSource::Generic => GENERIC_RESTRAINTS,
+            };
             self.enqueue(PendingAction {
                 action,
                 is_node_started_before_workflow: restraints.is_node_started_before_workflow,
@@ -437,6 +524,11 @@ impl RuleStage {
             engine: self.engine.checkpoint(),
             trigger_times: self.executor.trigger_times(),
             pending_actions: self.pending.values().cloned().collect(),
+            generic: self
+                .generic
+                .iter()
+                .map(|engine| (engine.rules().group_name().to_owned(), engine.checkpoint()))
+                .collect(),
         };
         let path = self.checkpoint_path.clone();
         let written = tokio::task::spawn_blocking(move || write_atomically(&path, &checkpoint))
@@ -488,7 +580,12 @@ async fn load_groups(config_path: &Path) -> Result<Groups, (&'static str, String
 
 /// Loads the checkpoint into `engine` and `executor`; answers the actions to resume. A missing
 /// checkpoint is a first start; an unreadable one is kept aside and the stage starts clean.
-async fn restore(path: &Path, engine: &mut Engine, executor: &Executor) -> Vec<PendingAction> {
+async fn restore(
+    path: &Path,
+    engine: &mut Engine,
+    generic: &mut [GenericEngine],
+    executor: &Executor,
+) -> Vec<PendingAction> {
     let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -497,7 +594,7 @@ async fn restore(path: &Path, engine: &mut Engine, executor: &Executor) -> Vec<P
             return Vec::new();
         }
     };
-    let checkpoint = match serde_json::from_slice::<Checkpoint>(&bytes) {
+    let mut checkpoint = match serde_json::from_slice::<Checkpoint>(&bytes) {
         Ok(checkpoint) if checkpoint.format_version == CHECKPOINT_FORMAT_VERSION => checkpoint,
         Ok(checkpoint) => {
             set_aside(
@@ -516,6 +613,21 @@ async fn restore(path: &Path, engine: &mut Engine, executor: &Executor) -> Vec<P
         tracing::error!(%error, "rules checkpoint restored in part");
     }
     executor.restore_trigger_times(checkpoint.trigger_times);
+    for generic_engine in generic.iter_mut() {
+        let group = generic_engine.rules().group_name().to_owned();
+        let Some(state) = checkpoint.generic.remove(&group) else {
+            continue;
+        };
+        match generic_engine.restore(state) {
+            Ok(outcome) if !outcome.discarded_rules.is_empty() => tracing::warn!(
+                %group,
+                discarded = ?outcome.discarded_rules,
+                "rules changed since the checkpoint start clean"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%group, %error, "generic rules state not restored"),
+        }
+    }
     tracing::info!(
         deployments = engine.deployment_ids().count(),
         pending_actions = checkpoint.pending_actions.len(),

@@ -142,26 +142,27 @@ impl Setup {
     }
 
     async fn start_sluice(&self) -> Sluice {
+        self.start_sluice_with(&[]).await
+    }
+
+    async fn start_sluice_with(&self, extra: &[(&str, &str)]) -> Sluice {
         let manager_url = self.manager.url().to_string();
         let state_dir = self.state_dir.path().to_string_lossy().into_owned();
-        Sluice::start(
-            &self.names,
-            &influx_url(),
-            &[
-                ("SLUICE_MANAGER__URL", manager_url.as_str()),
-                ("SLUICE_MANAGER__RETRY_INITIAL_DELAY", "50ms"),
-                ("SLUICE_RULES__STATE_DIR", state_dir.as_str()),
-                ("SLUICE_RULES__SWEEP_INTERVAL", "500ms"),
-                ("SLUICE_RULES__CHECKPOINT_INTERVAL", "200ms"),
-                ("SLUICE_RULES__STARTUP_GRACE", "1s"),
-                (
-                    "SLUICE_RULES__EVENTS_EXCHANGE",
-                    self.events_exchange.as_str(),
-                ),
-                ("SLUICE_RULES__EVENTS_ROUTING_KEY", ""),
-            ],
-        )
-        .await
+        let mut overrides = vec![
+            ("SLUICE_MANAGER__URL", manager_url.as_str()),
+            ("SLUICE_MANAGER__RETRY_INITIAL_DELAY", "50ms"),
+            ("SLUICE_RULES__STATE_DIR", state_dir.as_str()),
+            ("SLUICE_RULES__SWEEP_INTERVAL", "500ms"),
+            ("SLUICE_RULES__CHECKPOINT_INTERVAL", "200ms"),
+            ("SLUICE_RULES__STARTUP_GRACE", "1s"),
+            (
+                "SLUICE_RULES__EVENTS_EXCHANGE",
+                self.events_exchange.as_str(),
+            ),
+            ("SLUICE_RULES__EVENTS_ROUTING_KEY", ""),
+        ];
+        overrides.extend_from_slice(extra);
+        Sluice::start(&self.names, &influx_url(), &overrides).await
     }
 
     async fn publish_metric(&self, node_id: &str, path: &str, value: f64) {
@@ -410,5 +411,56 @@ async fn an_invalid_groups_file_is_dead_lettered_and_no_ok_file_is_written() {
     );
     assert!(!setup.config_dir.path().join("ok").exists());
     assert!(sluice.stop(), "clean stop");
+    setup.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_rules_file_triggers_on_points_of_the_metrics_path() {
+    let setup = Setup::new("rules-generic", 60).await;
+    let rules_file = setup.config_dir.path().join("standalone.toml");
+    std::fs::write(
+        &rules_file,
+        r#"
+[[rule]]
+name = "cpu_hot"
+measurement = "^cpu\\.total\\.user$"
+by = ["node_id"]
+condition = { kind = "threshold", stat = "max", window = "1m", op = ">=", value = 90.0 }
+[[rule.action]]
+kind = "execute_workflow"
+deployment_id = "{{tags.deployment_id}}"
+workflow = "scale"
+parameters = { node_id = "{{tags.node_id}}", peak = "{{value}}" }
+"#,
+    )
+    .expect("write rules");
+    let files = format!("[\"{}\"]", rules_file.display());
+    let mut sluice = setup
+        .start_sluice_with(&[("SLUICE_RULES__FILES", files.as_str())])
+        .await;
+    // No control message: generic rules see every point, whatever its deployment.
+    setup.publish_metric("vm_a", "cpu.total.user", 50.0).await;
+    setup.publish_metric("vm_a", "cpu.total.user", 93.0).await;
+    setup.publish_metric("vm_a", "cpu.total.user", 99.0).await;
+    setup.publish_metric("vm_a", "memory.used", 99.0).await;
+    setup.breach_and_wait("vm_b").await;
+    let posts = posts_for(&setup.manager, "scale", "vm_a");
+    assert_eq!(posts.len(), 1, "one breach, one trigger: {posts:?}");
+    assert_eq!(
+        posts[0]["parameters"],
+        json!({"node_id": "vm_a", "peak": 93.0})
+    );
+    let requests = setup.manager.requests();
+    assert!(
+        requests.iter().all(|request| request.method == "POST"),
+        "generic rules skip the manager's node check: {requests:?}"
+    );
+    assert!(sluice.stop(), "clean stop");
+    let checkpoint =
+        std::fs::read_to_string(setup.state_dir.path().join("rules.json")).expect("checkpoint");
+    assert!(
+        checkpoint.contains("cpu_hot"),
+        "the generic rules' state is checkpointed"
+    );
     setup.clean_up().await;
 }
