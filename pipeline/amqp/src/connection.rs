@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-use lapin::{Connection, ConnectionProperties};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
+use sluice_core::retry::RetryPolicy;
 
 /// A broker URL whose `Display` and `Debug` mask the password.
 #[derive(Clone)]
@@ -83,6 +85,70 @@ pub async fn connect(url: &BrokerUrl, role: &str) -> Result<Connection, AmqpErro
             url: url.clone(),
             source,
         })
+}
+
+/// What a publisher does on each channel it gets from [`publish_with_reconnects`].
+pub(crate) trait PublisherSession {
+    /// Declares what the publisher needs on a new channel.
+    fn prepare(&self, channel: &Channel) -> impl Future<Output = Result<(), AmqpError>> + Send;
+    /// Publishes until the input is closed and everything is settled (`Ok`), or the channel
+    /// fails (`Err`). What the broker did not confirm must be kept for the next channel.
+    fn run(&mut self, channel: &Channel) -> impl Future<Output = Result<(), AmqpError>> + Send;
+}
+
+/// A publisher's life: open a connection and a channel with publisher confirms, prepare it and
+/// run the session on it until it ends cleanly; when connecting or the session fails, reconnect
+/// with backoff (reset after each channel that opened) and run it again.
+pub(crate) async fn publish_with_reconnects(
+    url: &BrokerUrl,
+    role: &str,
+    reconnect: RetryPolicy,
+    session: &mut impl PublisherSession,
+) {
+    let mut attempt: u32 = 0;
+    loop {
+        let (connection, channel) = match open_confirmed_channel(url, role, session).await {
+            Ok(opened) => {
+                attempt = 0;
+                opened
+            }
+            Err(error) => {
+                let delay = reconnect.delay(attempt, None);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(%error, role, retry_in_ms = delay.as_millis() as u64, "publisher cannot connect");
+                // What waits to be published stays in its bounded channel meanwhile: the stages
+                // that send it slow down, and so does the source. Nothing is dropped.
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        match session.run(&channel).await {
+            Ok(()) => {
+                let _ = channel.close(200, "sluice stopping".into()).await;
+                let _ = connection.close(200, "sluice stopping".into()).await;
+                return;
+            }
+            Err(error) => tracing::warn!(%error, role, "publisher channel lost; reconnecting"),
+        }
+    }
+}
+
+async fn open_confirmed_channel(
+    url: &BrokerUrl,
+    role: &str,
+    session: &impl PublisherSession,
+) -> Result<(Connection, Channel), AmqpError> {
+    let connection = connect(url, role).await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(AmqpError::broker(format!("opening the {role} channel")))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(AmqpError::broker("enabling publisher confirms"))?;
+    session.prepare(&channel).await?;
+    Ok((connection, channel))
 }
 
 #[cfg(test)]

@@ -15,15 +15,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions};
+use lapin::options::{BasicPublishOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{BasicProperties, Channel};
 use lapin::{Confirmation, PublisherConfirm};
 use sluice_core::dead_letter::{DeadLetter, DeadLetterReceiver};
 use sluice_core::retry::RetryPolicy;
 
 use crate::AmqpError;
-use crate::connection::{BrokerUrl, connect};
+use crate::connection::{BrokerUrl, PublisherSession, publish_with_reconnects};
 use crate::topology::{ExchangeSpec, ExchangeType, QueueSpec, declare_exchange, declare_queue};
 
 /// Longest error text carried in a header; the rest is cut, marked with an ellipsis.
@@ -52,52 +52,36 @@ pub struct DeadLetterSettings {
 }
 
 /// Publishes letters until every sender of `letters` is gone and every publish is settled.
-pub async fn run_dead_letter_publisher(
+pub async fn run_dead_letter_publisher(settings: DeadLetterSettings, letters: DeadLetterReceiver) {
+    let url = settings.url.clone();
+    let reconnect = settings.reconnect;
+    let mut session = DeadLetterSession { settings, letters };
+    publish_with_reconnects(&url, "dead-letter", reconnect, &mut session).await;
+}
+
+struct DeadLetterSession {
     settings: DeadLetterSettings,
-    mut letters: DeadLetterReceiver,
-) {
-    let mut attempt: u32 = 0;
-    loop {
-        let (connection, channel) = match open_channel(&settings).await {
-            Ok(opened) => {
-                attempt = 0;
-                opened
-            }
-            Err(error) => {
-                let delay = settings.reconnect.delay(attempt, None);
-                attempt = attempt.saturating_add(1);
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "dead-letter publisher cannot connect");
-                // Letters wait in their bounded channel meanwhile: the stages that reject items
-                // slow down, and so does the source. Nothing is dropped.
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-        };
-        match publish_until_closed(&settings, &channel, &mut letters).await {
-            Ok(()) => {
-                let _ = channel.close(200, "sluice stopping".into()).await;
-                let _ = connection.close(200, "sluice stopping".into()).await;
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "dead-letter channel lost; reconnecting");
-            }
-        }
+    letters: DeadLetterReceiver,
+}
+
+impl PublisherSession for DeadLetterSession {
+    async fn prepare(&self, channel: &Channel) -> Result<(), AmqpError> {
+        declare_dead_letter_topology(&self.settings, channel).await
+    }
+
+    async fn run(&mut self, channel: &Channel) -> Result<(), AmqpError> {
+        // A letter not confirmed keeps its token unfinished, so its delivery returns to its
+        // queue: nothing needs keeping here across channels.
+        publish_until_closed(&self.settings, channel, &mut self.letters).await
     }
 }
 
-async fn open_channel(settings: &DeadLetterSettings) -> Result<(Connection, Channel), AmqpError> {
-    let connection = connect(&settings.url, "dead-letter").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(AmqpError::broker("opening the dead-letter channel"))?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(AmqpError::broker("enabling publisher confirms"))?;
+async fn declare_dead_letter_topology(
+    settings: &DeadLetterSettings,
+    channel: &Channel,
+) -> Result<(), AmqpError> {
     declare_exchange(
-        &channel,
+        channel,
         &ExchangeSpec {
             name: settings.exchange.clone(),
             kind: ExchangeType::Topic,
@@ -108,7 +92,7 @@ async fn open_channel(settings: &DeadLetterSettings) -> Result<(Connection, Chan
     .await?;
     if let Some(queue) = &settings.queue {
         declare_queue(
-            &channel,
+            channel,
             &QueueSpec {
                 name: queue.clone(),
                 durable: true,
@@ -129,7 +113,7 @@ async fn open_channel(settings: &DeadLetterSettings) -> Result<(Connection, Chan
             .await
             .map_err(AmqpError::broker("binding the dead-letter queue"))?;
     }
-    Ok((connection, channel))
+    Ok(())
 }
 
 async fn publish_until_closed(

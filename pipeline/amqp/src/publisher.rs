@@ -16,13 +16,13 @@ use std::collections::{HashMap, VecDeque};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel, Confirmation};
 use sluice_core::retry::RetryPolicy;
 use tokio::sync::mpsc;
 
 use crate::AmqpError;
-use crate::connection::{BrokerUrl, connect};
+use crate::connection::{BrokerUrl, PublisherSession, publish_with_reconnects};
 use crate::topology::{ExchangeSpec, declare_exchange};
 
 /// Publishes awaiting their confirm at once.
@@ -41,57 +41,35 @@ pub struct EventPublisherSettings {
 
 /// Publishes event bodies (JSON) until every sender of `events` is gone and every publish is
 /// confirmed.
-pub async fn run_event_publisher(
-    settings: EventPublisherSettings,
-    mut events: mpsc::Receiver<String>,
-) {
-    let mut unsent = VecDeque::new();
-    let mut attempt: u32 = 0;
-    loop {
-        let (connection, channel) = match open_channel(&settings).await {
-            Ok(opened) => {
-                attempt = 0;
-                opened
-            }
-            Err(error) => {
-                let delay = settings.reconnect.delay(attempt, None);
-                attempt = attempt.saturating_add(1);
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "event publisher cannot connect");
-                // Events wait in their bounded channel meanwhile; the actions that emit them
-                // wait too. Nothing is dropped.
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-        };
-        match publish_until_closed(&settings, &channel, &mut events, &mut unsent).await {
-            Ok(()) => {
-                let _ = channel.close(200, "sluice stopping".into()).await;
-                let _ = connection.close(200, "sluice stopping".into()).await;
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, waiting = unsent.len(), "event channel lost; reconnecting");
-            }
-        }
-    }
+pub async fn run_event_publisher(settings: EventPublisherSettings, events: mpsc::Receiver<String>) {
+    let url = settings.url.clone();
+    let reconnect = settings.reconnect;
+    let mut session = EventSession {
+        settings,
+        events,
+        unsent: VecDeque::new(),
+    };
+    publish_with_reconnects(&url, "events-publisher", reconnect, &mut session).await;
 }
 
-async fn open_channel(
-    settings: &EventPublisherSettings,
-) -> Result<(Connection, Channel), AmqpError> {
-    let connection = connect(&settings.url, "events-publisher").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(AmqpError::broker("opening the event publisher's channel"))?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(AmqpError::broker("enabling publisher confirms"))?;
-    if let Some(exchange) = &settings.declare {
-        declare_exchange(&channel, exchange).await?;
+struct EventSession {
+    settings: EventPublisherSettings,
+    events: mpsc::Receiver<String>,
+    /// Events not yet published, or published and not confirmed on a channel that failed.
+    unsent: VecDeque<String>,
+}
+
+impl PublisherSession for EventSession {
+    async fn prepare(&self, channel: &Channel) -> Result<(), AmqpError> {
+        match &self.settings.declare {
+            Some(exchange) => declare_exchange(channel, exchange).await,
+            None => Ok(()),
+        }
     }
-    Ok((connection, channel))
+
+    async fn run(&mut self, channel: &Channel) -> Result<(), AmqpError> {
+        publish_until_closed(&self.settings, channel, &mut self.events, &mut self.unsent).await
+    }
 }
 
 /// Publishes what is `unsent`, then what arrives, until the input is closed and everything is

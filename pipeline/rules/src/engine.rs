@@ -207,7 +207,7 @@ impl StabilityState {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct EwmaState {
-    #[serde(with = "exact_f64")]
+    #[serde(with = "crate::exact_float::exact_f64")]
     ewma: f64,
     stability: StabilityState,
 }
@@ -219,7 +219,7 @@ struct Series {
     host: Option<String>,
     service: String,
     /// The newest event's metric; None when it was not finite (JSON has no NaN).
-    #[serde(with = "exact_optional_f64")]
+    #[serde(with = "crate::exact_float::exact_optional_f64")]
     last_metric: Option<f64>,
     /// Newest event time seen, Unix ms.
     last_event_ms: i64,
@@ -257,44 +257,6 @@ fn describe(failures: &[(String, GroupsError)]) -> String {
         .map(|(deployment, error)| format!("`{deployment}`: {error}"))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Floats in checkpoints are written as strings: Rust's shortest round-trip text, parsed back
-/// exactly (serde_json's default number parser may be off by one ulp, which could move an average
-/// across its threshold after a restore).
-mod exact_f64 {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(value)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(D::Error::custom)
-    }
-}
-
-mod exact_optional_f64 {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<f64>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(number) => serializer.collect_str(number),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<f64>, D::Error> {
-        Option::<String>::deserialize(deserializer)?
-            .map(|text| text.parse().map_err(D::Error::custom))
-            .transpose()
-    }
 }
 
 fn finite(value: f64) -> Option<f64> {

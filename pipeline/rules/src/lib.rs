@@ -51,6 +51,7 @@
 //!   rules over moving windows, from a TOML [`RuleSet`] (its layout and semantics are there).
 
 pub mod engine;
+mod exact_float;
 pub mod generic;
 pub mod groups;
 

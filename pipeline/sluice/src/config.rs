@@ -681,24 +681,7 @@ impl RawConfig {
         };
 
         let influx = &self.influx;
-        let influx_url = url::Url::parse(&influx.url)
-            .map_err(|error| {
-                fail(
-                    "influx.url",
-                    format!("{:?} is not a URL: {error}", influx.url),
-                )
-            })
-            .ok()
-            .filter(|url| {
-                let http = matches!(url.scheme(), "http" | "https");
-                if !http {
-                    fail(
-                        "influx.url",
-                        format!("scheme {:?} is not http or https", url.scheme()),
-                    );
-                }
-                http
-            });
+        let influx_url = http_url("influx.url", &influx.url, &mut fail);
         let api = match influx.api {
             RawInfluxApi::V1 => {
                 if influx.database.is_empty() {
@@ -994,14 +977,7 @@ impl RawConfig {
             .collect();
 
         let es = &self.elasticsearch;
-        let url = url::Url::parse(&es.url)
-            .map_err(|error| {
-                fail(
-                    "elasticsearch.url",
-                    format!("{:?} is not a URL: {error}", es.url),
-                )
-            })
-            .ok();
+        let url = http_url("elasticsearch.url", &es.url, &mut fail);
         let auth = match (&es.username, &es.password, &es.api_key) {
             (None, None, None) => Some(EsAuth::None),
             (Some(username), Some(password), None) => Some(EsAuth::Basic {
@@ -1113,24 +1089,7 @@ impl RawConfig {
         );
 
         let manager = &self.manager;
-        let manager_url = url::Url::parse(&manager.url)
-            .map_err(|error| {
-                fail(
-                    "manager.url",
-                    format!("{:?} is not a URL: {error}", manager.url),
-                )
-            })
-            .ok()
-            .filter(|url| {
-                let http = matches!(url.scheme(), "http" | "https");
-                if !http {
-                    fail(
-                        "manager.url",
-                        format!("scheme {:?} is not http or https", url.scheme()),
-                    );
-                }
-                http
-            });
+        let manager_url = http_url("manager.url", &manager.url, &mut fail);
         let api = match (manager.api, &manager.token) {
             (RawManagerRestApi::V3, _) => Some(ManagerApi::V3),
             (RawManagerRestApi::V4, Some(token)) => Some(ManagerApi::V4 {
@@ -1206,6 +1165,21 @@ impl RawConfig {
             },
         })
     }
+}
+
+/// An http or https URL.
+fn http_url(field: &str, raw: &str, fail: &mut impl FnMut(&str, String)) -> Option<url::Url> {
+    let url = url::Url::parse(raw)
+        .map_err(|error| fail(field, format!("{raw:?} is not a URL: {error}")))
+        .ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        fail(
+            field,
+            format!("scheme {:?} is not http or https", url.scheme()),
+        );
+        return None;
+    }
+    Some(url)
 }
 
 /// A count that must be at least 1.
@@ -1378,6 +1352,65 @@ mod tests {
             })
             .collect();
         assert_eq!(queues, vec!["cloudify-events", "cloudify-logs"]);
+    }
+
+    #[test]
+    fn the_rule_stage_defaults_to_the_3x_manager_and_the_4x_events_exchange() {
+        let rules = RawConfig::default()
+            .validate()
+            .expect("valid")
+            .rules
+            .expect("the rule stage is on by default");
+        assert_eq!(rules.manager.url.as_str(), "http://127.0.0.1:8101/");
+        assert!(matches!(rules.manager.api, ManagerApi::V3));
+        assert_eq!(rules.sweep_interval, Duration::from_secs(5));
+        assert_eq!(rules.events.exchange, "cloudify-events");
+        assert_eq!(rules.events.routing_key, "");
+        let declared = rules
+            .events
+            .declare
+            .expect("declared as the 4.x manager does");
+        assert_eq!(declared.kind, ExchangeType::Fanout);
+        assert!(declared.durable && !declared.auto_delete);
+
+        // 3.x: the manager's queue through the default exchange, nothing declared.
+        let mut raw = RawConfig::default();
+        raw.events.manager = RawManager::V3;
+        let rules = raw.validate().expect("valid").rules.expect("rules");
+        assert_eq!(rules.events.exchange, "");
+        assert_eq!(rules.events.routing_key, "cloudify-events");
+        assert!(rules.events.declare.is_none());
+    }
+
+    #[test]
+    fn the_4x_api_needs_a_token_and_the_rule_stage_needs_the_metrics_path() {
+        let mut raw = RawConfig::default();
+        raw.manager.api = RawManagerRestApi::V4;
+        raw.manager.url = "ftp://manager".into();
+        raw.rules.sweep_interval = Duration::ZERO;
+        let errors = raw.validate().err().expect("invalid").0;
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        for field in ["manager.token", "manager.url", "rules.sweep_interval"] {
+            assert!(fields.contains(&field), "{field} missing from {fields:?}");
+        }
+
+        let mut raw = RawConfig::default();
+        raw.manager.api = RawManagerRestApi::V4;
+        raw.manager.token = Some(SecretString::from("s3cret-token"));
+        raw.metrics.enabled = false;
+        let settings = raw.validate().expect("valid");
+        assert!(settings.rules.is_none(), "no metrics path, no rule stage");
+        assert!(
+            settings
+                .warnings
+                .iter()
+                .any(|warning| warning.contains("rules.enabled"))
+        );
+        let shown = serde_json::to_string(&raw).expect("serialisable");
+        assert!(
+            !shown.contains("s3cret-token"),
+            "the token is redacted: {shown}"
+        );
     }
 
     #[test]

@@ -552,8 +552,15 @@ impl RuleStage {
 
 fn write_atomically(path: &Path, checkpoint: &Checkpoint) -> anyhow::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&temporary)
+    // Owner only: pending webhook actions carry their headers, which may hold credentials.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
         .with_context(|| format!("creating {}", temporary.display()))?;
     serde_json::to_writer(std::io::BufWriter::new(&mut file), checkpoint)
         .context("serialising the checkpoint")?;

@@ -456,11 +456,46 @@ parameters = { node_id = "{{tags.node_id}}", peak = "{{value}}" }
         "generic rules skip the manager's node check: {requests:?}"
     );
     assert!(sluice.stop(), "clean stop");
-    let checkpoint =
-        std::fs::read_to_string(setup.state_dir.path().join("rules.json")).expect("checkpoint");
+    let checkpoint_path = setup.state_dir.path().join("rules.json");
+    let checkpoint = std::fs::read_to_string(&checkpoint_path).expect("checkpoint");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&checkpoint_path)
+            .expect("metadata")
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the checkpoint is readable by its owner only"
+    );
     assert!(
         checkpoint.contains("cpu_hot"),
         "the generic rules' state is checkpointed"
     );
+    setup.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_events_survive_a_severed_publisher_connection() {
+    let setup = Setup::new("rules-sever", 60).await;
+    let mut sluice = setup.start_sluice().await;
+    setup.start_policies().await;
+    let severed = eventually("the event publisher's connection", WAIT, || async {
+        let closed = sluice.sever_broker_connection("events-publisher");
+        (closed > 0).then_some(closed)
+    })
+    .await;
+    assert_eq!(severed, 1);
+    setup.breach_and_wait("vm_a").await;
+    let events = setup.event_types_seen(3).await;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|event| event["event_type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        types,
+        vec!["policy", "processing_trigger", "trigger_succeeded"]
+    );
+    assert!(sluice.stop(), "clean stop");
     setup.clean_up().await;
 }

@@ -195,7 +195,7 @@ struct SavedPoint {
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 enum SavedField {
     Integer(i64),
-    Float(#[serde(with = "super::exact_f64")] f64),
+    Float(#[serde(with = "crate::exact_float::exact_f64")] f64),
     Boolean(bool),
     String(String),
 }

@@ -125,21 +125,6 @@ pub use engine::{
 };
 pub use window::{Sample, Stat};
 
-/// Floats in checkpoints are written as strings: Rust's shortest round-trip text, parsed back
-/// exactly (the same idea as the manager engine's, kept private to each engine).
-mod exact_f64 {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(value)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(D::Error::custom)
-    }
-}
-
 fn duration_ms(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

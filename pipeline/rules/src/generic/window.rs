@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub time_ms: i64,
-    #[serde(with = "super::exact_f64")]
+    #[serde(with = "crate::exact_float::exact_f64")]
     pub value: f64,
 }
 
