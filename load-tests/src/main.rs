@@ -10,6 +10,7 @@
 //! and plots are still to come (see the benchmark-harness issue).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -24,6 +25,8 @@ use sluice_elasticsearch::fake::FakeElasticsearch;
 
 /// Publishes awaiting their confirm at once.
 const MAX_UNCONFIRMED: usize = 1000;
+/// The deployments the metric bodies belong to (`sluice_benches::diamond_bodies`).
+const DEPLOYMENTS: [&str; 2] = ["nodecellar", "shop.prod.eu"];
 /// The 4.x manager's event and log exchanges.
 const EVENTS_EXCHANGES: [&str; 2] = ["cloudify-events", "cloudify-logs"];
 
@@ -70,6 +73,14 @@ struct Args {
     /// `--publish-only` run (with the same --count and --bad-every) left queued (metrics).
     #[arg(long)]
     drain_only: bool,
+    /// metrics: first start this groups file's policies for both deployments, with the
+    /// manager's `manager-riemann` control messages, as a manager does when it creates them
+    /// (e.g. `load-tests/scenarios/groups-20-policies.json`).
+    #[arg(long)]
+    groups: Option<PathBuf>,
+    /// Where `--groups` writes each deployment's `config_path` (`<dir>/<deployment>/groups`).
+    #[arg(long, default_value = "/tmp/sluice-load-policies")]
+    policies_dir: PathBuf,
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -109,6 +120,9 @@ async fn main() -> anyhow::Result<()> {
     // Live runs are timed from the first publish; --drain-only runs from now.
     let started = Instant::now();
     if !args.drain_only {
+        if let Some(groups) = &args.groups {
+            start_policies(&args, &channel, groups).await?;
+        }
         publish(&args, &channel).await?;
         if args.publish_only {
             return Ok(());
@@ -197,6 +211,44 @@ async fn publish(args: &Args, channel: &lapin::Channel) -> anyhow::Result<()> {
         args.count - bad,
         published_in.as_secs_f64(),
         args.count as f64 / published_in.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Writes each deployment's `groups` file and publishes its `start` control message, ahead of
+/// the metrics in the same queue.
+async fn start_policies(
+    args: &Args,
+    channel: &lapin::Channel,
+    groups: &Path,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(groups).with_context(|| format!("reading {}", groups.display()))?;
+    for deployment in DEPLOYMENTS {
+        let config_path = args.policies_dir.join(deployment);
+        std::fs::create_dir_all(&config_path)
+            .with_context(|| format!("creating {}", config_path.display()))?;
+        std::fs::write(config_path.join("groups"), &text)?;
+        let _ = std::fs::remove_file(config_path.join("ok"));
+        let control = serde_json::json!({
+            "service": "cloudify.configuration", "state": "start",
+            "config_path": config_path, "deployment_id": deployment, "time": 1_466_000_000,
+        });
+        let confirm = channel
+            .basic_publish(
+                args.exchange.as_str().into(),
+                "manager-riemann".into(),
+                BasicPublishOptions::default(),
+                control.to_string().as_bytes(),
+                BasicProperties::default(),
+            )
+            .await?;
+        ensure_acked(confirm.await)?;
+    }
+    println!(
+        "started the policies of {} for {} deployments",
+        groups.display(),
+        DEPLOYMENTS.len()
     );
     Ok(())
 }

@@ -48,6 +48,7 @@ use serde_json::{Map, Value};
 use sluice_core::action::{Action, ActionOrigin, ExecuteWorkflow};
 
 use crate::groups::{Group, Groups, GroupsError, Policy, PolicyKind, ThresholdSpec};
+use crate::keyed::{KeyedStates, Stamped};
 
 /// `diagnose` of a threshold breach.
 pub const DIAGNOSE_THRESHOLD: &str = "threshold-breached";
@@ -116,14 +117,14 @@ type PolicyStates = BTreeMap<String, BTreeMap<String, PolicyState>>;
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum PolicyState {
     Threshold {
-        keys: BTreeMap<String, StabilityState>,
+        keys: KeyedStates<StabilityState>,
     },
     Ewma {
-        keys: BTreeMap<String, EwmaState>,
+        keys: KeyedStates<EwmaState>,
     },
     HostFailure {
         /// Keyed by the JSON text of `[node_id, service]` (unambiguous, and a JSON map key).
-        series: BTreeMap<String, Series>,
+        series: KeyedStates<Series>,
     },
 }
 
@@ -131,13 +132,13 @@ impl PolicyState {
     fn fresh(kind: &PolicyKind) -> PolicyState {
         match kind {
             PolicyKind::Threshold(_) => PolicyState::Threshold {
-                keys: BTreeMap::new(),
+                keys: KeyedStates::default(),
             },
             PolicyKind::EwmaStabilized { .. } => PolicyState::Ewma {
-                keys: BTreeMap::new(),
+                keys: KeyedStates::default(),
             },
             PolicyKind::HostFailure { .. } => PolicyState::HostFailure {
-                series: BTreeMap::new(),
+                series: KeyedStates::default(),
             },
         }
     }
@@ -148,21 +149,9 @@ impl PolicyState {
 
     fn truncate(&mut self, max_keys: usize) {
         match self {
-            PolicyState::Threshold { keys } => {
-                while keys.len() > max_keys {
-                    evict_oldest(keys, |state| state.last_seen_ms);
-                }
-            }
-            PolicyState::Ewma { keys } => {
-                while keys.len() > max_keys {
-                    evict_oldest(keys, |state| state.stability.last_seen_ms);
-                }
-            }
-            PolicyState::HostFailure { series } => {
-                while series.len() > max_keys {
-                    evict_oldest(series, |series| series.last_event_ms);
-                }
-            }
+            PolicyState::Threshold { keys } => keys.truncate(max_keys),
+            PolicyState::Ewma { keys } => keys.truncate(max_keys),
+            PolicyState::HostFailure { series } => series.truncate(max_keys),
         }
     }
 }
@@ -267,13 +256,23 @@ fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn evict_oldest<V>(map: &mut BTreeMap<String, V>, last_seen: impl Fn(&V) -> i64) {
-    let oldest = map
-        .iter()
-        .min_by_key(|(_, value)| last_seen(value))
-        .map(|(key, _)| key.clone());
-    if let Some(key) = oldest {
-        map.remove(&key);
+/// Eviction order: threshold and EWMA keys by the caller's clock at their last event, host
+/// series by their newest event time.
+impl Stamped for StabilityState {
+    fn stamp(&self) -> i64 {
+        self.last_seen_ms
+    }
+}
+
+impl Stamped for EwmaState {
+    fn stamp(&self) -> i64 {
+        self.stability.last_seen_ms
+    }
+}
+
+impl Stamped for Series {
+    fn stamp(&self) -> i64 {
+        self.last_event_ms
     }
 }
 
@@ -462,12 +461,10 @@ impl Engine {
                     continue;
                 };
                 // Threshold/EWMA state key: the node instance, or one key for the whole group.
-                let state_key = || {
-                    if policy.operates_on_group {
-                        String::new()
-                    } else {
-                        event.node_id.clone()
-                    }
+                let state_key: &str = if policy.operates_on_group {
+                    ""
+                } else {
+                    &event.node_id
                 };
                 let firing = |diagnose, metric, extra| Firing {
                     deployment_id: &event.deployment_id,
@@ -491,7 +488,7 @@ impl Engine {
                         if observe_threshold(
                             spec,
                             keys,
-                            state_key(),
+                            state_key,
                             event,
                             event.metric,
                             now_ms,
@@ -506,27 +503,32 @@ impl Engine {
                         {
                             continue;
                         }
-                        let key = state_key();
-                        if !keys.contains_key(&key) && keys.len() >= max_keys {
-                            evict_oldest(keys, |state| state.stability.last_seen_ms);
-                        }
                         let stability_ms = duration_ms(threshold.stability_time);
-                        let entry = keys.entry(key).or_insert_with(|| EwmaState {
-                            ewma: 0.0,
-                            stability: StabilityState::new(false, event.time_ms, now_ms),
-                        });
-                        let ewma = r * event.metric + (1.0 - r) * entry.ewma;
-                        if !ewma.is_finite() {
-                            // Overflow: keep the last finite average (checkpoints hold no NaN).
-                            continue;
-                        }
-                        entry.ewma = ewma;
-                        if entry.stability.observe(
-                            threshold.breaches(ewma),
-                            event.time_ms,
-                            stability_ms,
-                            now_ms,
-                        ) {
+                        let fired_with = keys.update(
+                            state_key,
+                            max_keys,
+                            || EwmaState {
+                                ewma: 0.0,
+                                stability: StabilityState::new(false, event.time_ms, now_ms),
+                            },
+                            |entry| {
+                                let ewma = r * event.metric + (1.0 - r) * entry.ewma;
+                                if !ewma.is_finite() {
+                                    // Overflow: keep the last finite average (checkpoints hold
+                                    // no NaN).
+                                    return None;
+                                }
+                                entry.ewma = ewma;
+                                let fired = entry.stability.observe(
+                                    threshold.breaches(ewma),
+                                    event.time_ms,
+                                    stability_ms,
+                                    now_ms,
+                                );
+                                fired.then_some(ewma)
+                            },
+                        );
+                        if let Some(ewma) = fired_with {
                             let extra = vec![("raw_metric", Value::from(event.metric))];
                             actions.extend(firing(DIAGNOSE_EWMA, ewma, extra).actions());
                         }
@@ -568,11 +570,9 @@ impl Engine {
                     };
                     match state {
                         PolicyState::Threshold { keys } => {
-                            keys.retain(|_, key| {
-                                now_ms.saturating_sub(key.last_seen_ms) <= idle_ms
-                            });
+                            keys.retain(|key| now_ms.saturating_sub(key.last_seen_ms) <= idle_ms);
                         }
-                        PolicyState::Ewma { keys } => keys.retain(|_, key| {
+                        PolicyState::Ewma { keys } => keys.retain(|key| {
                             now_ms.saturating_sub(key.stability.last_seen_ms) <= idle_ms
                         }),
                         PolicyState::HostFailure { series } => {
@@ -601,7 +601,7 @@ impl Engine {
                                 };
                                 actions.extend(firing.actions());
                             }
-                            series.retain(|_, one| {
+                            series.retain(|one| {
                                 !(one.expired && now_ms.saturating_sub(one.last_event_ms) > idle_ms)
                             });
                         }
@@ -684,39 +684,39 @@ impl Engine {
 
 fn observe_threshold(
     spec: &ThresholdSpec,
-    keys: &mut BTreeMap<String, StabilityState>,
-    key: String,
+    keys: &mut KeyedStates<StabilityState>,
+    key: &str,
     event: &MetricEvent,
     value: f64,
     now_ms: i64,
     max_keys: usize,
 ) -> bool {
-    if !keys.contains_key(&key) && keys.len() >= max_keys {
-        evict_oldest(keys, |state| state.last_seen_ms);
-    }
     let breached = spec.breaches(value);
-    keys.entry(key)
-        .or_insert_with(|| StabilityState::new(breached, event.time_ms, now_ms))
-        .observe(
-            breached,
-            event.time_ms,
-            duration_ms(spec.stability_time),
-            now_ms,
-        )
+    keys.update(
+        key,
+        max_keys,
+        || StabilityState::new(breached, event.time_ms, now_ms),
+        |state| {
+            state.observe(
+                breached,
+                event.time_ms,
+                duration_ms(spec.stability_time),
+                now_ms,
+            )
+        },
+    )
 }
 
 fn observe_series(
-    series: &mut BTreeMap<String, Series>,
+    series: &mut KeyedStates<Series>,
     event: &MetricEvent,
     ttl_ms: i64,
     now_ms: i64,
     max_keys: usize,
 ) {
-    let key = Value::from(vec![event.node_id.as_str(), event.service.as_str()]).to_string();
-    if !series.contains_key(&key) && series.len() >= max_keys {
-        evict_oldest(series, |one| one.last_event_ms);
-    }
-    let one = series.entry(key).or_insert_with(|| Series {
+    // Serialising two strings cannot fail.
+    let key = serde_json::to_string(&(&event.node_id, &event.service)).unwrap_or_default();
+    let new_series = || Series {
         node_id: event.node_id.clone(),
         node_name: event.node_name.clone(),
         host: event.host.clone(),
@@ -725,15 +725,17 @@ fn observe_series(
         last_event_ms: event.time_ms,
         ttl_ms,
         expired: false,
+    };
+    series.update(&key, max_keys, new_series, |one| {
+        if event.time_ms >= one.last_event_ms {
+            one.last_event_ms = event.time_ms;
+            one.ttl_ms = ttl_ms;
+            one.last_metric = finite(event.metric);
+            one.host.clone_from(&event.host);
+        }
+        // Alive again only on an event that is itself not already stale.
+        if one.expired && event.time_ms.saturating_add(ttl_ms) >= now_ms {
+            one.expired = false;
+        }
     });
-    if event.time_ms >= one.last_event_ms {
-        one.last_event_ms = event.time_ms;
-        one.ttl_ms = ttl_ms;
-        one.last_metric = finite(event.metric);
-        one.host.clone_from(&event.host);
-    }
-    // Alive again only on an event that is itself not already stale.
-    if one.expired && event.time_ms.saturating_add(ttl_ms) >= now_ms {
-        one.expired = false;
-    }
 }

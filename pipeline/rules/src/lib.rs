@@ -54,6 +54,7 @@ pub mod engine;
 mod exact_float;
 pub mod generic;
 pub mod groups;
+mod keyed;
 
 pub use engine::{
     DIAGNOSE_EWMA, DIAGNOSE_HOST_FAILURE, DIAGNOSE_THRESHOLD, Engine, EngineLimits, EngineState,

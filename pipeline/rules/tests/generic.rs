@@ -1077,6 +1077,32 @@ fn sweep_forgets_idle_keys() {
     assert_eq!(engine.on_point(&cpu("a", 95.0, later), later).len(), 1);
 }
 
+#[test]
+fn restoring_into_a_smaller_key_limit_keeps_the_most_recently_seen_keys() {
+    let toml = webhook_rule(
+        r#"by = ["node_id"]"#,
+        r#"{ kind = "threshold", stat = "last", op = ">", value = 90.0 }"#,
+    );
+    let mut engine = engine(&toml);
+    for (node, seen_at) in [("a", 4), ("b", 3), ("c", 1), ("d", 3)] {
+        assert_eq!(engine.on_point(&cpu(node, 95.0, T0), T0 + seen_at).len(), 1);
+    }
+    let limits = GenericLimits {
+        max_keys_per_rule: 2,
+        ..GenericLimits::default()
+    };
+    let mut restored = engine_with(&toml, limits);
+    restored.restore(engine.checkpoint()).unwrap();
+    assert_eq!(restored.key_count("r"), 2);
+    let mut fires = |node: &str| !restored.on_point(&cpu(node, 95.0, T0), T0 + 10).is_empty();
+    assert!(!fires("a"), "kept: the most recently seen");
+    assert!(
+        !fires("d"),
+        "kept: seen as recently as b, and b goes first in key order"
+    );
+    assert!(fires("b"), "dropped, so it starts clean");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checkpoints
 
@@ -1142,6 +1168,104 @@ fn a_changed_rule_starts_clean_and_the_others_keep_their_state() {
     assert!(outcome.restored_rules.is_empty());
     assert_eq!(outcome.discarded_rules, ["r"]);
     assert_eq!(engine.on_point(&cpu("a", 95.0, T0), T0).len(), 1, "clean");
+}
+
+#[test]
+fn checkpoint_keys_are_the_json_text_of_the_by_values() {
+    // Existing checkpoints hold keys as serde_json wrote them; escaping must not drift.
+    let toml = webhook_rule(
+        r#"by = ["node_id", "host", "missing"]"#,
+        r#"{ kind = "threshold", stat = "last", op = ">", value = 90.0 }"#,
+    );
+    let mut engine = engine(&toml);
+    let odd_values = [
+        ("plain", "h"),
+        ("quote\"back\\slash", "tab\tnew\nline\r"),
+        ("\u{1}\u{8}\u{c}\u{1f}\u{7f}", "é ☃ 🦀"),
+    ];
+    for (node_id, host) in odd_values {
+        let point = point(
+            "cpu.total.user",
+            &[("node_id", node_id), ("host", host)],
+            1.0,
+            T0,
+        );
+        engine.on_point(&point, T0);
+    }
+    let checkpoint = serde_json::to_value(engine.checkpoint()).unwrap();
+    let keys: Vec<&String> = checkpoint["rules"]["r"]["state"]["keys"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    let mut expected: Vec<String> = odd_values
+        .iter()
+        .map(|(node_id, host)| Value::from(vec![*node_id, *host, ""]).to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected.iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn absence_fires_with_the_last_observed_point_whatever_changed_in_it() {
+    // The saved point is updated in place; every kind of change must still land in it.
+    let mut engine = engine(
+        r#"
+        [[rule]]
+        name = "silent"
+        by = ["node_id"]
+        condition = { kind = "absence", after = "60s" }
+        [[rule.action]]
+        kind = "webhook"
+        url = "http://h/{{tags.zone}}"
+        body = { last = "{{value}}", note = "{{fields.note}}", m = "{{measurement}}" }
+        "#,
+    );
+    let mut first = point("cpu.a", &[("node_id", "n"), ("zone", "z1")], 1.0, T0);
+    first.fields.insert(
+        "note".to_owned(),
+        FieldValue::String("first note".to_owned()),
+    );
+    first
+        .fields
+        .insert("flag".to_owned(), FieldValue::Boolean(true));
+    engine.on_point(&first, T0);
+    // Same field names, a changed string field and value.
+    let mut second = point(
+        "cpu.b",
+        &[("node_id", "n"), ("zone", "z1")],
+        2.0,
+        T0 + SECOND,
+    );
+    second
+        .fields
+        .insert("note".to_owned(), FieldValue::String("2nd".to_owned()));
+    second
+        .fields
+        .insert("flag".to_owned(), FieldValue::Integer(7));
+    engine.on_point(&second, T0 + SECOND);
+    // Other tags and other field names.
+    let mut last = point(
+        "cpu.c",
+        &[("node_id", "n"), ("zone", "z2"), ("extra", "x")],
+        3.0,
+        T0 + 2 * SECOND,
+    );
+    last.fields
+        .insert("note".to_owned(), FieldValue::Float(0.1));
+    engine.on_point(&last, T0 + 2 * SECOND);
+    // Older than the last: not the last observed point.
+    engine.on_point(&first, T0 + 3 * SECOND);
+
+    let fired = engine.sweep(T0 + 63 * SECOND);
+    assert_eq!(fired.len(), 1);
+    assert_eq!(webhook(&fired[0]).url, "http://h/z2");
+    assert_eq!(
+        body(&fired[0]),
+        json!({"last": 3.0, "note": 0.1, "m": "cpu.c"})
+    );
+    let event: Value = serde_json::from_str(&origin(&fired[0]).event_json).unwrap();
+    assert_eq!(event["point"], serde_json::to_value(&last).unwrap());
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! run_source ─Incoming─► normalise stage ─Tracked<Point>─► run_batcher ─Vec<..>─► run_sink ─► InfluxDB
-//!     ▲                       │ bad input         └─► rule stage (metrics of loaded  │ rejected lines
-//!     │                       ▼                           deployments, control messages) ▼
+//!     ▲                       │ bad input  │ metrics, control messages                   │ rejected lines
+//!     │                       ▼            └──► rule stage (rules_path)                    ▼
 //!   acker ◄── finished deliveries ◄── tokens ◄─────────── dead-letter publisher (confirms)
 //! ```
 //!

@@ -3,8 +3,24 @@
 //! The semantics are described once, in the module above (`generic`); this file is their
 //! implementation. Keys are the JSON text of the `by` tag values (unambiguous whatever the values
 //! contain), so the state maps stay ordered and serialisable.
+//!
+//! # Per-point cost
+//!
+//! `on_point` runs for every point and every rule, so it avoids work that does not depend on the
+//! point being new:
+//!
+//! - The key text is written into one reused buffer and looked up borrowed; it is copied only
+//!   when the key is new.
+//! - Each rule keeps, beside its key map, an index of `(last_seen_ms, key)` ([`LastSeenIndex`]),
+//!   moved on every observation, so evicting the least recently seen key at the key limit is
+//!   `O(log n)` instead of a scan of every key. The index is derived from the keys: checkpoints
+//!   do not hold it, and restoring rebuilds it.
+//! - An absence key's saved point is updated in place, reusing its allocations and skipping the
+//!   tags when they did not change, instead of being cloned afresh.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -61,7 +77,41 @@ pub struct GenericEngine {
     rules: RuleSet,
     limits: GenericLimits,
     /// One entry per rule, in the rule set's order.
-    states: Vec<RuleKeys>,
+    states: Vec<RuleState>,
+    /// Where `on_point` writes each rule's key text, reused so a known key costs no allocation.
+    key_buffer: String,
+}
+
+/// One rule's state: its keys (what a checkpoint saves) and their eviction order, which is
+/// derived from the keys and so rebuilt on restore instead of saved.
+#[derive(Debug)]
+struct RuleState {
+    keys: RuleKeys,
+    by_last_seen: LastSeenIndex,
+}
+
+impl RuleState {
+    fn fresh(condition: &Condition) -> RuleState {
+        RuleState {
+            keys: RuleKeys::fresh(condition),
+            by_last_seen: LastSeenIndex::default(),
+        }
+    }
+
+    /// Saved keys with the limits applied: beyond the key limit the least recently seen keys go
+    /// (those eviction would have taken first), and each window keeps its newest samples.
+    fn restored(mut keys: RuleKeys, limits: &GenericLimits) -> RuleState {
+        let by_last_seen = match &mut keys {
+            RuleKeys::Comparison { keys } => {
+                for key in keys.values_mut() {
+                    key.window.truncate(limits.max_samples_per_window);
+                }
+                LastSeenIndex::limited(keys, limits.max_keys_per_rule)
+            }
+            RuleKeys::Absence { keys } => LastSeenIndex::limited(keys, limits.max_keys_per_rule),
+        };
+        RuleState { keys, by_last_seen }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,23 +147,32 @@ impl RuleKeys {
             RuleKeys::Absence { keys } => keys.len(),
         }
     }
+}
 
-    fn enforce_limits(&mut self, limits: &GenericLimits) {
-        match self {
-            RuleKeys::Comparison { keys } => {
-                while keys.len() > limits.max_keys_per_rule {
-                    evict_least_recently_seen(keys, |key| key.last_seen_ms);
-                }
-                for key in keys.values_mut() {
-                    key.window.truncate(limits.max_samples_per_window);
-                }
-            }
-            RuleKeys::Absence { keys } => {
-                while keys.len() > limits.max_keys_per_rule {
-                    evict_least_recently_seen(keys, |key| key.last_seen_ms);
-                }
-            }
-        }
+/// A key's state, as far as eviction and forgetting are concerned.
+trait LastSeen {
+    /// Caller's clock at the key's last observation.
+    fn last_seen_ms(&self) -> i64;
+    fn set_last_seen_ms(&mut self, now_ms: i64);
+}
+
+impl LastSeen for ComparisonKey {
+    fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms
+    }
+
+    fn set_last_seen_ms(&mut self, now_ms: i64) {
+        self.last_seen_ms = now_ms;
+    }
+}
+
+impl LastSeen for AbsenceKey {
+    fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms
+    }
+
+    fn set_last_seen_ms(&mut self, now_ms: i64) {
+        self.last_seen_ms = now_ms;
     }
 }
 
@@ -200,20 +259,34 @@ enum SavedField {
     String(String),
 }
 
+impl From<&FieldValue> for SavedField {
+    fn from(value: &FieldValue) -> SavedField {
+        match value {
+            FieldValue::Integer(integer) => SavedField::Integer(*integer),
+            FieldValue::Float(float) => SavedField::Float(*float),
+            FieldValue::Boolean(boolean) => SavedField::Boolean(*boolean),
+            FieldValue::String(text) => SavedField::String(text.clone()),
+        }
+    }
+}
+
+impl SavedField {
+    /// Becomes a copy of `value`; a string into a string reuses the buffer.
+    fn update_from(&mut self, value: &FieldValue) {
+        if let (SavedField::String(saved), FieldValue::String(text)) = (&mut *self, value) {
+            saved.clone_from(text);
+            return;
+        }
+        *self = SavedField::from(value);
+    }
+}
+
 impl From<&Point> for SavedPoint {
     fn from(point: &Point) -> SavedPoint {
         let fields = point
             .fields
             .iter()
-            .map(|(name, value)| {
-                let saved = match value {
-                    FieldValue::Integer(integer) => SavedField::Integer(*integer),
-                    FieldValue::Float(float) => SavedField::Float(*float),
-                    FieldValue::Boolean(boolean) => SavedField::Boolean(*boolean),
-                    FieldValue::String(text) => SavedField::String(text.clone()),
-                };
-                (name.clone(), saved)
-            })
+            .map(|(name, value)| (name.clone(), SavedField::from(value)))
             .collect();
         SavedPoint {
             measurement: point.measurement.clone(),
@@ -225,6 +298,29 @@ impl From<&Point> for SavedPoint {
 }
 
 impl SavedPoint {
+    /// Becomes a copy of `point`, reusing this copy's allocations: the measurement's and field
+    /// names' buffers, and the tags when they are unchanged (a series' tags rarely change).
+    fn update_from(&mut self, point: &Point) {
+        self.measurement.clone_from(&point.measurement);
+        if self.tags != point.tags {
+            self.tags.clone_from(&point.tags);
+        }
+        let same_field_names = self.fields.len() == point.fields.len()
+            && self
+                .fields
+                .keys()
+                .zip(point.fields.keys())
+                .all(|(saved, new)| saved == new);
+        if same_field_names {
+            for (saved, value) in self.fields.values_mut().zip(point.fields.values()) {
+                saved.update_from(value);
+            }
+        } else {
+            self.fields = SavedPoint::from(point).fields;
+        }
+        self.timestamp = point.timestamp;
+    }
+
     fn to_point(&self) -> Point {
         let fields = self
             .fields
@@ -278,26 +374,151 @@ pub struct RestoreOutcome {
     pub discarded_rules: Vec<String>,
 }
 
-fn evict_least_recently_seen<V>(map: &mut BTreeMap<String, V>, last_seen: impl Fn(&V) -> i64) {
-    let oldest = map
-        .iter()
-        .min_by_key(|(_, value)| last_seen(value))
-        .map(|(key, _)| key.clone());
-    if let Some(key) = oldest {
-        map.remove(&key);
+/// One rule's keys ordered by `(last_seen_ms, key)`: the first is the one to evict (least
+/// recently seen; ties: the first in key order). Holds exactly the keys of the rule's map, each at
+/// its `last_seen_ms`: whatever adds, removes or observes a key ([`observe_key`], the sweep,
+/// restoring) changes the index with it.
+#[derive(Debug, Default)]
+struct LastSeenIndex {
+    entries: BTreeSet<SeenEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SeenEntry {
+    last_seen_ms: i64,
+    key: String,
+}
+
+/// A borrowed `(last_seen_ms, key)`, so that finding a [`SeenEntry`] does not copy its key.
+/// Ordered exactly as [`SeenEntry`] is (its derived order: time, then key text).
+trait SeenProbe {
+    fn parts(&self) -> (i64, &str);
+}
+
+impl SeenProbe for SeenEntry {
+    fn parts(&self) -> (i64, &str) {
+        (self.last_seen_ms, &self.key)
     }
 }
 
-/// Makes room for `key` when it is new and the map is full.
-fn make_room<V>(
-    map: &mut BTreeMap<String, V>,
-    key: &str,
-    max_keys: usize,
-    last_seen: impl Fn(&V) -> i64,
-) {
-    if !map.contains_key(key) && map.len() >= max_keys {
-        evict_least_recently_seen(map, last_seen);
+impl SeenProbe for (i64, &str) {
+    fn parts(&self) -> (i64, &str) {
+        *self
     }
+}
+
+impl<'a> Borrow<dyn SeenProbe + 'a> for SeenEntry {
+    fn borrow(&self) -> &(dyn SeenProbe + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn SeenProbe + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn SeenProbe + '_ {}
+
+impl PartialOrd for dyn SeenProbe + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn SeenProbe + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl LastSeenIndex {
+    /// The index of `keys`, after dropping the least recently seen keys beyond `max_keys` (in
+    /// the order eviction would take them).
+    fn limited<V: LastSeen>(keys: &mut BTreeMap<String, V>, max_keys: usize) -> LastSeenIndex {
+        let mut index = LastSeenIndex {
+            entries: keys
+                .iter()
+                .map(|(key, state)| SeenEntry {
+                    last_seen_ms: state.last_seen_ms(),
+                    key: key.clone(),
+                })
+                .collect(),
+        };
+        while keys.len() > max_keys {
+            let Some(oldest) = index.pop_oldest() else {
+                break;
+            };
+            keys.remove(&oldest);
+        }
+        index
+    }
+
+    fn insert(&mut self, key: &str, last_seen_ms: i64) {
+        self.entries.insert(SeenEntry {
+            last_seen_ms,
+            key: key.to_owned(),
+        });
+    }
+
+    /// Moves `key` from `from_ms` to `to_ms`, reusing its entry's key.
+    fn touch(&mut self, key: &str, from_ms: i64, to_ms: i64) {
+        if from_ms == to_ms {
+            return;
+        }
+        let probe: &dyn SeenProbe = &(from_ms, key);
+        match self.entries.take(probe) {
+            Some(mut entry) => {
+                entry.last_seen_ms = to_ms;
+                self.entries.insert(entry);
+            }
+            // Not reachable while the index is kept in step; stay consistent anyway.
+            None => self.insert(key, to_ms),
+        }
+    }
+
+    fn remove(&mut self, key: &str, last_seen_ms: i64) {
+        let probe: &dyn SeenProbe = &(last_seen_ms, key);
+        self.entries.remove(probe);
+    }
+
+    /// Takes the least recently seen key out of the index (the caller removes it from the map).
+    fn pop_oldest(&mut self) -> Option<String> {
+        self.entries.pop_first().map(|entry| entry.key)
+    }
+
+    fn oldest_last_seen_ms(&self) -> Option<i64> {
+        self.entries.first().map(|entry| entry.last_seen_ms)
+    }
+}
+
+/// Records an observation of `key` at `now_ms` and runs `observe` on its state. A new key is
+/// created with `new`, after evicting the least recently seen key when the rule is full; only
+/// then is the key text copied.
+fn observe_key<V: LastSeen, R>(
+    keys: &mut BTreeMap<String, V>,
+    by_last_seen: &mut LastSeenIndex,
+    key: &str,
+    now_ms: i64,
+    max_keys: usize,
+    new: impl FnOnce() -> V,
+    observe: impl FnOnce(&mut V) -> R,
+) -> R {
+    if let Some(state) = keys.get_mut(key) {
+        by_last_seen.touch(key, state.last_seen_ms(), now_ms);
+        state.set_last_seen_ms(now_ms);
+        return observe(state);
+    }
+    if keys.len() >= max_keys
+        && let Some(evicted) = by_last_seen.pop_oldest()
+    {
+        keys.remove(&evicted);
+    }
+    by_last_seen.insert(key, now_ms);
+    let state = keys.entry(key.to_owned()).or_insert_with(new);
+    state.set_last_seen_ms(now_ms);
+    observe(state)
 }
 
 /// True when `min_interval` allows a firing now (and records it).
@@ -340,16 +561,59 @@ fn observed_value(rule: &Rule, point: &Point) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-fn by_values<'a>(rule: &Rule, point: &'a Point) -> Vec<&'a str> {
+fn by_values<'a>(rule: &'a Rule, point: &'a Point) -> impl Iterator<Item = &'a str> {
     rule.by
         .iter()
         .map(|tag| point.tags.get(tag).map_or("", String::as_str))
-        .collect()
 }
 
-/// The state map key: the JSON text of the `by` values.
-fn state_key(rule: &Rule, point: &Point) -> String {
-    Value::from(by_values(rule, point)).to_string()
+/// Writes the state map key into `buffer`: the JSON text of the `by` values (`["a","b"]`),
+/// byte for byte what `serde_json::Value::to_string` gives, so checkpoints keep their keys.
+fn write_state_key(rule: &Rule, point: &Point, buffer: &mut String) {
+    buffer.clear();
+    buffer.push('[');
+    for (index, value) in by_values(rule, point).enumerate() {
+        if index > 0 {
+            buffer.push(',');
+        }
+        push_json_string(buffer, value);
+    }
+    buffer.push(']');
+}
+
+/// Appends `text` as a JSON string, escaped as serde_json escapes it: `"` and `\`, the short
+/// escapes `\b \f \n \r \t`, the other control characters as `\u00xx` (lower-case hex), and
+/// everything else as is.
+fn push_json_string(buffer: &mut String, text: &str) {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+    buffer.push('"');
+    // Every escaped character is one ASCII byte, so the runs between them are whole characters.
+    let mut unescaped_from = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        let short_escape = match byte {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        buffer.push_str(&text[unescaped_from..index]);
+        match short_escape {
+            Some(escape) => buffer.push_str(escape),
+            None => {
+                buffer.push_str("\\u00");
+                buffer.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+                buffer.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+            }
+        }
+        unescaped_from = index + 1;
+    }
+    buffer.push_str(&text[unescaped_from..]);
+    buffer.push('"');
 }
 
 /// `{{key}}`: `name=value,name=value` in `by` order.
@@ -455,7 +719,7 @@ impl GenericEngine {
         let states = rules
             .rules()
             .iter()
-            .map(|rule| RuleKeys::fresh(&rule.condition))
+            .map(|rule| RuleState::fresh(&rule.condition))
             .collect();
         GenericEngine {
             rules,
@@ -465,6 +729,7 @@ impl GenericEngine {
                 ..limits
             },
             states,
+            key_buffer: String::new(),
         }
     }
 
@@ -479,7 +744,7 @@ impl GenericEngine {
             .iter()
             .zip(&self.states)
             .find(|(candidate, _)| candidate.name == rule)
-            .map_or(0, |(_, keys)| keys.len())
+            .map_or(0, |(_, state)| state.keys.len())
     }
 
     /// Feeds one point to every rule; returns the actions of the threshold and state_change
@@ -488,20 +753,28 @@ impl GenericEngine {
     pub fn on_point(&mut self, point: &Point, now_ms: i64) -> Vec<Action> {
         let limits = self.limits;
         let group = self.rules.group_name();
+        let key = &mut self.key_buffer;
         let mut actions = Vec::new();
         for (rule, state) in self.rules.rules().iter().zip(self.states.iter_mut()) {
             let Some(value) = observed_value(rule, point) else {
                 continue;
             };
-            let key = state_key(rule, point);
-            match (&rule.condition, state) {
+            write_state_key(rule, point, key);
+            let RuleState { keys, by_last_seen } = state;
+            match (&rule.condition, keys) {
                 (
                     Condition::Threshold(comparison) | Condition::StateChange(comparison),
                     RuleKeys::Comparison { keys },
                 ) => {
-                    let Some((diagnose, state, stat_value, at_ms)) = observe_comparison(
-                        rule, comparison, keys, key, point, value, now_ms, &limits,
-                    ) else {
+                    let observed = Observed {
+                        key,
+                        point,
+                        value,
+                        now_ms,
+                    };
+                    let Some((diagnose, state, stat_value, at_ms)) =
+                        observe_comparison(rule, comparison, keys, by_last_seen, observed, &limits)
+                    else {
                         continue;
                     };
                     let firing = Firing {
@@ -517,7 +790,13 @@ impl GenericEngine {
                     actions.extend(firing.actions());
                 }
                 (Condition::Absence { after }, RuleKeys::Absence { keys }) => {
-                    observe_absence(keys, key, point, duration_ms(*after), now_ms, &limits);
+                    let observed = Observed {
+                        key,
+                        point,
+                        value,
+                        now_ms,
+                    };
+                    observe_absence(keys, by_last_seen, observed, duration_ms(*after), &limits);
                 }
                 // Unreachable by construction (states built from the same rules); skip.
                 _ => {}
@@ -533,7 +812,8 @@ impl GenericEngine {
         let group = self.rules.group_name();
         let mut actions = Vec::new();
         for (rule, state) in self.rules.rules().iter().zip(self.states.iter_mut()) {
-            match (&rule.condition, state) {
+            let RuleState { keys, by_last_seen } = state;
+            match (&rule.condition, keys) {
                 (Condition::Absence { after }, RuleKeys::Absence { keys }) => {
                     let after_ms = duration_ms(*after);
                     for silent in keys.values_mut() {
@@ -558,12 +838,25 @@ impl GenericEngine {
                         };
                         actions.extend(firing.actions());
                     }
-                    keys.retain(|_, key| {
-                        !(key.fired && now_ms.saturating_sub(key.last_seen_ms) > idle_ms)
+                    keys.retain(|key, state| {
+                        let forget =
+                            state.fired && now_ms.saturating_sub(state.last_seen_ms) > idle_ms;
+                        if forget {
+                            by_last_seen.remove(key, state.last_seen_ms);
+                        }
+                        !forget
                     });
                 }
                 (_, RuleKeys::Comparison { keys }) => {
-                    keys.retain(|_, key| now_ms.saturating_sub(key.last_seen_ms) <= idle_ms);
+                    // The idle keys are the least recently seen: the front of the index.
+                    while by_last_seen
+                        .oldest_last_seen_ms()
+                        .is_some_and(|last_seen_ms| now_ms.saturating_sub(last_seen_ms) > idle_ms)
+                    {
+                        if let Some(idle) = by_last_seen.pop_oldest() {
+                            keys.remove(&idle);
+                        }
+                    }
                 }
                 // An absence state for a comparison rule: unreachable by construction.
                 (_, RuleKeys::Absence { .. }) => {}
@@ -584,7 +877,7 @@ impl GenericEngine {
                 .map(|(rule, state)| {
                     let checkpoint = RuleCheckpoint {
                         fingerprint: rule.state_fingerprint(),
-                        state: state.clone(),
+                        state: state.keys.clone(),
                     };
                     (rule.name.clone(), checkpoint)
                 })
@@ -616,13 +909,12 @@ impl GenericEngine {
         let mut outcome = RestoreOutcome::default();
         self.states = Vec::with_capacity(self.rules.rules().len());
         for rule in self.rules.rules() {
-            let mut state = RuleKeys::fresh(&rule.condition);
+            let mut state = RuleState::fresh(&rule.condition);
             if let Some(checkpoint) = saved.remove(&rule.name) {
                 if checkpoint.fingerprint == rule.state_fingerprint()
-                    && checkpoint.state.same_kind(&state)
+                    && checkpoint.state.same_kind(&state.keys)
                 {
-                    state = checkpoint.state;
-                    state.enforce_limits(&self.limits);
+                    state = RuleState::restored(checkpoint.state, &self.limits);
                     outcome.restored_rules.push(rule.name.clone());
                 } else {
                     outcome.discarded_rules.push(rule.name.clone());
@@ -636,76 +928,263 @@ impl GenericEngine {
     }
 }
 
+/// One observation of a rule: the point, its key text and the rule's field in it.
+struct Observed<'a> {
+    key: &'a str,
+    point: &'a Point,
+    value: f64,
+    now_ms: i64,
+}
+
 /// Feeds one observation to a comparison rule's key; when the key changed state and may fire,
 /// returns `(diagnose, state, stat value, event time)`.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename the arguments"
-)]
 fn observe_comparison(
     rule: &Rule,
     comparison: &Comparison,
     keys: &mut BTreeMap<String, ComparisonKey>,
-    key: String,
-    point: &Point,
-    value: f64,
-    now_ms: i64,
+    by_last_seen: &mut LastSeenIndex,
+    observed: Observed<'_>,
     limits: &GenericLimits,
 ) -> Option<(&'static str, &'static str, f64, i64)> {
-    make_room(keys, &key, limits.max_keys_per_rule, |key| key.last_seen_ms);
+    let Observed {
+        key,
+        point,
+        value,
+        now_ms,
+    } = observed;
     let time_ms = event_ms(point);
-    let entry = keys
-        .entry(key)
-        .or_insert_with(|| ComparisonKey::new(time_ms, now_ms));
-    entry.last_seen_ms = now_ms;
-    let sample = Sample { time_ms, value };
-    if !entry.window.insert(
-        sample,
-        duration_ms(comparison.window),
-        limits.max_samples_per_window,
-    ) {
-        return None;
-    }
-    let at_ms = entry.window.newest_ms()?;
-    let stat_value = entry.window.compute(comparison.stat)?;
-    let breached = entry.evaluate(comparison.is_breached_by(stat_value), at_ms, comparison)?;
-    let (diagnose, state) = match (&rule.condition, breached) {
-        (Condition::Threshold(_), true) => (DIAGNOSE_THRESHOLD, STATE_BREACHED),
-        (Condition::StateChange(_), true) => (DIAGNOSE_STATE_CHANGE_BREACHED, STATE_BREACHED),
-        (Condition::StateChange(_), false) => (DIAGNOSE_STATE_CHANGE_OK, STATE_OK),
-        // A threshold's recovery is silent; absence never gets here.
-        _ => return None,
-    };
-    if !allow_firing(&mut entry.last_fired_ms, rule.min_interval, now_ms) {
-        return None;
-    }
-    Some((diagnose, state, stat_value, at_ms))
+    let new = || ComparisonKey::new(time_ms, now_ms);
+    observe_key(
+        keys,
+        by_last_seen,
+        key,
+        now_ms,
+        limits.max_keys_per_rule,
+        new,
+        |entry| {
+            let sample = Sample { time_ms, value };
+            if !entry.window.insert(
+                sample,
+                duration_ms(comparison.window),
+                limits.max_samples_per_window,
+            ) {
+                return None;
+            }
+            let at_ms = entry.window.newest_ms()?;
+            let stat_value = entry.window.compute(comparison.stat)?;
+            let breached =
+                entry.evaluate(comparison.is_breached_by(stat_value), at_ms, comparison)?;
+            let (diagnose, state) = match (&rule.condition, breached) {
+                (Condition::Threshold(_), true) => (DIAGNOSE_THRESHOLD, STATE_BREACHED),
+                (Condition::StateChange(_), true) => {
+                    (DIAGNOSE_STATE_CHANGE_BREACHED, STATE_BREACHED)
+                }
+                (Condition::StateChange(_), false) => (DIAGNOSE_STATE_CHANGE_OK, STATE_OK),
+                // A threshold's recovery is silent; absence never gets here.
+                _ => return None,
+            };
+            if !allow_firing(&mut entry.last_fired_ms, rule.min_interval, now_ms) {
+                return None;
+            }
+            Some((diagnose, state, stat_value, at_ms))
+        },
+    )
 }
 
 fn observe_absence(
     keys: &mut BTreeMap<String, AbsenceKey>,
-    key: String,
-    point: &Point,
+    by_last_seen: &mut LastSeenIndex,
+    observed: Observed<'_>,
     after_ms: i64,
-    now_ms: i64,
     limits: &GenericLimits,
 ) {
-    make_room(keys, &key, limits.max_keys_per_rule, |key| key.last_seen_ms);
+    let Observed {
+        key, point, now_ms, ..
+    } = observed;
     let time_ms = event_ms(point);
-    let entry = keys.entry(key).or_insert_with(|| AbsenceKey {
+    let new = || AbsenceKey {
         last_event_ms: time_ms,
         last_point: SavedPoint::from(point),
         fired: false,
         last_seen_ms: now_ms,
         last_fired_ms: None,
-    });
-    entry.last_seen_ms = now_ms;
-    if time_ms >= entry.last_event_ms {
-        entry.last_event_ms = time_ms;
-        entry.last_point = SavedPoint::from(point);
+    };
+    observe_key(
+        keys,
+        by_last_seen,
+        key,
+        now_ms,
+        limits.max_keys_per_rule,
+        new,
+        |entry| {
+            if time_ms >= entry.last_event_ms {
+                entry.last_event_ms = time_ms;
+                entry.last_point.update_from(point);
+            }
+            // Alive again only on an observation that is itself not already stale.
+            if entry.fired && time_ms.saturating_add(after_ms) >= now_ms {
+                entry.fired = false;
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Seen(i64);
+
+    impl LastSeen for Seen {
+        fn last_seen_ms(&self) -> i64 {
+            self.0
+        }
+
+        fn set_last_seen_ms(&mut self, now_ms: i64) {
+            self.0 = now_ms;
+        }
     }
-    // Alive again only on an observation that is itself not already stale.
-    if entry.fired && time_ms.saturating_add(after_ms) >= now_ms {
-        entry.fired = false;
+
+    /// The index holds exactly each key at its `last_seen_ms`.
+    fn in_step<V: LastSeen>(keys: &BTreeMap<String, V>, index: &LastSeenIndex) -> bool {
+        let expected: BTreeSet<SeenEntry> = keys
+            .iter()
+            .map(|(key, state)| SeenEntry {
+                last_seen_ms: state.last_seen_ms(),
+                key: key.clone(),
+            })
+            .collect();
+        expected == index.entries
+    }
+
+    fn engine_in_step(engine: &GenericEngine) -> bool {
+        engine.states.iter().all(|state| match &state.keys {
+            RuleKeys::Comparison { keys } => in_step(keys, &state.by_last_seen),
+            RuleKeys::Absence { keys } => in_step(keys, &state.by_last_seen),
+        })
+    }
+
+    #[test]
+    fn a_new_key_at_the_limit_evicts_the_least_recently_seen_first_in_key_order() {
+        let mut keys = BTreeMap::new();
+        let mut index = LastSeenIndex::default();
+        let mut observe = |key: &str, now_ms: i64| {
+            observe_key(
+                &mut keys,
+                &mut index,
+                key,
+                now_ms,
+                3,
+                || Seen(now_ms),
+                |_| (),
+            );
+        };
+        observe("b", 5);
+        observe("a", 5);
+        observe("c", 1);
+        observe("c", 9); // c is now the most recently seen
+        observe("d", 10); // evicts a (5, first in key order)
+        observe("e", 11); // evicts b
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["c", "d", "e"]);
+        assert!(in_step(&keys, &index));
+    }
+
+    #[test]
+    fn restoring_beyond_the_key_limit_drops_the_least_recently_seen() {
+        let mut keys: BTreeMap<String, Seen> = [("w", 4), ("x", 3), ("y", 1), ("z", 3)]
+            .into_iter()
+            .map(|(key, seen)| (key.to_owned(), Seen(seen)))
+            .collect();
+        let index = LastSeenIndex::limited(&mut keys, 2);
+        assert_eq!(
+            keys.keys().collect::<Vec<_>>(),
+            ["w", "z"],
+            "y, then x (tie, key order)"
+        );
+        assert!(in_step(&keys, &index));
+    }
+
+    proptest::proptest! {
+        /// The index evicts exactly what the former scan for the least recently seen key (first
+        /// in key order) did, whatever the observations.
+        #[test]
+        fn evicts_as_a_full_scan_would(
+            observations in proptest::collection::vec((0u8..12, 0i64..20), 1..200),
+            max_keys in 1usize..6,
+        ) {
+            let mut keys = BTreeMap::new();
+            let mut index = LastSeenIndex::default();
+            let mut model: BTreeMap<String, Seen> = BTreeMap::new();
+            for (key, now_ms) in observations {
+                let key = format!("k{key}");
+                if !model.contains_key(&key) && model.len() >= max_keys {
+                    let oldest = model
+                        .iter()
+                        .min_by_key(|(_, seen)| seen.0)
+                        .map(|(key, _)| key.clone());
+                    if let Some(oldest) = oldest {
+                        model.remove(&oldest);
+                    }
+                }
+                model.insert(key.clone(), Seen(now_ms));
+                observe_key(&mut keys, &mut index, &key, now_ms, max_keys, || Seen(now_ms), |_| ());
+                proptest::prop_assert_eq!(&keys, &model);
+                proptest::prop_assert!(in_step(&keys, &index));
+            }
+        }
+
+        /// The index stays in step with the keys through observations (some with the caller's
+        /// clock going back), evictions, sweeps that forget and rule reloads.
+        #[test]
+        fn the_index_stays_in_step_with_the_keys(
+            steps in proptest::collection::vec((0u8..6, -3i64..40, proptest::bool::ANY), 1..120),
+            max_keys in 1usize..5,
+        ) {
+            let rules = r#"
+                [[rule]]
+                name = "high"
+                by = ["node_id"]
+                condition = { kind = "threshold", stat = "last", op = ">", value = 1.0 }
+                [[rule]]
+                name = "silent"
+                by = ["node_id"]
+                condition = { kind = "absence", after = "5s" }
+            "#;
+            let limits = GenericLimits {
+                max_keys_per_rule: max_keys,
+                max_samples_per_window: 3,
+                idle_forget_after: Duration::from_secs(20),
+            };
+            let rule_set = RuleSet::parse(rules).map_err(|error| {
+                proptest::test_runner::TestCaseError::fail(error.to_string())
+            })?;
+            let mut engine = GenericEngine::new(rule_set.clone(), limits);
+            let mut now_ms = 1_000_000i64;
+            for (step, (node, advance_s, sweep)) in steps.into_iter().enumerate() {
+                now_ms += advance_s * 1000;
+                if sweep {
+                    engine.sweep(now_ms);
+                } else {
+                    let mut point = Point::with_value("cpu", f64::from(node), now_ms * 1_000_000);
+                    point.set_tag("node_id", format!("n{node}"));
+                    engine.on_point(&point, now_ms);
+                }
+                if step % 17 == 16 {
+                    engine.replace_rules(rule_set.clone());
+                }
+                proptest::prop_assert!(engine_in_step(&engine));
+            }
+        }
+
+        /// Key text is what serde_json writes, so keys in existing checkpoints still match.
+        #[test]
+        fn state_key_text_is_serde_json_text(
+            text in "(\\PC|[\\x00-\\x1f\"\\\\\\x7f])*",
+        ) {
+            let mut buffer = String::new();
+            push_json_string(&mut buffer, &text);
+            proptest::prop_assert_eq!(buffer, Value::from(text.as_str()).to_string());
+        }
     }
 }
