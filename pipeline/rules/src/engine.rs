@@ -569,11 +569,15 @@ impl Engine {
                         continue;
                     };
                     match state {
+                        // Their stamp is `last_seen_ms`, so the idle keys are the front of the
+                        // index. Host series are kept by more than their stamp: a full retain.
                         PolicyState::Threshold { keys } => {
-                            keys.retain(|key| now_ms.saturating_sub(key.last_seen_ms) <= idle_ms);
+                            keys.forget_oldest_while(|last_seen_ms| {
+                                now_ms.saturating_sub(last_seen_ms) > idle_ms
+                            })
                         }
-                        PolicyState::Ewma { keys } => keys.retain(|key| {
-                            now_ms.saturating_sub(key.stability.last_seen_ms) <= idle_ms
+                        PolicyState::Ewma { keys } => keys.forget_oldest_while(|last_seen_ms| {
+                            now_ms.saturating_sub(last_seen_ms) > idle_ms
                         }),
                         PolicyState::HostFailure { series } => {
                             for one in series.values_mut() {

@@ -1,42 +1,97 @@
-//! [`KeyedStates`]: a policy's per-key state, bounded, that finds its least recently seen key in
-//! O(log n) instead of scanning every key.
+//! [`KeyedStates`]: a rule's or policy's per-key state, bounded, that finds its least recently
+//! stamped key in O(log n) instead of scanning every key. Both engines keep their keys in it: the
+//! manager's policies (`crate::engine`) and the generic rules (`crate::generic`).
 //!
-//! Why: a policy at its key limit evicts a key for every new one. A scan of 10,000 keys per
-//! event made such a policy ~100 times slower than one below its limit, which a host_failure
+//! Why: a rule at its key limit evicts a key for every new one. A scan of 10,000 keys per
+//! event made such a rule ~100 times slower than one below its limit, which a host_failure
 //! policy matching many paths per node reaches in normal operation (its keys are series).
 //!
-//! The index (`by_stamp`) is derived from the states and is not serialised: a checkpoint holds
-//! the plain map, exactly as before, and the index is rebuilt when it is read back.
+//! The index (`by_stamp`, one `(stamp, key)` entry per key) is derived from the states and is not
+//! serialised: a checkpoint holds the plain map, exactly as before, and the index is rebuilt when
+//! it is read back. Every method that adds, removes or restamps a key moves its entry with it.
+//!
+//! Per observation the cost is one borrowed lookup of the key and, when its stamp changed, one
+//! remove and one insert in the index that reuse the entry's key text: a known key is never
+//! copied. Idle keys are the least recently stamped, so forgetting them
+//! ([`KeyedStates::forget_oldest_while`]) reads only the front of the index.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// What orders keys for eviction: the smaller, the sooner a key goes.
 pub(crate) trait Stamped {
     fn stamp(&self) -> i64;
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(
     from = "BTreeMap<String, V>",
-    into = "BTreeMap<String, V>",
-    bound(
-        serialize = "V: Serialize + Clone",
-        deserialize = "V: Deserialize<'de> + Stamped"
-    )
+    bound(deserialize = "V: Deserialize<'de> + Stamped")
 )]
 pub(crate) struct KeyedStates<V> {
     states: BTreeMap<String, V>,
-    /// Stamp -> the keys with that stamp; ties go in key order.
-    by_stamp: BTreeMap<i64, BTreeSet<String>>,
+    /// Each key at its stamp, ordered by stamp and then key: the first is the one to evict.
+    by_stamp: BTreeSet<StampEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct StampEntry {
+    stamp: i64,
+    key: String,
+}
+
+/// A borrowed `(stamp, key)`, so that finding a [`StampEntry`] does not copy its key. Ordered
+/// exactly as [`StampEntry`] is (its derived order: stamp, then key text).
+trait StampProbe {
+    fn parts(&self) -> (i64, &str);
+}
+
+impl StampProbe for StampEntry {
+    fn parts(&self) -> (i64, &str) {
+        (self.stamp, &self.key)
+    }
+}
+
+impl StampProbe for (i64, &str) {
+    fn parts(&self) -> (i64, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn StampProbe + 'a> for StampEntry {
+    fn borrow(&self) -> &(dyn StampProbe + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn StampProbe + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn StampProbe + '_ {}
+
+impl PartialOrd for dyn StampProbe + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn StampProbe + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
 }
 
 impl<V> Default for KeyedStates<V> {
     fn default() -> Self {
         Self {
             states: BTreeMap::new(),
-            by_stamp: BTreeMap::new(),
+            by_stamp: BTreeSet::new(),
         }
     }
 }
@@ -47,15 +102,22 @@ impl<V: PartialEq> PartialEq for KeyedStates<V> {
     }
 }
 
+/// The plain map, as before the index existed (and without copying it).
+impl<V: Serialize> Serialize for KeyedStates<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.states.serialize(serializer)
+    }
+}
+
 impl<V: Stamped> From<BTreeMap<String, V>> for KeyedStates<V> {
     fn from(states: BTreeMap<String, V>) -> Self {
-        let mut by_stamp: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-        for (key, state) in &states {
-            by_stamp
-                .entry(state.stamp())
-                .or_default()
-                .insert(key.clone());
-        }
+        let by_stamp = states
+            .iter()
+            .map(|(key, state)| StampEntry {
+                stamp: state.stamp(),
+                key: key.clone(),
+            })
+            .collect();
         Self { states, by_stamp }
     }
 }
@@ -66,14 +128,27 @@ impl<V> From<KeyedStates<V>> for BTreeMap<String, V> {
     }
 }
 
+impl<V> KeyedStates<V> {
+    pub(crate) fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// The plain map: what a checkpoint holds.
+    pub(crate) fn as_map(&self) -> &BTreeMap<String, V> {
+        &self.states
+    }
+}
+
 impl<V: Stamped> KeyedStates<V> {
+    /// The states in key order. Callers may not change stamps through this (sweeps only flip
+    /// flags and trim windows).
     pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
-        // Callers may not change stamps through this (sweeps only flip flags).
         self.states.values_mut()
     }
 
     /// Applies `change` to `key`'s state, made by `make` when new; a new key beyond `max_keys`
-    /// first evicts the least recently stamped one (ties: the first in key order).
+    /// first evicts the least recently stamped one (ties: the first in key order). The key is
+    /// looked up borrowed and copied only when it is new.
     pub(crate) fn update<R>(
         &mut self,
         key: &str,
@@ -86,7 +161,7 @@ impl<V: Stamped> KeyedStates<V> {
             let result = change(state);
             let after = state.stamp();
             if before != after {
-                self.restamp(key, before, after);
+                restamp(&mut self.by_stamp, key, before, after);
             }
             return result;
         }
@@ -97,21 +172,39 @@ impl<V: Stamped> KeyedStates<V> {
         }
         let mut state = make();
         let result = change(&mut state);
-        self.by_stamp
-            .entry(state.stamp())
-            .or_default()
-            .insert(key.to_owned());
+        self.by_stamp.insert(StampEntry {
+            stamp: state.stamp(),
+            key: key.to_owned(),
+        });
         self.states.insert(key.to_owned(), state);
         result
     }
 
     /// Keeps the states `keep` answers true for.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        let before = self.states.len();
-        self.states.retain(|_, state| keep(state));
-        if self.states.len() != before {
-            let states = std::mem::take(&mut self.states);
-            *self = Self::from(states);
+        let by_stamp = &mut self.by_stamp;
+        self.states.retain(|key, state| {
+            let kept = keep(state);
+            if !kept {
+                let probe: &dyn StampProbe = &(state.stamp(), key.as_str());
+                by_stamp.remove(probe);
+            }
+            kept
+        });
+    }
+
+    /// Forgets the least recently stamped keys for as long as `forget` answers true for the
+    /// oldest stamp left: all the keys `forget` is true for, when it holds for every stamp below
+    /// one it holds for (such as "older than a cutoff"). Reads only the front of the index.
+    pub(crate) fn forget_oldest_while(&mut self, mut forget: impl FnMut(i64) -> bool) {
+        while self
+            .by_stamp
+            .first()
+            .is_some_and(|oldest| forget(oldest.stamp))
+        {
+            if !self.evict_oldest() {
+                break;
+            }
         }
     }
 
@@ -124,37 +217,45 @@ impl<V: Stamped> KeyedStates<V> {
         }
     }
 
-    fn restamp(&mut self, key: &str, before: i64, after: i64) {
-        let owned = match self.by_stamp.get_mut(&before) {
-            Some(keys) => {
-                let owned = keys.take(key);
-                if keys.is_empty() {
-                    self.by_stamp.remove(&before);
-                }
-                owned
-            }
-            None => None,
-        };
-        self.by_stamp
-            .entry(after)
-            .or_default()
-            .insert(owned.unwrap_or_else(|| key.to_owned()));
-    }
-
     fn evict_oldest(&mut self) -> bool {
-        let Some(mut oldest) = self.by_stamp.first_entry() else {
-            return false;
-        };
-        let key = oldest.get_mut().pop_first();
-        if oldest.get().is_empty() {
-            oldest.remove();
-        }
-        match key {
-            Some(key) => {
-                self.states.remove(&key);
+        match self.by_stamp.pop_first() {
+            Some(oldest) => {
+                self.states.remove(&oldest.key);
                 true
             }
             None => false,
+        }
+    }
+
+    /// The index holds exactly each key at its stamp.
+    #[cfg(test)]
+    pub(crate) fn index_in_step(&self) -> bool {
+        let expected: BTreeSet<StampEntry> = self
+            .states
+            .iter()
+            .map(|(key, state)| StampEntry {
+                stamp: state.stamp(),
+                key: key.clone(),
+            })
+            .collect();
+        expected == self.by_stamp
+    }
+}
+
+/// Moves `key` from `before` to `after`, reusing its entry's key text.
+fn restamp(by_stamp: &mut BTreeSet<StampEntry>, key: &str, before: i64, after: i64) {
+    let probe: &dyn StampProbe = &(before, key);
+    match by_stamp.take(probe) {
+        Some(mut entry) => {
+            entry.stamp = after;
+            by_stamp.insert(entry);
+        }
+        // Not reachable while the index is kept in step; stay consistent anyway.
+        None => {
+            by_stamp.insert(StampEntry {
+                stamp: after,
+                key: key.to_owned(),
+            });
         }
     }
 }
@@ -211,8 +312,91 @@ mod tests {
                 model.insert(key.clone(), Seen(stamp));
                 keyed.update(&key, max_keys, || Seen(stamp), |seen| seen.0 = stamp);
                 proptest::prop_assert_eq!(&keyed.states, &model);
+                proptest::prop_assert!(keyed.index_in_step());
             }
         }
+
+        /// The index stays in step with the states, and each change does to the states what its
+        /// plain-map version would, through updates (stamps going back too), retains, idle
+        /// forgetting and truncation.
+        #[test]
+        fn the_index_stays_in_step_through_every_change(
+            steps in proptest::collection::vec((0u8..4, 0u8..10, 0i64..30), 1..200),
+            max_keys in 1usize..6,
+        ) {
+            let mut keyed = KeyedStates::default();
+            let mut model: BTreeMap<String, Seen> = BTreeMap::new();
+            for (change, key, stamp) in steps {
+                match change {
+                    0 | 1 => {
+                        let key = format!("k{key}");
+                        keyed.update(&key, max_keys, || Seen(stamp), |seen| seen.0 = stamp);
+                        if !model.contains_key(&key) && model.len() >= max_keys {
+                            let oldest = model
+                                .iter()
+                                .min_by_key(|(_, seen)| seen.0)
+                                .map(|(key, _)| key.clone());
+                            if let Some(oldest) = oldest {
+                                model.remove(&oldest);
+                            }
+                        }
+                        model.insert(key, Seen(stamp));
+                    }
+                    2 => {
+                        let odd = |seen: &Seen| seen.0 % 2 == 1 || seen.0 > stamp;
+                        keyed.retain(odd);
+                        model.retain(|_, seen| odd(seen));
+                    }
+                    _ => {
+                        keyed.forget_oldest_while(|oldest| oldest < stamp);
+                        model.retain(|_, seen| seen.0 >= stamp);
+                        keyed.truncate(usize::from(key));
+                        while model.len() > usize::from(key) {
+                            let oldest = model
+                                .iter()
+                                .min_by_key(|(_, seen)| seen.0)
+                                .map(|(key, _)| key.clone());
+                            if let Some(oldest) = oldest {
+                                model.remove(&oldest);
+                            }
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(&keyed.states, &model);
+                proptest::prop_assert!(keyed.index_in_step());
+            }
+        }
+    }
+
+    #[test]
+    fn restoring_beyond_the_key_limit_drops_the_least_recently_stamped() {
+        let states: BTreeMap<String, Seen> = [("w", 4), ("x", 3), ("y", 1), ("z", 3)]
+            .into_iter()
+            .map(|(key, stamp)| (key.to_owned(), Seen(stamp)))
+            .collect();
+        let mut keyed = KeyedStates::from(states);
+        keyed.truncate(2);
+        assert_eq!(
+            keyed.states.keys().collect::<Vec<_>>(),
+            ["w", "z"],
+            "y, then x (tie, key order)"
+        );
+        assert!(keyed.index_in_step());
+    }
+
+    #[test]
+    fn forgetting_idle_keys_takes_them_from_the_front_only_while_the_oldest_is_idle() {
+        let mut keyed = KeyedStates::default();
+        for (key, stamp) in [("a", 7), ("b", 2), ("c", 5), ("d", 2)] {
+            keyed.update(key, 10, || Seen(stamp), |_| ());
+        }
+        keyed.forget_oldest_while(|oldest| oldest < 5);
+        assert_eq!(keyed.states.keys().collect::<Vec<_>>(), ["a", "c"]);
+        keyed.forget_oldest_while(|_| false);
+        assert_eq!(keyed.len(), 2);
+        keyed.forget_oldest_while(|_| true);
+        assert_eq!(keyed.len(), 0);
+        assert!(keyed.index_in_step());
     }
 
     #[test]
@@ -230,5 +414,6 @@ mod tests {
         restored.update("w", 1, || Seen(0), |_| ()); // z goes to make room
         let keys: Vec<&String> = restored.states.keys().collect();
         assert_eq!(keys, ["w"]);
+        assert!(restored.index_in_step());
     }
 }

@@ -11,16 +11,15 @@
 //!
 //! - The key text is written into one reused buffer and looked up borrowed; it is copied only
 //!   when the key is new.
-//! - Each rule keeps, beside its key map, an index of `(last_seen_ms, key)` ([`LastSeenIndex`]),
-//!   moved on every observation, so evicting the least recently seen key at the key limit is
-//!   `O(log n)` instead of a scan of every key. The index is derived from the keys: checkpoints
-//!   do not hold it, and restoring rebuilds it.
+//! - Each rule keeps its keys in a [`KeyedStates`] stamped by `last_seen_ms` (the manager's
+//!   policies use the same), so evicting the least recently seen key at the key limit is
+//!   `O(log n)` instead of a scan of every key, and the sweep finds idle keys at the front of its
+//!   index. The index is derived from the keys: checkpoints do not hold it, and restoring
+//!   rebuilds it.
 //! - An absence key's saved point is updated in place, reusing its allocations and skipping the
 //!   tags when they did not change, instead of being cloned afresh.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +31,7 @@ use super::config::{ActionTemplate, Comparison, Condition, Rule, RuleSet};
 use super::duration_ms;
 use super::template::TemplateContext;
 use super::window::{Sample, Stat, Window};
+use crate::keyed::{KeyedStates, Stamped};
 
 /// `diagnose` of a threshold rule's breach.
 pub const DIAGNOSE_THRESHOLD: &str = "threshold";
@@ -82,35 +82,61 @@ pub struct GenericEngine {
     key_buffer: String,
 }
 
-/// One rule's state: its keys (what a checkpoint saves) and their eviction order, which is
-/// derived from the keys and so rebuilt on restore instead of saved.
+/// One rule's live state: its keys, with their eviction order (derived from the keys, so rebuilt
+/// on restore instead of saved). A checkpoint saves the plain maps ([`RuleKeys`]).
 #[derive(Debug)]
-struct RuleState {
-    keys: RuleKeys,
-    by_last_seen: LastSeenIndex,
+enum RuleState {
+    Comparison(KeyedStates<ComparisonKey>),
+    Absence(KeyedStates<AbsenceKey>),
 }
 
 impl RuleState {
     fn fresh(condition: &Condition) -> RuleState {
-        RuleState {
-            keys: RuleKeys::fresh(condition),
-            by_last_seen: LastSeenIndex::default(),
+        match condition {
+            Condition::Threshold(_) | Condition::StateChange(_) => {
+                RuleState::Comparison(KeyedStates::default())
+            }
+            Condition::Absence { .. } => RuleState::Absence(KeyedStates::default()),
         }
     }
 
     /// Saved keys with the limits applied: beyond the key limit the least recently seen keys go
     /// (those eviction would have taken first), and each window keeps its newest samples.
-    fn restored(mut keys: RuleKeys, limits: &GenericLimits) -> RuleState {
-        let by_last_seen = match &mut keys {
+    fn restored(keys: RuleKeys, limits: &GenericLimits) -> RuleState {
+        match keys {
             RuleKeys::Comparison { keys } => {
+                let mut keys = KeyedStates::from(keys);
                 for key in keys.values_mut() {
                     key.window.truncate(limits.max_samples_per_window);
                 }
-                LastSeenIndex::limited(keys, limits.max_keys_per_rule)
+                keys.truncate(limits.max_keys_per_rule);
+                RuleState::Comparison(keys)
             }
-            RuleKeys::Absence { keys } => LastSeenIndex::limited(keys, limits.max_keys_per_rule),
-        };
-        RuleState { keys, by_last_seen }
+            RuleKeys::Absence { keys } => {
+                let mut keys = KeyedStates::from(keys);
+                keys.truncate(limits.max_keys_per_rule);
+                RuleState::Absence(keys)
+            }
+        }
+    }
+
+    /// What a checkpoint saves.
+    fn saved(&self) -> RuleKeys {
+        match self {
+            RuleState::Comparison(keys) => RuleKeys::Comparison {
+                keys: keys.as_map().clone(),
+            },
+            RuleState::Absence(keys) => RuleKeys::Absence {
+                keys: keys.as_map().clone(),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            RuleState::Comparison(keys) => keys.len(),
+            RuleState::Absence(keys) => keys.len(),
+        }
     }
 }
 
@@ -126,53 +152,28 @@ enum RuleKeys {
 }
 
 impl RuleKeys {
-    fn fresh(condition: &Condition) -> RuleKeys {
-        match condition {
-            Condition::Threshold(_) | Condition::StateChange(_) => RuleKeys::Comparison {
-                keys: BTreeMap::new(),
-            },
-            Condition::Absence { .. } => RuleKeys::Absence {
-                keys: BTreeMap::new(),
-            },
-        }
-    }
-
-    fn same_kind(&self, other: &RuleKeys) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            RuleKeys::Comparison { keys } => keys.len(),
-            RuleKeys::Absence { keys } => keys.len(),
-        }
+    /// True when these keys are of the kind `condition`'s rule keeps.
+    fn fits(&self, condition: &Condition) -> bool {
+        matches!(
+            (self, condition),
+            (
+                RuleKeys::Comparison { .. },
+                Condition::Threshold(_) | Condition::StateChange(_)
+            ) | (RuleKeys::Absence { .. }, Condition::Absence { .. })
+        )
     }
 }
 
-/// A key's state, as far as eviction and forgetting are concerned.
-trait LastSeen {
-    /// Caller's clock at the key's last observation.
-    fn last_seen_ms(&self) -> i64;
-    fn set_last_seen_ms(&mut self, now_ms: i64);
-}
-
-impl LastSeen for ComparisonKey {
-    fn last_seen_ms(&self) -> i64 {
+/// Keys are evicted and forgotten by the caller's clock at their last observation.
+impl Stamped for ComparisonKey {
+    fn stamp(&self) -> i64 {
         self.last_seen_ms
     }
-
-    fn set_last_seen_ms(&mut self, now_ms: i64) {
-        self.last_seen_ms = now_ms;
-    }
 }
 
-impl LastSeen for AbsenceKey {
-    fn last_seen_ms(&self) -> i64 {
+impl Stamped for AbsenceKey {
+    fn stamp(&self) -> i64 {
         self.last_seen_ms
-    }
-
-    fn set_last_seen_ms(&mut self, now_ms: i64) {
-        self.last_seen_ms = now_ms;
     }
 }
 
@@ -372,153 +373,6 @@ pub enum GenericRestoreError {
 pub struct RestoreOutcome {
     pub restored_rules: Vec<String>,
     pub discarded_rules: Vec<String>,
-}
-
-/// One rule's keys ordered by `(last_seen_ms, key)`: the first is the one to evict (least
-/// recently seen; ties: the first in key order). Holds exactly the keys of the rule's map, each at
-/// its `last_seen_ms`: whatever adds, removes or observes a key ([`observe_key`], the sweep,
-/// restoring) changes the index with it.
-#[derive(Debug, Default)]
-struct LastSeenIndex {
-    entries: BTreeSet<SeenEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct SeenEntry {
-    last_seen_ms: i64,
-    key: String,
-}
-
-/// A borrowed `(last_seen_ms, key)`, so that finding a [`SeenEntry`] does not copy its key.
-/// Ordered exactly as [`SeenEntry`] is (its derived order: time, then key text).
-trait SeenProbe {
-    fn parts(&self) -> (i64, &str);
-}
-
-impl SeenProbe for SeenEntry {
-    fn parts(&self) -> (i64, &str) {
-        (self.last_seen_ms, &self.key)
-    }
-}
-
-impl SeenProbe for (i64, &str) {
-    fn parts(&self) -> (i64, &str) {
-        *self
-    }
-}
-
-impl<'a> Borrow<dyn SeenProbe + 'a> for SeenEntry {
-    fn borrow(&self) -> &(dyn SeenProbe + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn SeenProbe + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn SeenProbe + '_ {}
-
-impl PartialOrd for dyn SeenProbe + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for dyn SeenProbe + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.parts().cmp(&other.parts())
-    }
-}
-
-impl LastSeenIndex {
-    /// The index of `keys`, after dropping the least recently seen keys beyond `max_keys` (in
-    /// the order eviction would take them).
-    fn limited<V: LastSeen>(keys: &mut BTreeMap<String, V>, max_keys: usize) -> LastSeenIndex {
-        let mut index = LastSeenIndex {
-            entries: keys
-                .iter()
-                .map(|(key, state)| SeenEntry {
-                    last_seen_ms: state.last_seen_ms(),
-                    key: key.clone(),
-                })
-                .collect(),
-        };
-        while keys.len() > max_keys {
-            let Some(oldest) = index.pop_oldest() else {
-                break;
-            };
-            keys.remove(&oldest);
-        }
-        index
-    }
-
-    fn insert(&mut self, key: &str, last_seen_ms: i64) {
-        self.entries.insert(SeenEntry {
-            last_seen_ms,
-            key: key.to_owned(),
-        });
-    }
-
-    /// Moves `key` from `from_ms` to `to_ms`, reusing its entry's key.
-    fn touch(&mut self, key: &str, from_ms: i64, to_ms: i64) {
-        if from_ms == to_ms {
-            return;
-        }
-        let probe: &dyn SeenProbe = &(from_ms, key);
-        match self.entries.take(probe) {
-            Some(mut entry) => {
-                entry.last_seen_ms = to_ms;
-                self.entries.insert(entry);
-            }
-            // Not reachable while the index is kept in step; stay consistent anyway.
-            None => self.insert(key, to_ms),
-        }
-    }
-
-    fn remove(&mut self, key: &str, last_seen_ms: i64) {
-        let probe: &dyn SeenProbe = &(last_seen_ms, key);
-        self.entries.remove(probe);
-    }
-
-    /// Takes the least recently seen key out of the index (the caller removes it from the map).
-    fn pop_oldest(&mut self) -> Option<String> {
-        self.entries.pop_first().map(|entry| entry.key)
-    }
-
-    fn oldest_last_seen_ms(&self) -> Option<i64> {
-        self.entries.first().map(|entry| entry.last_seen_ms)
-    }
-}
-
-/// Records an observation of `key` at `now_ms` and runs `observe` on its state. A new key is
-/// created with `new`, after evicting the least recently seen key when the rule is full; only
-/// then is the key text copied.
-fn observe_key<V: LastSeen, R>(
-    keys: &mut BTreeMap<String, V>,
-    by_last_seen: &mut LastSeenIndex,
-    key: &str,
-    now_ms: i64,
-    max_keys: usize,
-    new: impl FnOnce() -> V,
-    observe: impl FnOnce(&mut V) -> R,
-) -> R {
-    if let Some(state) = keys.get_mut(key) {
-        by_last_seen.touch(key, state.last_seen_ms(), now_ms);
-        state.set_last_seen_ms(now_ms);
-        return observe(state);
-    }
-    if keys.len() >= max_keys
-        && let Some(evicted) = by_last_seen.pop_oldest()
-    {
-        keys.remove(&evicted);
-    }
-    by_last_seen.insert(key, now_ms);
-    let state = keys.entry(key.to_owned()).or_insert_with(new);
-    state.set_last_seen_ms(now_ms);
-    observe(state)
 }
 
 /// True when `min_interval` allows a firing now (and records it).
@@ -744,7 +598,7 @@ impl GenericEngine {
             .iter()
             .zip(&self.states)
             .find(|(candidate, _)| candidate.name == rule)
-            .map_or(0, |(_, state)| state.keys.len())
+            .map_or(0, |(_, state)| state.len())
     }
 
     /// Feeds one point to every rule; returns the actions of the threshold and state_change
@@ -760,11 +614,10 @@ impl GenericEngine {
                 continue;
             };
             write_state_key(rule, point, key);
-            let RuleState { keys, by_last_seen } = state;
-            match (&rule.condition, keys) {
+            match (&rule.condition, state) {
                 (
                     Condition::Threshold(comparison) | Condition::StateChange(comparison),
-                    RuleKeys::Comparison { keys },
+                    RuleState::Comparison(keys),
                 ) => {
                     let observed = Observed {
                         key,
@@ -773,7 +626,7 @@ impl GenericEngine {
                         now_ms,
                     };
                     let Some((diagnose, state, stat_value, at_ms)) =
-                        observe_comparison(rule, comparison, keys, by_last_seen, observed, &limits)
+                        observe_comparison(rule, comparison, keys, observed, &limits)
                     else {
                         continue;
                     };
@@ -789,14 +642,14 @@ impl GenericEngine {
                     };
                     actions.extend(firing.actions());
                 }
-                (Condition::Absence { after }, RuleKeys::Absence { keys }) => {
+                (Condition::Absence { after }, RuleState::Absence(keys)) => {
                     let observed = Observed {
                         key,
                         point,
                         value,
                         now_ms,
                     };
-                    observe_absence(keys, by_last_seen, observed, duration_ms(*after), &limits);
+                    observe_absence(keys, observed, duration_ms(*after), &limits);
                 }
                 // Unreachable by construction (states built from the same rules); skip.
                 _ => {}
@@ -812,9 +665,8 @@ impl GenericEngine {
         let group = self.rules.group_name();
         let mut actions = Vec::new();
         for (rule, state) in self.rules.rules().iter().zip(self.states.iter_mut()) {
-            let RuleState { keys, by_last_seen } = state;
-            match (&rule.condition, keys) {
-                (Condition::Absence { after }, RuleKeys::Absence { keys }) => {
+            match (&rule.condition, state) {
+                (Condition::Absence { after }, RuleState::Absence(keys)) => {
                     let after_ms = duration_ms(*after);
                     for silent in keys.values_mut() {
                         let deadline_ms = silent.last_event_ms.saturating_add(after_ms);
@@ -838,28 +690,18 @@ impl GenericEngine {
                         };
                         actions.extend(firing.actions());
                     }
-                    keys.retain(|key, state| {
-                        let forget =
-                            state.fired && now_ms.saturating_sub(state.last_seen_ms) > idle_ms;
-                        if forget {
-                            by_last_seen.remove(key, state.last_seen_ms);
-                        }
-                        !forget
+                    keys.retain(|state| {
+                        !(state.fired && now_ms.saturating_sub(state.last_seen_ms) > idle_ms)
                     });
                 }
-                (_, RuleKeys::Comparison { keys }) => {
+                (_, RuleState::Comparison(keys)) => {
                     // The idle keys are the least recently seen: the front of the index.
-                    while by_last_seen
-                        .oldest_last_seen_ms()
-                        .is_some_and(|last_seen_ms| now_ms.saturating_sub(last_seen_ms) > idle_ms)
-                    {
-                        if let Some(idle) = by_last_seen.pop_oldest() {
-                            keys.remove(&idle);
-                        }
-                    }
+                    keys.forget_oldest_while(|last_seen_ms| {
+                        now_ms.saturating_sub(last_seen_ms) > idle_ms
+                    });
                 }
                 // An absence state for a comparison rule: unreachable by construction.
-                (_, RuleKeys::Absence { .. }) => {}
+                (_, RuleState::Absence(_)) => {}
             }
         }
         actions
@@ -877,7 +719,7 @@ impl GenericEngine {
                 .map(|(rule, state)| {
                     let checkpoint = RuleCheckpoint {
                         fingerprint: rule.state_fingerprint(),
-                        state: state.keys.clone(),
+                        state: state.saved(),
                     };
                     (rule.name.clone(), checkpoint)
                 })
@@ -912,7 +754,7 @@ impl GenericEngine {
             let mut state = RuleState::fresh(&rule.condition);
             if let Some(checkpoint) = saved.remove(&rule.name) {
                 if checkpoint.fingerprint == rule.state_fingerprint()
-                    && checkpoint.state.same_kind(&state.keys)
+                    && checkpoint.state.fits(&rule.condition)
                 {
                     state = RuleState::restored(checkpoint.state, &self.limits);
                     outcome.restored_rules.push(rule.name.clone());
@@ -941,8 +783,7 @@ struct Observed<'a> {
 fn observe_comparison(
     rule: &Rule,
     comparison: &Comparison,
-    keys: &mut BTreeMap<String, ComparisonKey>,
-    by_last_seen: &mut LastSeenIndex,
+    keys: &mut KeyedStates<ComparisonKey>,
     observed: Observed<'_>,
     limits: &GenericLimits,
 ) -> Option<(&'static str, &'static str, f64, i64)> {
@@ -954,46 +795,35 @@ fn observe_comparison(
     } = observed;
     let time_ms = event_ms(point);
     let new = || ComparisonKey::new(time_ms, now_ms);
-    observe_key(
-        keys,
-        by_last_seen,
-        key,
-        now_ms,
-        limits.max_keys_per_rule,
-        new,
-        |entry| {
-            let sample = Sample { time_ms, value };
-            if !entry.window.insert(
-                sample,
-                duration_ms(comparison.window),
-                limits.max_samples_per_window,
-            ) {
-                return None;
-            }
-            let at_ms = entry.window.newest_ms()?;
-            let stat_value = entry.window.compute(comparison.stat)?;
-            let breached =
-                entry.evaluate(comparison.is_breached_by(stat_value), at_ms, comparison)?;
-            let (diagnose, state) = match (&rule.condition, breached) {
-                (Condition::Threshold(_), true) => (DIAGNOSE_THRESHOLD, STATE_BREACHED),
-                (Condition::StateChange(_), true) => {
-                    (DIAGNOSE_STATE_CHANGE_BREACHED, STATE_BREACHED)
-                }
-                (Condition::StateChange(_), false) => (DIAGNOSE_STATE_CHANGE_OK, STATE_OK),
-                // A threshold's recovery is silent; absence never gets here.
-                _ => return None,
-            };
-            if !allow_firing(&mut entry.last_fired_ms, rule.min_interval, now_ms) {
-                return None;
-            }
-            Some((diagnose, state, stat_value, at_ms))
-        },
-    )
+    keys.update(key, limits.max_keys_per_rule, new, |entry| {
+        entry.last_seen_ms = now_ms;
+        let sample = Sample { time_ms, value };
+        if !entry.window.insert(
+            sample,
+            duration_ms(comparison.window),
+            limits.max_samples_per_window,
+        ) {
+            return None;
+        }
+        let at_ms = entry.window.newest_ms()?;
+        let stat_value = entry.window.compute(comparison.stat)?;
+        let breached = entry.evaluate(comparison.is_breached_by(stat_value), at_ms, comparison)?;
+        let (diagnose, state) = match (&rule.condition, breached) {
+            (Condition::Threshold(_), true) => (DIAGNOSE_THRESHOLD, STATE_BREACHED),
+            (Condition::StateChange(_), true) => (DIAGNOSE_STATE_CHANGE_BREACHED, STATE_BREACHED),
+            (Condition::StateChange(_), false) => (DIAGNOSE_STATE_CHANGE_OK, STATE_OK),
+            // A threshold's recovery is silent; absence never gets here.
+            _ => return None,
+        };
+        if !allow_firing(&mut entry.last_fired_ms, rule.min_interval, now_ms) {
+            return None;
+        }
+        Some((diagnose, state, stat_value, at_ms))
+    })
 }
 
 fn observe_absence(
-    keys: &mut BTreeMap<String, AbsenceKey>,
-    by_last_seen: &mut LastSeenIndex,
+    keys: &mut KeyedStates<AbsenceKey>,
     observed: Observed<'_>,
     after_ms: i64,
     limits: &GenericLimits,
@@ -1009,131 +839,31 @@ fn observe_absence(
         last_seen_ms: now_ms,
         last_fired_ms: None,
     };
-    observe_key(
-        keys,
-        by_last_seen,
-        key,
-        now_ms,
-        limits.max_keys_per_rule,
-        new,
-        |entry| {
-            if time_ms >= entry.last_event_ms {
-                entry.last_event_ms = time_ms;
-                entry.last_point.update_from(point);
-            }
-            // Alive again only on an observation that is itself not already stale.
-            if entry.fired && time_ms.saturating_add(after_ms) >= now_ms {
-                entry.fired = false;
-            }
-        },
-    );
+    keys.update(key, limits.max_keys_per_rule, new, |entry| {
+        entry.last_seen_ms = now_ms;
+        if time_ms >= entry.last_event_ms {
+            entry.last_event_ms = time_ms;
+            entry.last_point.update_from(point);
+        }
+        // Alive again only on an observation that is itself not already stale.
+        if entry.fired && time_ms.saturating_add(after_ms) >= now_ms {
+            entry.fired = false;
+        }
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug, Clone, PartialEq)]
-    struct Seen(i64);
-
-    impl LastSeen for Seen {
-        fn last_seen_ms(&self) -> i64 {
-            self.0
-        }
-
-        fn set_last_seen_ms(&mut self, now_ms: i64) {
-            self.0 = now_ms;
-        }
-    }
-
-    /// The index holds exactly each key at its `last_seen_ms`.
-    fn in_step<V: LastSeen>(keys: &BTreeMap<String, V>, index: &LastSeenIndex) -> bool {
-        let expected: BTreeSet<SeenEntry> = keys
-            .iter()
-            .map(|(key, state)| SeenEntry {
-                last_seen_ms: state.last_seen_ms(),
-                key: key.clone(),
-            })
-            .collect();
-        expected == index.entries
-    }
-
     fn engine_in_step(engine: &GenericEngine) -> bool {
-        engine.states.iter().all(|state| match &state.keys {
-            RuleKeys::Comparison { keys } => in_step(keys, &state.by_last_seen),
-            RuleKeys::Absence { keys } => in_step(keys, &state.by_last_seen),
+        engine.states.iter().all(|state| match state {
+            RuleState::Comparison(keys) => keys.index_in_step(),
+            RuleState::Absence(keys) => keys.index_in_step(),
         })
     }
 
-    #[test]
-    fn a_new_key_at_the_limit_evicts_the_least_recently_seen_first_in_key_order() {
-        let mut keys = BTreeMap::new();
-        let mut index = LastSeenIndex::default();
-        let mut observe = |key: &str, now_ms: i64| {
-            observe_key(
-                &mut keys,
-                &mut index,
-                key,
-                now_ms,
-                3,
-                || Seen(now_ms),
-                |_| (),
-            );
-        };
-        observe("b", 5);
-        observe("a", 5);
-        observe("c", 1);
-        observe("c", 9); // c is now the most recently seen
-        observe("d", 10); // evicts a (5, first in key order)
-        observe("e", 11); // evicts b
-        assert_eq!(keys.keys().collect::<Vec<_>>(), ["c", "d", "e"]);
-        assert!(in_step(&keys, &index));
-    }
-
-    #[test]
-    fn restoring_beyond_the_key_limit_drops_the_least_recently_seen() {
-        let mut keys: BTreeMap<String, Seen> = [("w", 4), ("x", 3), ("y", 1), ("z", 3)]
-            .into_iter()
-            .map(|(key, seen)| (key.to_owned(), Seen(seen)))
-            .collect();
-        let index = LastSeenIndex::limited(&mut keys, 2);
-        assert_eq!(
-            keys.keys().collect::<Vec<_>>(),
-            ["w", "z"],
-            "y, then x (tie, key order)"
-        );
-        assert!(in_step(&keys, &index));
-    }
-
     proptest::proptest! {
-        /// The index evicts exactly what the former scan for the least recently seen key (first
-        /// in key order) did, whatever the observations.
-        #[test]
-        fn evicts_as_a_full_scan_would(
-            observations in proptest::collection::vec((0u8..12, 0i64..20), 1..200),
-            max_keys in 1usize..6,
-        ) {
-            let mut keys = BTreeMap::new();
-            let mut index = LastSeenIndex::default();
-            let mut model: BTreeMap<String, Seen> = BTreeMap::new();
-            for (key, now_ms) in observations {
-                let key = format!("k{key}");
-                if !model.contains_key(&key) && model.len() >= max_keys {
-                    let oldest = model
-                        .iter()
-                        .min_by_key(|(_, seen)| seen.0)
-                        .map(|(key, _)| key.clone());
-                    if let Some(oldest) = oldest {
-                        model.remove(&oldest);
-                    }
-                }
-                model.insert(key.clone(), Seen(now_ms));
-                observe_key(&mut keys, &mut index, &key, now_ms, max_keys, || Seen(now_ms), |_| ());
-                proptest::prop_assert_eq!(&keys, &model);
-                proptest::prop_assert!(in_step(&keys, &index));
-            }
-        }
-
         /// The index stays in step with the keys through observations (some with the caller's
         /// clock going back), evictions, sweeps that forget and rule reloads.
         #[test]
