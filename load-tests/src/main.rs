@@ -6,8 +6,16 @@
 //!   protocol-faithful fake Elasticsearch this tool serves itself on `--fake-elasticsearch`
 //!   (sluice's default `127.0.0.1:9200`), since Elasticsearch cannot be installed here.
 //!
-//! This is the pre-load and live scenario; the open-loop mode, the null-consumer baseline, sweeps
-//! and plots are still to come (see the benchmark-harness issue).
+//! A drain rate is only comparable across machines and sessions as a ratio to what the broker
+//! alone delivers, so pre-loaded runs can carry a null-consumer baseline measured in the same run:
+//!
+//! - `--publish-only --baseline-queue Q` also pre-loads the same bodies into the queue `Q`.
+//! - `--drain-only --baseline-queue Q --sluice-pid PID` times sluice's drain with the CPU and peak
+//!   RSS of its process, then drains `Q` with the null consumer (`sluice_load::baseline`) and
+//!   prints both and their ratios (`--json FILE` writes them too).
+//! - `--null-consumer --baseline-queue Q` runs the null consumer alone.
+//!
+//! The open-loop mode, sweeps and plots are still to come (see the benchmark-harness issue).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,11 +30,16 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use sluice_elasticsearch::fake::FakeElasticsearch;
+use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
+use sluice_load::procfs::{self, Process, ProcessSample};
+use sluice_load::report::{Comparison, DrainFigures};
 
 /// Publishes awaiting their confirm at once.
 const MAX_UNCONFIRMED: usize = 1000;
 /// The deployments the metric bodies belong to (`sluice_benches::diamond_bodies`).
 const DEPLOYMENTS: [&str; 2] = ["nodecellar", "shop.prod.eu"];
+/// What every `--bad-every`th message carries instead of its body.
+const BAD_BODY: &[u8] = b"{\"metric\": not json";
 /// The 4.x manager's event and log exchanges.
 const EVENTS_EXCHANGES: [&str; 2] = ["cloudify-events", "cloudify-logs"];
 
@@ -84,15 +97,40 @@ struct Args {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// The null consumer's queue: `--publish-only` also pre-loads it with the same bodies, and
+    /// `--drain-only` drains it with the null consumer after sluice's drain (metrics).
+    #[arg(long)]
+    baseline_queue: Option<String>,
+    /// Only drain `--baseline-queue` with the null consumer, and report its rate and CPU.
+    #[arg(long, requires = "baseline_queue", conflicts_with_all = ["publish_only", "drain_only"])]
+    null_consumer: bool,
+    /// The null consumer's prefetch (sluice's default `amqp.prefetch`).
+    #[arg(long, default_value_t = baseline::SLUICE_PREFETCH)]
+    prefetch: u16,
+    /// The null consumer acks cumulatively once per this many deliveries (at most the prefetch).
+    #[arg(long, default_value_t = baseline::DEFAULT_ACK_EVERY)]
+    ack_every: u32,
+    /// --drain-only: the running sluice's pid, to report its CPU and peak RSS over the drain.
+    #[arg(long)]
+    sluice_pid: Option<u32>,
+    /// Also write the drain figures to this file as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.stream == Stream::Events && (args.publish_only || args.drain_only) {
+    if args.stream == Stream::Events
+        && (args.publish_only || args.drain_only || args.baseline_queue.is_some())
+    {
         bail!(
-            "--publish-only and --drain-only are for --stream metrics: the fake Elasticsearch lives in this process"
+            "--publish-only, --drain-only and --baseline-queue are for --stream metrics: the fake Elasticsearch lives in this process"
         );
+    }
+    if args.null_consumer {
+        let report = run_null_consumer(&args).await?;
+        return write_json(&args, baseline_json(&args, &report));
     }
     let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default())
         .await
@@ -125,9 +163,13 @@ async fn main() -> anyhow::Result<()> {
         }
         publish(&args, &channel).await?;
         if args.publish_only {
+            if let Some(queue) = &args.baseline_queue {
+                preload_baseline(&args, &connection, queue).await?;
+            }
             return Ok(());
         }
     }
+    let sluice_before = args.sluice_pid.map(sample_sluice).transpose()?;
 
     let client = reqwest::Client::new();
     let deadline = started + Duration::from_secs(args.timeout_secs);
@@ -147,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
+    let sluice_after = args.sluice_pid.map(sample_sluice).transpose()?;
     let store = match args.stream {
         Stream::Metrics => "points in InfluxDB",
         Stream::Events => "documents in Elasticsearch",
@@ -159,7 +202,113 @@ async fn main() -> anyhow::Result<()> {
     if landed < good as u64 || (dead as usize) < bad {
         bail!("timed out: expected {good} stored and {bad} dead letters");
     }
+    let sluice = DrainFigures {
+        messages: args.count as u64,
+        elapsed,
+        cpu: sluice_before
+            .zip(sluice_after)
+            .map(|(before, after)| after.cpu.saturating_sub(before.cpu)),
+        peak_rss_kib: sluice_after.map(|after| after.peak_rss_kib),
+    };
+    if let (Some(before), Some(pid)) = (sluice_before, args.sluice_pid) {
+        println!(
+            "sluice (pid {pid}): {} (it had used {:.2}s of cpu before the drain was timed)",
+            sluice.summary(),
+            before.cpu.as_secs_f64()
+        );
+    }
+    if args.baseline_queue.is_none() {
+        return write_json(&args, serde_json::json!({ "sluice": sluice.to_json() }));
+    }
+    // After sluice's drain, not beside it: both would compete for the same two cores.
+    let null_consumer = run_null_consumer(&args).await?;
+    let comparison = Comparison {
+        sluice,
+        null_consumer: null_consumer.figures,
+    };
+    println!("{}", comparison.summary());
+    let mut json = comparison.to_json();
+    json["null_consumer_run"] = baseline_json(&args, &null_consumer);
+    write_json(&args, json)
+}
+
+/// Reads the sluice process's CPU and peak RSS.
+fn sample_sluice(pid: u32) -> anyhow::Result<ProcessSample> {
+    procfs::sample(Process::Pid(pid))
+        .with_context(|| format!("sampling sluice (--sluice-pid {pid})"))
+}
+
+/// Pre-loads `--baseline-queue` with the same bodies as the exchange got.
+async fn preload_baseline(args: &Args, connection: &Connection, queue: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bodies = metric_bodies(args);
+    let channel = connection.create_channel().await?;
+    baseline::preload(&channel, queue, &bodies).await?;
+    println!(
+        "pre-loaded the baseline queue {queue} with {} messages in {:.2}s",
+        bodies.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+/// Drains `--baseline-queue` with the null consumer and prints its figures.
+async fn run_null_consumer(args: &Args) -> anyhow::Result<NullConsumerReport> {
+    let Some(queue) = &args.baseline_queue else {
+        bail!("the null consumer needs --baseline-queue");
+    };
+    let settings = NullConsumerSettings {
+        amqp_url: args.amqp_url.clone(),
+        queue: queue.clone(),
+        count: args.count as u64,
+        prefetch: args.prefetch,
+        ack_every: args.ack_every,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let report = baseline::drain(&settings).await?;
+    println!(
+        "null consumer ({queue}, prefetch {}, ack every {}): {}, {} ack frames, {} left in the queue",
+        args.prefetch,
+        args.ack_every,
+        report.figures.summary(),
+        report.ack_frames,
+        report.left_in_queue
+    );
+    Ok(report)
+}
+
+fn baseline_json(args: &Args, report: &NullConsumerReport) -> serde_json::Value {
+    serde_json::json!({
+        "queue": args.baseline_queue,
+        "prefetch": args.prefetch,
+        "ack_every": args.ack_every,
+        "ack_frames": report.ack_frames,
+        "left_in_queue": report.left_in_queue,
+        "figures": report.figures.to_json(),
+    })
+}
+
+fn write_json(args: &Args, json: serde_json::Value) -> anyhow::Result<()> {
+    let Some(path) = &args.json else {
+        return Ok(());
+    };
+    let text = serde_json::to_string_pretty(&json)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// The bodies of a metrics run: distinct, every `--bad-every`th one malformed.
+fn metric_bodies(args: &Args) -> Vec<Vec<u8>> {
+    let mut bodies = sluice_benches::diamond_bodies(args.count);
+    for (index, body) in bodies.iter_mut().enumerate() {
+        if is_bad(args, index) {
+            *body = BAD_BODY.to_vec();
+        }
+    }
+    bodies
+}
+
+fn is_bad(args: &Args, index: usize) -> bool {
+    args.bad_every > 0 && index % args.bad_every == args.bad_every - 1
 }
 
 /// Publishes `--count` bodies (every `--bad-every`th malformed), with confirms pipelined.
@@ -173,9 +322,9 @@ async fn publish(args: &Args, channel: &lapin::Channel) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut unconfirmed = FuturesUnordered::new();
     for (index, body) in bodies.iter().enumerate() {
-        let body: &[u8] = if args.bad_every > 0 && index % args.bad_every == args.bad_every - 1 {
+        let body: &[u8] = if is_bad(args, index) {
             bad += 1;
-            b"{\"metric\": not json"
+            BAD_BODY
         } else {
             body
         };
