@@ -499,3 +499,66 @@ async fn rule_events_survive_a_severed_publisher_connection() {
     assert!(sluice.stop(), "clean stop");
     setup.clean_up().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rule_stages_events_land_in_elasticsearch_through_the_events_path() {
+    let setup = Setup::new("rules-es", 60).await;
+    let es = sluice_elasticsearch::fake::FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    // sluice's own events queue on the same exchange the rule stage publishes to, as on a 4.x
+    // manager where both are `cloudify-events`.
+    let sluice_events_queue = unique("rules-es.sluice-events");
+    let exchanges = format!(r#"["{}"]"#, setup.events_exchange);
+    let queues = format!(r#"["{sluice_events_queue}"]"#);
+    let mut sluice = setup
+        .start_sluice_with(&[
+            ("SLUICE_EVENTS__ENABLED", "true"),
+            ("SLUICE_EVENTS__MANAGER", "4.x"),
+            ("SLUICE_EVENTS__EXCHANGES", exchanges.as_str()),
+            ("SLUICE_EVENTS__QUEUES", queues.as_str()),
+            ("SLUICE_ELASTICSEARCH__URL", es_url.as_str()),
+        ])
+        .await;
+    setup.start_policies().await;
+    setup.breach_and_wait("vm_a").await;
+
+    let documents = eventually("the rule stage's events in Elasticsearch", WAIT, || async {
+        let documents = es.documents("*");
+        (documents.len() >= 3).then_some(documents)
+    })
+    .await;
+    let mut types: Vec<&str> = documents
+        .iter()
+        .map(|document| document["event_type"].as_str().unwrap_or_default())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        vec!["policy", "processing_trigger", "trigger_succeeded"]
+    );
+    let started = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10);
+    for document in &documents {
+        assert_eq!(document["type"], "cloudify_event");
+        assert_eq!(document["context"]["policy"], "cpu_high");
+        assert_eq!(document["context"]["node_id"], "vm_a");
+        let timestamp: jiff::Timestamp = document["@timestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .expect("@timestamp is RFC 3339");
+        assert!(
+            timestamp > started,
+            "{timestamp} is the policy engine's time, now"
+        );
+        // The daily index of its own @timestamp, beside the manager's events of that day.
+        let index = timestamp.strftime("logstash-%Y.%m.%d").to_string();
+        let in_index = es.documents(&index);
+        assert!(
+            in_index.iter().any(|stored| stored == document),
+            "stored in {index}"
+        );
+    }
+    assert!(sluice.stop(), "clean stop");
+    setup.broker.delete_queue(&sluice_events_queue).await;
+    setup.clean_up().await;
+}
