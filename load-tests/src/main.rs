@@ -12,7 +12,8 @@
 //! - `--publish-only --baseline-queue Q` also pre-loads the same bodies into the queue `Q`.
 //! - `--drain-only --baseline-queue Q --sluice-pid PID` times sluice's drain with the CPU and peak
 //!   RSS of its process, then drains `Q` with the null consumer (`sluice_load::baseline`) and
-//!   prints both and their ratios (`--json FILE` writes them too).
+//!   prints both and their ratios (`--json FILE` writes them too). `--broker-pid` adds RabbitMQ's
+//!   CPU over each drain, which shows when a slow drain was the broker's doing.
 //! - `--null-consumer --baseline-queue Q` runs the null consumer alone.
 //!
 //! The open-loop mode, sweeps and plots are still to come (see the benchmark-harness issue).
@@ -38,6 +39,12 @@ use sluice_load::report::{Comparison, DrainFigures};
 const MAX_UNCONFIRMED: usize = 1000;
 /// The deployments the metric bodies belong to (`sluice_benches::diamond_bodies`).
 const DEPLOYMENTS: [&str; 2] = ["nodecellar", "shop.prod.eu"];
+/// The broker counts as quiet below this share of one core...
+const QUIET_BROKER_CPU_SHARE: f64 = 0.2;
+/// ...measured over windows this long (25 clock ticks)...
+const QUIET_BROKER_WINDOW: Duration = Duration::from_millis(250);
+/// ...waiting no longer than this.
+const QUIET_BROKER_TIMEOUT: Duration = Duration::from_secs(15);
 /// What every `--bad-every`th message carries instead of its body.
 const BAD_BODY: &[u8] = b"{\"metric\": not json";
 /// The 4.x manager's event and log exchanges.
@@ -113,6 +120,10 @@ struct Args {
     /// --drain-only: the running sluice's pid, to report its CPU and peak RSS over the drain.
     #[arg(long)]
     sluice_pid: Option<u32>,
+    /// RabbitMQ's pid (`beam.smp`), to report the broker's CPU over each drain: when the null
+    /// consumer is slow, it tells a busy broker from a busy consumer.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// Also write the drain figures to this file as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -130,7 +141,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.null_consumer {
         let report = run_null_consumer(&args).await?;
-        return write_json(&args, baseline_json(&args, &report));
+        let json = serde_json::json!({
+            "null_consumer": report.figures.to_json(),
+            "null_consumer_run": null_consumer_run_json(&args, &report),
+        });
+        return write_json(&args, json);
     }
     let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default())
         .await
@@ -170,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let sluice_before = args.sluice_pid.map(sample_sluice).transpose()?;
+    let broker_before = args.broker_pid.map(sample_broker).transpose()?;
 
     let client = reqwest::Client::new();
     let deadline = started + Duration::from_secs(args.timeout_secs);
@@ -190,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let sluice_after = args.sluice_pid.map(sample_sluice).transpose()?;
+    let broker_after = args.broker_pid.map(sample_broker).transpose()?;
     let store = match args.stream {
         Stream::Metrics => "points in InfluxDB",
         Stream::Events => "documents in Elasticsearch",
@@ -205,10 +222,9 @@ async fn main() -> anyhow::Result<()> {
     let sluice = DrainFigures {
         messages: args.count as u64,
         elapsed,
-        cpu: sluice_before
-            .zip(sluice_after)
-            .map(|(before, after)| after.cpu.saturating_sub(before.cpu)),
+        cpu: cpu_between(sluice_before, sluice_after),
         peak_rss_kib: sluice_after.map(|after| after.peak_rss_kib),
+        broker_cpu: cpu_between(broker_before, broker_after),
     };
     if let (Some(before), Some(pid)) = (sluice_before, args.sluice_pid) {
         println!(
@@ -220,7 +236,12 @@ async fn main() -> anyhow::Result<()> {
     if args.baseline_queue.is_none() {
         return write_json(&args, serde_json::json!({ "sluice": sluice.to_json() }));
     }
-    // After sluice's drain, not beside it: both would compete for the same two cores.
+    // After sluice's drain, not beside it: both would compete for the same two cores. And not
+    // at once: RabbitMQ keeps working for a few seconds after 100,000 acks (the measured broker
+    // CPU per message doubled for a null consumer started at once), which is not the baseline.
+    if let Some(pid) = args.broker_pid {
+        wait_for_quiet_broker(pid).await?;
+    }
     let null_consumer = run_null_consumer(&args).await?;
     let comparison = Comparison {
         sluice,
@@ -228,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{}", comparison.summary());
     let mut json = comparison.to_json();
-    json["null_consumer_run"] = baseline_json(&args, &null_consumer);
+    json["null_consumer_run"] = null_consumer_run_json(&args, &null_consumer);
     write_json(&args, json)
 }
 
@@ -236,6 +257,47 @@ async fn main() -> anyhow::Result<()> {
 fn sample_sluice(pid: u32) -> anyhow::Result<ProcessSample> {
     procfs::sample(Process::Pid(pid))
         .with_context(|| format!("sampling sluice (--sluice-pid {pid})"))
+}
+
+/// Reads the broker's CPU and peak RSS.
+fn sample_broker(pid: u32) -> anyhow::Result<ProcessSample> {
+    procfs::sample(Process::Pid(pid))
+        .with_context(|| format!("sampling RabbitMQ (--broker-pid {pid})"))
+}
+
+/// Waits, up to [`QUIET_BROKER_TIMEOUT`], until the broker uses less than
+/// [`QUIET_BROKER_CPU_SHARE`] of a core over two windows of [`QUIET_BROKER_WINDOW`] in a row.
+async fn wait_for_quiet_broker(pid: u32) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut quiet_windows = 0;
+    let mut before = sample_broker(pid)?;
+    while quiet_windows < 2 && started.elapsed() < QUIET_BROKER_TIMEOUT {
+        tokio::time::sleep(QUIET_BROKER_WINDOW).await;
+        let after = sample_broker(pid)?;
+        let share =
+            after.cpu.saturating_sub(before.cpu).as_secs_f64() / QUIET_BROKER_WINDOW.as_secs_f64();
+        quiet_windows = if share < QUIET_BROKER_CPU_SHARE {
+            quiet_windows + 1
+        } else {
+            0
+        };
+        before = after;
+    }
+    println!(
+        "waited {:.1}s for the broker to go quiet{}",
+        started.elapsed().as_secs_f64(),
+        if quiet_windows < 2 {
+            " (it did not)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn cpu_between(before: Option<ProcessSample>, after: Option<ProcessSample>) -> Option<Duration> {
+    let (before, after) = before.zip(after)?;
+    Some(after.cpu.saturating_sub(before.cpu))
 }
 
 /// Pre-loads `--baseline-queue` with the same bodies as the exchange got.
@@ -265,7 +327,10 @@ async fn run_null_consumer(args: &Args) -> anyhow::Result<NullConsumerReport> {
         ack_every: args.ack_every,
         timeout: Duration::from_secs(args.timeout_secs),
     };
-    let report = baseline::drain(&settings).await?;
+    let broker_before = args.broker_pid.map(sample_broker).transpose()?;
+    let mut report = baseline::drain(&settings).await?;
+    let broker_after = args.broker_pid.map(sample_broker).transpose()?;
+    report.figures.broker_cpu = cpu_between(broker_before, broker_after);
     println!(
         "null consumer ({queue}, prefetch {}, ack every {}): {}, {} ack frames, {} left in the queue",
         args.prefetch,
@@ -277,14 +342,14 @@ async fn run_null_consumer(args: &Args) -> anyhow::Result<NullConsumerReport> {
     Ok(report)
 }
 
-fn baseline_json(args: &Args, report: &NullConsumerReport) -> serde_json::Value {
+/// How the null consumer ran, beside its figures.
+fn null_consumer_run_json(args: &Args, report: &NullConsumerReport) -> serde_json::Value {
     serde_json::json!({
         "queue": args.baseline_queue,
         "prefetch": args.prefetch,
         "ack_every": args.ack_every,
         "ack_frames": report.ack_frames,
         "left_in_queue": report.left_in_queue,
-        "figures": report.figures.to_json(),
     })
 }
 

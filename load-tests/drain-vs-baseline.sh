@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One round of "sluice's drain as a ratio to the broker alone", in one session:
+#   1. pre-load N Diamond bodies into sluice.metrics (sluice stopped) and the same N into a
+#      baseline queue;
+#   2. start sluice and time its drain into InfluxDB, with its CPU and peak RSS;
+#   3. drain the baseline queue with sluice-load's null consumer, and print both and the ratios.
+#
+# Usage: load-tests/drain-vs-baseline.sh [COUNT] [JSON_FILE]
+# Needs RabbitMQ and InfluxDB (deploy/services.sh) and release builds of sluice and sluice-load;
+# BIN_DIR (default target/release) says where they are; BROKER_PID (default: the oldest
+# beam.smp of the rabbitmq user) whose CPU to report beside each drain.
+set -euo pipefail
+
+count=${1:-100000}
+json=${2:-}
+bin_dir=${BIN_DIR:-target/release}
+influx_url=${INFLUX_URL:-http://127.0.0.1:8086}
+broker_pid=${BROKER_PID:-$(pgrep -o -u rabbitmq beam.smp || true)}
+database="drain_vs_baseline_$(date +%s)_$$"
+baseline_queue="sluice-load.baseline"
+state_dir=$(mktemp -d)
+sluice_env=(SLUICE_EVENTS__ENABLED=false SLUICE_RULES__STATE_DIR="$state_dir"
+    SLUICE_INFLUX__DATABASE="$database")
+
+sluice_pid=""
+stop_sluice() {
+    if [[ -n $sluice_pid ]]; then
+        kill -TERM "$sluice_pid" 2>/dev/null || true
+        wait "$sluice_pid" 2>/dev/null || true
+        sluice_pid=""
+    fi
+}
+trap stop_sluice EXIT
+
+# sluice declares sluice.metrics and binds it on its first start: run it once, briefly.
+env "${sluice_env[@]}" "$bin_dir/sluice" run >"$state_dir/sluice-declare.log" 2>&1 &
+sluice_pid=$!
+sleep 2
+stop_sluice
+
+"$bin_dir/sluice-load" --count "$count" --database "$database" --publish-only \
+    --baseline-queue "$baseline_queue"
+
+# Let the broker settle after 200,000 publishes, as sluice-load does before the null consumer.
+sleep 5
+env "${sluice_env[@]}" "$bin_dir/sluice" run >"$state_dir/sluice.log" 2>&1 &
+sluice_pid=$!
+"$bin_dir/sluice-load" --count "$count" --database "$database" --drain-only \
+    --sluice-pid "$sluice_pid" --baseline-queue "$baseline_queue" \
+    ${broker_pid:+--broker-pid "$broker_pid"} ${json:+--json "$json"}
+stop_sluice
+rm -rf "$state_dir"
+# The points were only there to be counted.
+curl -sS -o /dev/null -XPOST "$influx_url/query" --data-urlencode "q=DROP DATABASE \"$database\""
