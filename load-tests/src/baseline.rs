@@ -12,23 +12,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::procfs::{self, Process};
+use crate::publish::publish_confirmed;
 use crate::report::DrainFigures;
 
 /// sluice's default `amqp.prefetch`.
 pub const SLUICE_PREFETCH: u16 = 5000;
 /// sluice's default `influx.batch_max_points`: it acks about once per batch.
 pub const DEFAULT_ACK_EVERY: u32 = 1000;
-/// Publishes awaiting their confirm at once while pre-loading.
-const MAX_UNCONFIRMED: usize = 1000;
 
 /// Decides when the null consumer sends a cumulative ack.
 ///
@@ -111,27 +109,11 @@ pub async fn preload(channel: &Channel, queue: &str, bodies: &[Vec<u8>]) -> anyh
         .queue_purge(queue.into(), QueuePurgeOptions::default())
         .await
         .with_context(|| format!("purging the queue {queue}"))?;
-    let mut unconfirmed = FuturesUnordered::new();
-    for body in bodies {
-        let confirm = channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default(),
-            )
-            .await?;
-        unconfirmed.push(confirm);
-        if unconfirmed.len() >= MAX_UNCONFIRMED
-            && let Some(confirmation) = unconfirmed.next().await
-        {
-            ensure_acked(confirmation)?;
-        }
-    }
-    while let Some(confirmation) = unconfirmed.next().await {
-        ensure_acked(confirmation)?;
-    }
+    publish_confirmed(
+        channel,
+        bodies.iter().map(|body| ("", queue, body.as_slice())),
+    )
+    .await?;
     Ok(())
 }
 
@@ -230,13 +212,6 @@ pub async fn passive_depth(channel: &Channel, queue: &str) -> anyhow::Result<u32
         .queue_declare(queue.into(), options, FieldTable::default())
         .await?;
     Ok(declared.message_count())
-}
-
-fn ensure_acked(confirmation: lapin::Result<lapin::Confirmation>) -> anyhow::Result<()> {
-    if !confirmation?.is_ack() {
-        bail!("the broker refused a publish");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

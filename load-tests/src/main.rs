@@ -24,19 +24,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use futures::stream::{FuturesUnordered, StreamExt};
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
-};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use sluice_elasticsearch::fake::FakeElasticsearch;
 use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
 use sluice_load::procfs::{self, Process, ProcessSample};
+use sluice_load::publish::publish_confirmed;
 use sluice_load::report::{Comparison, DrainFigures};
 
-/// Publishes awaiting their confirm at once.
-const MAX_UNCONFIRMED: usize = 1000;
 /// The deployments the metric bodies belong to (`sluice_benches::diamond_bodies`).
 const DEPLOYMENTS: [&str; 2] = ["nodecellar", "shop.prod.eu"];
 /// The broker counts as quiet below this share of one core...
@@ -383,41 +379,19 @@ async fn publish(args: &Args, channel: &lapin::Channel) -> anyhow::Result<()> {
         Stream::Metrics => sluice_benches::diamond_bodies(args.count),
         Stream::Events => sluice_benches::cloudify_event_bodies(args.count),
     };
-    let mut bad = 0usize;
+    let bad = (0..args.count).filter(|&index| is_bad(args, index)).count();
     let started = Instant::now();
-    let mut unconfirmed = FuturesUnordered::new();
-    for (index, body) in bodies.iter().enumerate() {
-        let body: &[u8] = if is_bad(args, index) {
-            bad += 1;
-            BAD_BODY
-        } else {
-            body
-        };
+    let messages = bodies.iter().enumerate().map(|(index, body)| {
+        let body: &[u8] = if is_bad(args, index) { BAD_BODY } else { body };
         let (exchange, routing_key) = match args.stream {
             Stream::Metrics if index % 2 == 0 => (args.exchange.as_str(), "nodecellar"),
             Stream::Metrics => (args.exchange.as_str(), "shop.prod.eu"),
             // The bodies alternate event, log: each goes to its own exchange.
             Stream::Events => (EVENTS_EXCHANGES[index % 2], ""),
         };
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default(),
-            )
-            .await?;
-        unconfirmed.push(confirm);
-        if unconfirmed.len() >= MAX_UNCONFIRMED
-            && let Some(confirmation) = unconfirmed.next().await
-        {
-            ensure_acked(confirmation)?;
-        }
-    }
-    while let Some(confirmation) = unconfirmed.next().await {
-        ensure_acked(confirmation)?;
-    }
+        (exchange, routing_key, body)
+    });
+    publish_confirmed(channel, messages).await?;
     let published_in = started.elapsed();
     println!(
         "published {} messages ({} good, {bad} bad) in {:.2}s ({:.0} msg/s)",
@@ -448,16 +422,9 @@ async fn start_policies(
             "service": "cloudify.configuration", "state": "start",
             "config_path": config_path, "deployment_id": deployment, "time": 1_466_000_000,
         });
-        let confirm = channel
-            .basic_publish(
-                args.exchange.as_str().into(),
-                "manager-riemann".into(),
-                BasicPublishOptions::default(),
-                control.to_string().as_bytes(),
-                BasicProperties::default(),
-            )
-            .await?;
-        ensure_acked(confirm.await)?;
+        let body = control.to_string();
+        let message = (args.exchange.as_str(), "manager-riemann", body.as_bytes());
+        publish_confirmed(channel, [message]).await?;
     }
     println!(
         "started the policies of {} for {} deployments",
@@ -482,13 +449,6 @@ async fn declare_durable_fanout(channel: &lapin::Channel, exchange: &str) -> any
         )
         .await
         .with_context(|| format!("declaring the exchange {exchange}"))
-}
-
-fn ensure_acked(confirmation: lapin::Result<lapin::Confirmation>) -> anyhow::Result<()> {
-    if !confirmation?.is_ack() {
-        bail!("the broker refused a publish");
-    }
-    Ok(())
 }
 
 async fn queue_depth(channel: &lapin::Channel, queue: &str) -> Option<u32> {
