@@ -1,6 +1,8 @@
 //! `sluice`: the binary. Parses the command line, loads and validates the configuration, wires
-//! the paths (see `metrics_path`), serves the admin endpoint, and turns SIGTERM/Ctrl-C into a
-//! drain-flush-ack-exit within the configured deadline.
+//! the paths (`metrics_path`, `events_path`, and `rules_path`, which the metrics path feeds),
+//! serves the admin endpoint, and turns SIGTERM/Ctrl-C into a drain-flush-ack-exit within the
+//! configured deadline. `normalise_command` and `test_command` show what bodies and rules do
+//! without running the pipeline.
 
 #![allow(
     unreachable_pub,
