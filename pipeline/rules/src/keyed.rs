@@ -273,6 +273,25 @@ mod tests {
         }
     }
 
+    /// The plain-map model of eviction: the least recently stamped key, the first in key order.
+    fn model_evict_oldest(model: &mut BTreeMap<String, Seen>) {
+        let oldest = model
+            .iter()
+            .min_by_key(|(_, seen)| seen.0)
+            .map(|(key, _)| key.clone());
+        if let Some(oldest) = oldest {
+            model.remove(&oldest);
+        }
+    }
+
+    /// The plain-map model of [`KeyedStates::update`] setting `key`'s stamp.
+    fn model_update(model: &mut BTreeMap<String, Seen>, key: &str, stamp: i64, max_keys: usize) {
+        if !model.contains_key(key) && model.len() >= max_keys {
+            model_evict_oldest(model);
+        }
+        model.insert(key.to_owned(), Seen(stamp));
+    }
+
     #[test]
     fn a_new_key_at_the_limit_evicts_the_least_recently_stamped_first_in_key_order() {
         let mut keyed = KeyedStates::default();
@@ -300,16 +319,7 @@ mod tests {
             let mut model: BTreeMap<String, Seen> = BTreeMap::new();
             for (key, stamp) in updates {
                 let key = format!("k{key}");
-                if !model.contains_key(&key) && model.len() >= max_keys {
-                    let oldest = model
-                        .iter()
-                        .min_by_key(|(_, seen)| seen.0)
-                        .map(|(key, _)| key.clone());
-                    if let Some(oldest) = oldest {
-                        model.remove(&oldest);
-                    }
-                }
-                model.insert(key.clone(), Seen(stamp));
+                model_update(&mut model, &key, stamp, max_keys);
                 keyed.update(&key, max_keys, || Seen(stamp), |seen| seen.0 = stamp);
                 proptest::prop_assert_eq!(&keyed.states, &model);
                 proptest::prop_assert!(keyed.index_in_step());
@@ -331,16 +341,7 @@ mod tests {
                     0 | 1 => {
                         let key = format!("k{key}");
                         keyed.update(&key, max_keys, || Seen(stamp), |seen| seen.0 = stamp);
-                        if !model.contains_key(&key) && model.len() >= max_keys {
-                            let oldest = model
-                                .iter()
-                                .min_by_key(|(_, seen)| seen.0)
-                                .map(|(key, _)| key.clone());
-                            if let Some(oldest) = oldest {
-                                model.remove(&oldest);
-                            }
-                        }
-                        model.insert(key, Seen(stamp));
+                        model_update(&mut model, &key, stamp, max_keys);
                     }
                     2 => {
                         let odd = |seen: &Seen| seen.0 % 2 == 1 || seen.0 > stamp;
@@ -352,13 +353,7 @@ mod tests {
                         model.retain(|_, seen| seen.0 >= stamp);
                         keyed.truncate(usize::from(key));
                         while model.len() > usize::from(key) {
-                            let oldest = model
-                                .iter()
-                                .min_by_key(|(_, seen)| seen.0)
-                                .map(|(key, _)| key.clone());
-                            if let Some(oldest) = oldest {
-                                model.remove(&oldest);
-                            }
+                            model_evict_oldest(&mut model);
                         }
                     }
                 }
