@@ -10,8 +10,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_core::ack::SourceMessage;
 use sluice_core::point::PointLimits;
 use sluice_elasticsearch::encode_document;
-use sluice_influx::{Precision, encode_point};
-use sluice_normalise::{EventDecoder, IndexPattern, Naming, Normalised, Normaliser, TemplateSet};
+use sluice_influx::{LineEncoder, Precision, encode_point};
+use sluice_normalise::{
+    EventDecoder, IndexPattern, Naming, Normalised, NormalisedRef, Normaliser, Scratch, TemplateSet,
+};
 
 const BATCH: usize = 1000;
 
@@ -24,51 +26,67 @@ fn hot_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("diamond");
     group.throughput(Throughput::Elements(BATCH as u64));
 
-    // What the pipeline does per message: copy the body into scratch (simd-json parses in
-    // place), normalise, encode into the batch's request buffer.
-    let mut scratch = Vec::new();
-    let mut request = Vec::with_capacity(256 * BATCH);
+    // What the metrics path's normalise stage does per message: copy the body into scratch
+    // (simd-json parses in place), decode, normalise into a borrowed point, and encode it into a
+    // line cut from a shared buffer. The lines are kept until the batch is done, as the batcher
+    // keeps them.
+    let mut scratch = Scratch::default();
+    let mut lines = Vec::with_capacity(BATCH);
     for (name, normaliser) in [
         ("decode_normalise_encode", &normaliser),
         ("legacy_decode_normalise_encode", &legacy),
     ] {
+        let mut encoder = LineEncoder::new(Precision::Nanoseconds, limits);
         group.bench_function(name, |b| {
             b.iter(|| {
-                request.clear();
+                lines.clear();
                 for body in &bodies {
-                    scratch.clear();
-                    scratch.extend_from_slice(body);
-                    if let Ok(Normalised::Point(point)) = normaliser.normalise(&mut scratch) {
-                        let _ = encode_point(&mut request, &point, Precision::Nanoseconds, &limits);
+                    if let Ok(NormalisedRef::Point(point)) =
+                        normaliser.normalise_borrowed(body, &mut scratch, |_| {})
+                        && let Ok(line) = encoder.encode_line(&point)
+                    {
+                        lines.push(line);
                     }
                 }
-                black_box(request.len())
+                black_box(lines.len())
             })
         });
     }
 
     group.bench_function("decode_normalise", |b| {
         b.iter(|| {
-            let mut points = 0usize;
+            let mut tags = 0usize;
             for body in &bodies {
-                scratch.clear();
-                scratch.extend_from_slice(body);
-                if let Ok(Normalised::Point(point)) = normaliser.normalise(&mut scratch) {
-                    points += black_box(&point).fields.len();
+                if let Ok(NormalisedRef::Point(point)) =
+                    normaliser.normalise_borrowed(body, &mut scratch, |_| {})
+                {
+                    tags += black_box(&point).tags.len();
                 }
             }
-            points
+            tags
         })
     });
 
     let points: Vec<_> = bodies
         .iter()
-        .filter_map(|body| match normaliser.normalise(&mut body.clone()) {
+        .filter_map(|body| match normaliser.normalise(body) {
             Ok(Normalised::Point(point)) => Some(point),
             _ => None,
         })
         .collect();
+    // The line encoder against the builder alone (`encode_point`), on the same points.
+    let mut request = Vec::with_capacity(256 * BATCH);
+    let mut encoder = LineEncoder::new(Precision::Nanoseconds, limits);
     group.bench_function("encode", |b| {
+        b.iter(|| {
+            request.clear();
+            for point in &points {
+                let _ = encoder.encode(&mut request, &point.borrowed());
+            }
+            black_box(request.len())
+        })
+    });
+    group.bench_function("encode_builder_only", |b| {
         b.iter(|| {
             request.clear();
             for point in &points {

@@ -1,20 +1,22 @@
 //! Inputs shared by sluice's benchmarks: realistic manager traffic, built once.
 
-/// `count` Diamond metric bodies as the manager's agents publish them: 10 collectors' paths over
-/// hosts of two deployments, one with dots in its id.
+/// The metric paths of 10 Diamond collectors, as the manager's agents report them.
+pub const DIAMOND_PATHS: [&str; 10] = [
+    "cpu.total.user",
+    "cpu.total.system",
+    "cpu.total.idle",
+    "memory.MemFree",
+    "memory.Buffers",
+    "loadavg.01",
+    "loadavg.05",
+    "diskspace.root.byte_free",
+    "network.eth0.rx_byte",
+    "network.eth0.tx_byte",
+];
+
+/// `count` Diamond metric bodies as the manager's agents publish them: 10 collectors' paths
+/// ([`DIAMOND_PATHS`]) over hosts of two deployments, one with dots in its id.
 pub fn diamond_bodies(count: usize) -> Vec<Vec<u8>> {
-    const PATHS: [&str; 10] = [
-        "cpu.total.user",
-        "cpu.total.system",
-        "cpu.total.idle",
-        "memory.MemFree",
-        "memory.Buffers",
-        "loadavg.01",
-        "loadavg.05",
-        "diskspace.root.byte_free",
-        "network.eth0.rx_byte",
-        "network.eth0.tx_byte",
-    ];
     (0..count)
         .map(|index| {
             let deployment = if index % 2 == 0 {
@@ -23,7 +25,7 @@ pub fn diamond_bodies(count: usize) -> Vec<Vec<u8>> {
                 "shop.prod.eu"
             };
             let node_id = format!("nodejs_host_{:05x}", index % 200);
-            let path = PATHS[index % PATHS.len()];
+            let path = DIAMOND_PATHS[index % DIAMOND_PATHS.len()];
             let (collector, rest) = path.split_once('.').unwrap_or((path, ""));
             serde_json::json!({
                 "node_id": node_id,

@@ -16,7 +16,14 @@
 //!   CPU over each drain, which shows when a slow drain was the broker's doing.
 //! - `--null-consumer --baseline-queue Q` runs the null consumer alone.
 //!
-//! The open-loop mode, sweeps and plots are still to come (see the benchmark-harness issue).
+//! Two subcommands start their own sluice (`--sluice-bin`) for each measurement, with a unique
+//! queue and database, writing to InfluxDB through a latency proxy in this process:
+//!
+//! - `open-loop --rate R --duration D`: a fixed rate, latency from each message's intended send
+//!   time to its write (no coordinated omission), and sluice's counters scraped each second.
+//! - `sweep --scenario FILE`: one setting over a list of values; a table, JSON and an SVG plot.
+//!
+//! See `commands.rs` and the `sluice_load` library's modules.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,25 +31,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+
+mod commands;
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use sluice_elasticsearch::fake::FakeElasticsearch;
 use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
+use sluice_load::broker;
+use sluice_load::open_loop::BAD_BODY;
 use sluice_load::procfs::{self, Process, ProcessSample};
 use sluice_load::publish::publish_confirmed;
 use sluice_load::report::{Comparison, DrainFigures};
 
 /// The deployments the metric bodies belong to (`sluice_benches::diamond_bodies`).
 const DEPLOYMENTS: [&str; 2] = ["nodecellar", "shop.prod.eu"];
-/// The broker counts as quiet below this share of one core...
-const QUIET_BROKER_CPU_SHARE: f64 = 0.2;
-/// ...measured over windows this long (25 clock ticks)...
-const QUIET_BROKER_WINDOW: Duration = Duration::from_millis(250);
-/// ...waiting no longer than this.
-const QUIET_BROKER_TIMEOUT: Duration = Duration::from_secs(15);
-/// What every `--bad-every`th message carries instead of its body.
-const BAD_BODY: &[u8] = b"{\"metric\": not json";
 /// The 4.x manager's event and log exchanges.
 const EVENTS_EXCHANGES: [&str; 2] = ["cloudify-events", "cloudify-logs"];
 
@@ -55,9 +58,13 @@ enum Stream {
 #[derive(Parser)]
 #[command(
     name = "sluice-load",
-    about = "Publish manager traffic and time sluice's drain"
+    about = "Publish manager traffic and time sluice's drain",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    /// Without a subcommand: publish (live or pre-load) and time a running sluice's drain.
+    #[command(subcommand)]
+    command: Option<commands::Command>,
     #[arg(long, value_enum, default_value = "metrics")]
     stream: Stream,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -127,7 +134,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(command) = args.command.take() {
+        return commands::run(command).await;
+    }
     if args.stream == Stream::Events
         && (args.publish_only || args.drain_only || args.baseline_queue.is_some())
     {
@@ -261,32 +271,13 @@ fn sample_broker(pid: u32) -> anyhow::Result<ProcessSample> {
         .with_context(|| format!("sampling RabbitMQ (--broker-pid {pid})"))
 }
 
-/// Waits, up to [`QUIET_BROKER_TIMEOUT`], until the broker uses less than
-/// [`QUIET_BROKER_CPU_SHARE`] of a core over two windows of [`QUIET_BROKER_WINDOW`] in a row.
+/// Waits for the broker to go quiet, and says how long that took.
 async fn wait_for_quiet_broker(pid: u32) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut quiet_windows = 0;
-    let mut before = sample_broker(pid)?;
-    while quiet_windows < 2 && started.elapsed() < QUIET_BROKER_TIMEOUT {
-        tokio::time::sleep(QUIET_BROKER_WINDOW).await;
-        let after = sample_broker(pid)?;
-        let share =
-            after.cpu.saturating_sub(before.cpu).as_secs_f64() / QUIET_BROKER_WINDOW.as_secs_f64();
-        quiet_windows = if share < QUIET_BROKER_CPU_SHARE {
-            quiet_windows + 1
-        } else {
-            0
-        };
-        before = after;
-    }
+    let (waited, quiet) = broker::wait_for_quiet_broker(pid).await?;
     println!(
         "waited {:.1}s for the broker to go quiet{}",
-        started.elapsed().as_secs_f64(),
-        if quiet_windows < 2 {
-            " (it did not)"
-        } else {
-            ""
-        }
+        waited.as_secs_f64(),
+        if quiet { "" } else { " (it did not)" }
     );
     Ok(())
 }

@@ -197,7 +197,10 @@ async fn consume_session(
         return SessionEnd::Lost(AmqpError::broker("setting the prefetch")(error));
     }
     let queue = settings.topology.queue.name.as_str();
-    let consumer_tag = format!("sluice-{}-{}", settings.name, std::process::id());
+    // Unique per session, so several consumers of one queue in one process can be told apart.
+    static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
+    let consumer_tag = format!("sluice-{}-{}-{session}", settings.name, std::process::id());
     let mut consumer = match channel
         .basic_consume(
             queue.into(),

@@ -32,6 +32,10 @@ pub struct BatchLimits {
     pub linger: Duration,
 }
 
+/// How many waiting items the batcher takes off its input at once: one wake-up and one lock of
+/// the channel for a run of items instead of one each.
+const RECEIVE_AT_ONCE: usize = 256;
+
 /// Runs until `input` closes; returns when the last batch was handed on (or the sink is gone).
 pub async fn run_batcher<T: ByteSize>(
     mut input: mpsc::Receiver<T>,
@@ -41,14 +45,15 @@ pub async fn run_batcher<T: ByteSize>(
     let mut batch: Vec<T> = Vec::with_capacity(limits.max_items.get());
     let mut batch_bytes = 0usize;
     let mut deadline: Option<Instant> = None;
+    let mut arrived: Vec<T> = Vec::with_capacity(RECEIVE_AT_ONCE);
 
     loop {
-        let next = match deadline {
-            None => input.recv().await,
+        let received = match deadline {
+            None => input.recv_many(&mut arrived, RECEIVE_AT_ONCE).await,
             Some(at) => {
                 tokio::select! {
                     biased;
-                    item = input.recv() => item,
+                    received = input.recv_many(&mut arrived, RECEIVE_AT_ONCE) => received,
                     () = tokio::time::sleep_until(at) => {
                         if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
                             return;
@@ -59,30 +64,33 @@ pub async fn run_batcher<T: ByteSize>(
                 }
             }
         };
-        let Some(item) = next else {
+        if received == 0 {
+            // The input is closed and empty.
             if !batch.is_empty() {
                 emit(&output, &mut batch, &mut batch_bytes, limits).await;
             }
             return;
-        };
+        }
 
-        let item_bytes = item.byte_size();
-        if !batch.is_empty() && batch_bytes + item_bytes > limits.max_bytes.get() {
-            if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
-                return;
+        for item in arrived.drain(..) {
+            let item_bytes = item.byte_size();
+            if !batch.is_empty() && batch_bytes + item_bytes > limits.max_bytes.get() {
+                if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
+                    return;
+                }
+                deadline = None;
             }
-            deadline = None;
-        }
-        if batch.is_empty() {
-            deadline = Some(Instant::now() + limits.linger);
-        }
-        batch_bytes += item_bytes;
-        batch.push(item);
-        if batch.len() >= limits.max_items.get() || batch_bytes >= limits.max_bytes.get() {
-            if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
-                return;
+            if batch.is_empty() {
+                deadline = Some(Instant::now() + limits.linger);
             }
-            deadline = None;
+            batch_bytes += item_bytes;
+            batch.push(item);
+            if batch.len() >= limits.max_items.get() || batch_bytes >= limits.max_bytes.get() {
+                if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
+                    return;
+                }
+                deadline = None;
+            }
         }
     }
 }

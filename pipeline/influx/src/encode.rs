@@ -20,9 +20,14 @@
 //! Floats are written with Rust's shortest round-trip `Display` (`3` for `3.0`, which line
 //! protocol reads as a float because it has no `i` suffix), integers with the `i` suffix.
 
+use std::collections::HashMap;
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
 use influxdb_line_protocol::LineProtocolBuilder;
-use influxdb_line_protocol::builder::{AfterField, AfterMeasurement};
-use sluice_core::point::{FieldValue, InvalidPoint, Point, PointLimits};
+use influxdb_line_protocol::builder::{self, AfterField, AfterMeasurement};
+use sluice_core::batch::ByteSize;
+use sluice_core::point::{FieldRef, InvalidPoint, Point, PointLimits, PointRef, ValidPoint};
 
 use crate::api::Precision;
 
@@ -50,21 +55,38 @@ impl EncodeError {
 }
 
 /// Appends one line, newline included, to `buf`; on error `buf` is left as it was.
+///
+/// Every byte comes from the builder. The metrics path uses [`LineEncoder`], which writes the
+/// same bytes faster.
 pub fn encode_point(
     buf: &mut Vec<u8>,
     point: &Point,
     precision: Precision,
     limits: &PointLimits,
 ) -> Result<(), EncodeError> {
+    let point = point.borrowed();
+    check(&point, limits)?;
+    build_line(buf, &point, precision);
+    Ok(())
+}
+
+/// Whatever would make a line that does not read back as the point.
+fn check(point: &PointRef<'_>, limits: &PointLimits) -> Result<(), EncodeError> {
     point.validate(limits)?;
     refuse_backslashes(point)?;
-
-    let mut fields = point.fields.iter();
-    let Some((first_key, first_value)) = fields.next() else {
+    if point.fields.is_empty() {
         // validate() refuses an empty field set already; kept so that no path writes half a line.
         return Err(InvalidPoint::Empty { what: "field set" }.into());
-    };
+    }
+    Ok(())
+}
 
+/// Writes a checked point, every byte through the builder.
+fn build_line(buf: &mut Vec<u8>, point: &PointRef<'_>, precision: Precision) {
+    let mut fields = point.fields.iter();
+    let Some((first_key, first_value)) = fields.next() else {
+        return;
+    };
     let mut line = LineProtocolBuilder::new_with(&mut *buf).measurement(&point.measurement);
     for (key, value) in &point.tags {
         line = line.tag(key, value);
@@ -75,38 +97,225 @@ pub fn encode_point(
     }
     line.timestamp(precision.from_nanos(point.timestamp))
         .close_line();
-    Ok(())
+}
+
+/// One line of line protocol, newline included, as [`LineEncoder::encode_line`] cut it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line(Bytes);
+
+impl Line {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl ByteSize for Line {
+    fn byte_size(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The size of the shared buffers lines are cut from.
+const LINE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How many series' prefixes a [`LineEncoder`] remembers before it starts over: about 300 bytes
+/// each, so a few MiB at most.
+pub const MAX_REMEMBERED_SERIES: usize = 16_384;
+
+/// Encodes points into line protocol, remembering what the builder wrote for each series.
+///
+/// The builder escapes one character at a time through `fmt::Write`, which costs more than
+/// everything else on the metrics path put together. A metrics stream repeats the same series
+/// (measurement, tags, field key) over and over with only the value and time changing, so the
+/// first line of a series is written by the builder and its prefix, up to the value, is
+/// remembered; the next lines of that series copy the prefix and format only the value (with
+/// the crate's own field formatting) and the timestamp. The output is byte for byte what
+/// [`encode_point`] writes (a property test holds it to that).
+///
+/// Only single-field points are remembered (every Diamond metric is one); others go through the
+/// builder each time. When [`MAX_REMEMBERED_SERIES`] are remembered, the memory starts over, so
+/// a stream with more series than that pays the builder's price for the excess.
+pub struct LineEncoder {
+    precision: Precision,
+    limits: PointLimits,
+    /// Where [`encode_line`](Self::encode_line) cuts its lines from.
+    chunk: BytesMut,
+    /// A series' identity (see [`series_identity`]) to the builder's bytes before its value.
+    prefixes: HashMap<Box<[u8]>, Box<[u8]>, foldhash::fast::FixedState>,
+    identity: Vec<u8>,
+    line: Vec<u8>,
+}
+
+impl fmt::Debug for LineEncoder {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("LineEncoder")
+            .field("precision", &self.precision)
+            .field("remembered_series", &self.prefixes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LineEncoder {
+    pub fn new(precision: Precision, limits: PointLimits) -> Self {
+        Self {
+            precision,
+            limits,
+            chunk: BytesMut::new(),
+            prefixes: HashMap::default(),
+            identity: Vec::new(),
+            line: Vec::new(),
+        }
+    }
+
+    /// One line, newline included, cut from a large shared buffer: lines cost no allocation of
+    /// their own, and a buffer is freed when the last of its lines is. A point validated with
+    /// this encoder's limits is not validated again.
+    pub fn encode_line(&mut self, point: &ValidPoint<'_>) -> Result<Line, EncodeError> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let encoded = if *point.limits() == self.limits {
+            self.encode_valid(&mut line, point)
+        } else {
+            self.encode(&mut line, point)
+        };
+        if encoded.is_ok() {
+            if self.chunk.capacity() < line.len() {
+                self.chunk.reserve(LINE_CHUNK_BYTES.max(line.len()));
+            }
+            self.chunk.extend_from_slice(&line);
+        }
+        self.line = line;
+        encoded.map(|()| Line(self.chunk.split().freeze()))
+    }
+
+    /// Appends one line, newline included, to `buf`; on error `buf` is left as it was.
+    pub fn encode(&mut self, buf: &mut Vec<u8>, point: &PointRef<'_>) -> Result<(), EncodeError> {
+        point.validate(&self.limits)?;
+        self.encode_valid(buf, point)
+    }
+
+    /// Writes a point that passed [`PointRef::validate`], unless a name has a backslash. A
+    /// remembered series was checked for those when it was first written, so its later lines
+    /// are not checked again.
+    fn encode_valid(&mut self, buf: &mut Vec<u8>, point: &PointRef<'_>) -> Result<(), EncodeError> {
+        let [(field_key, value)] = point.fields.as_slice() else {
+            check(point, &self.limits)?;
+            build_line(buf, point, self.precision);
+            return Ok(());
+        };
+        let timestamp = self.precision.from_nanos(point.timestamp);
+        series_identity(&mut self.identity, point, field_key);
+        if let Some(prefix) = self.prefixes.get(self.identity.as_slice()) {
+            buf.extend_from_slice(prefix);
+            write_value_and_timestamp(buf, value, timestamp);
+            return Ok(());
+        }
+
+        refuse_backslashes(point)?;
+        let start = buf.len();
+        build_line(buf, point, self.precision);
+        let built = buf.len() - start;
+        // What the builder wrote after the prefix is what `write_value_and_timestamp` writes;
+        // the prefix is remembered only if that holds, so a hit always matches the builder.
+        write_value_and_timestamp(buf, value, timestamp);
+        let tail = buf.len() - start - built;
+        let (line, expected_tail) = buf[start..].split_at(built);
+        let prefix_len = line.len().checked_sub(tail);
+        if let Some(prefix_len) = prefix_len.filter(|&len| line[len..] == *expected_tail) {
+            if self.prefixes.len() >= MAX_REMEMBERED_SERIES {
+                self.prefixes.clear();
+            }
+            self.prefixes
+                .insert(self.identity.as_slice().into(), line[..prefix_len].into());
+        }
+        buf.truncate(start + built);
+        Ok(())
+    }
+}
+
+/// Measurement, tag keys and values, and the field key, each followed by a newline: no name can
+/// hold one ([`Point::validate`] refuses it), so two series have the same identity only if they
+/// are the same series.
+fn series_identity(identity: &mut Vec<u8>, point: &PointRef<'_>, field_key: &str) {
+    identity.clear();
+    identity.extend_from_slice(point.measurement.as_bytes());
+    identity.push(b'\n');
+    for (key, value) in &point.tags {
+        identity.extend_from_slice(key.as_bytes());
+        identity.push(b'\n');
+        identity.extend_from_slice(value.as_bytes());
+        identity.push(b'\n');
+    }
+    identity.extend_from_slice(field_key.as_bytes());
+    identity.push(b'\n');
+}
+
+/// The end of a line: the value as the crate formats field values, then ` <timestamp>\n`.
+fn write_value_and_timestamp(buf: &mut Vec<u8>, value: &FieldRef<'_>, timestamp: i64) {
+    use std::fmt::Write;
+    let mut out = FmtVec(buf);
+    let written = match value {
+        FieldRef::Integer(number) => write!(out, "{}", Formatted(number)),
+        FieldRef::Float(number) => write!(out, "{}", Formatted(number)),
+        FieldRef::Boolean(flag) => write!(out, "{}", Formatted(flag)),
+        FieldRef::String(text) => write!(out, "{}", Formatted(&text.as_ref())),
+    };
+    // Writing into a Vec does not fail.
+    debug_assert!(written.is_ok());
+    buf.push(b' ');
+    buf.extend_from_slice(itoa::Buffer::new().format(timestamp).as_bytes());
+    buf.push(b'\n');
+}
+
+/// `fmt::Write` straight into the buffer: cheaper than `io::Write`'s adapter for short writes.
+struct FmtVec<'b>(&'b mut Vec<u8>);
+
+impl fmt::Write for FmtVec<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
+/// Shows a value with the line-protocol crate's own field formatting.
+struct Formatted<'v, V: builder::FieldValue>(&'v V);
+
+impl<V: builder::FieldValue> fmt::Display for Formatted<'_, V> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        builder::FieldValue::fmt(self.0, formatter)
+    }
 }
 
 fn first_field<'buf>(
     line: LineProtocolBuilder<&'buf mut Vec<u8>, AfterMeasurement>,
     key: &str,
-    value: &FieldValue,
+    value: &FieldRef<'_>,
 ) -> LineProtocolBuilder<&'buf mut Vec<u8>, AfterField> {
     match value {
-        FieldValue::Integer(number) => line.field(key, *number),
-        FieldValue::Float(number) => line.field(key, *number),
-        FieldValue::Boolean(flag) => line.field(key, *flag),
-        FieldValue::String(text) => line.field(key, text.as_str()),
+        FieldRef::Integer(number) => line.field(key, *number),
+        FieldRef::Float(number) => line.field(key, *number),
+        FieldRef::Boolean(flag) => line.field(key, *flag),
+        FieldRef::String(text) => line.field(key, text.as_ref()),
     }
 }
 
 fn next_field<'buf>(
     line: LineProtocolBuilder<&'buf mut Vec<u8>, AfterField>,
     key: &str,
-    value: &FieldValue,
+    value: &FieldRef<'_>,
 ) -> LineProtocolBuilder<&'buf mut Vec<u8>, AfterField> {
     match value {
-        FieldValue::Integer(number) => line.field(key, *number),
-        FieldValue::Float(number) => line.field(key, *number),
-        FieldValue::Boolean(flag) => line.field(key, *flag),
-        FieldValue::String(text) => line.field(key, text.as_str()),
+        FieldRef::Integer(number) => line.field(key, *number),
+        FieldRef::Float(number) => line.field(key, *number),
+        FieldRef::Boolean(flag) => line.field(key, *flag),
+        FieldRef::String(text) => line.field(key, text.as_ref()),
     }
 }
 
-fn refuse_backslashes(point: &Point) -> Result<(), EncodeError> {
+fn refuse_backslashes(point: &PointRef<'_>) -> Result<(), EncodeError> {
     let refuse = |what: &'static str, name: &str| {
-        if name.contains('\\') {
+        if name.as_bytes().contains(&b'\\') {
             Err(EncodeError::Backslash {
                 what,
                 name: name.chars().take(64).collect(),
@@ -120,7 +329,7 @@ fn refuse_backslashes(point: &Point) -> Result<(), EncodeError> {
         refuse("tag key", key)?;
         refuse("tag value", value)?;
     }
-    for key in point.fields.keys() {
+    for (key, _) in &point.fields {
         refuse("field key", key)?;
     }
     Ok(())
@@ -132,6 +341,8 @@ mod tests {
 
     use influxdb_line_protocol::{FieldValue as ParsedValue, parse_lines, split_lines};
     use proptest::prelude::*;
+
+    use sluice_core::point::FieldValue;
 
     use super::*;
 
@@ -404,6 +615,30 @@ mod tests {
                     }
                     prop_assert_eq!(line.timestamp, Some(precision.from_nanos(point.timestamp)));
                 }
+            }
+        }
+
+        /// The line encoder's remembered prefixes write exactly what the builder writes, on the
+        /// first line of a series and on every later one, and refuse exactly what it refuses.
+        #[test]
+        fn the_line_encoder_writes_what_the_builder_writes(
+            series in proptest::collection::vec(arbitrary_point(), 1..6),
+            values in proptest::collection::vec(field_value(), 1..12),
+            precision in precision(),
+        ) {
+            let limits = PointLimits::default();
+            let mut encoder = LineEncoder::new(precision, limits);
+            for (index, value) in values.into_iter().enumerate() {
+                let mut point = series[index % series.len()].clone();
+                if let Some(key) = point.fields.keys().next().cloned() {
+                    point.fields.insert(key, value);
+                }
+                point.timestamp = point.timestamp.wrapping_add(index as i64);
+                let (mut expected, mut written) = (b"x\n".to_vec(), b"x\n".to_vec());
+                let built = encode_point(&mut expected, &point, precision, &limits);
+                let encoded = encoder.encode(&mut written, &point.borrowed());
+                prop_assert_eq!(built.is_ok(), encoded.is_ok());
+                prop_assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&expected));
             }
         }
 

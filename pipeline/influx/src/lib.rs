@@ -41,6 +41,6 @@ mod telemetry;
 pub mod writer;
 
 pub use api::{InfluxApi, InfluxSettings, Precision};
-pub use encode::{EncodeError, encode_point};
+pub use encode::{EncodeError, Line, LineEncoder, encode_point};
 pub use error::InfluxError;
-pub use writer::InfluxWriter;
+pub use writer::{InfluxWriter, LineWriter};

@@ -1,4 +1,5 @@
-//! [`InfluxWriter`]: writes batches of points and answers one outcome per point.
+//! [`InfluxWriter`]: writes batches of points and answers one outcome per point; [`LineWriter`]
+//! does the same for lines already encoded upstream (the metrics path).
 //!
 //! # From answers to outcomes
 //!
@@ -27,6 +28,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
@@ -37,7 +39,7 @@ use sluice_core::point::{Point, PointLimits};
 use url::Url;
 
 use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
-use crate::encode::encode_point;
+use crate::encode::{Line, encode_point};
 use crate::error::InfluxError;
 use crate::telemetry;
 use sluice_http::{
@@ -439,17 +441,56 @@ impl BatchWriter for InfluxWriter {
             self.write_isolating(&buf, &lines, &mut outcomes).await;
         }
         self.buffers.give_back(buf);
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                // Every line gets an outcome above; this only guards the invariant.
-                outcome.unwrap_or_else(|| ItemOutcome::Retry {
-                    after: None,
-                    detail: "internal error: no outcome recorded".to_owned(),
-                })
-            })
-            .collect()
+        finished(outcomes)
     }
+}
+
+/// The metrics path's sink: lines encoded upstream, in the normalise stage, where each message
+/// is still in the cache, so this only copies them into the request.
+#[derive(Debug)]
+pub struct LineWriter(pub Arc<InfluxWriter>);
+
+impl BatchWriter for LineWriter {
+    type Item = Line;
+
+    fn stage(&self) -> &'static str {
+        "influx"
+    }
+
+    async fn write(&self, items: &[&Line]) -> Vec<ItemOutcome> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        let mut buf = self.0.buffers.take();
+        let lines: Vec<EncodedLine> = items
+            .iter()
+            .enumerate()
+            .map(|(item, line)| {
+                let start = buf.len();
+                buf.extend_from_slice(line.as_bytes());
+                EncodedLine {
+                    item,
+                    bytes: start..buf.len(),
+                }
+            })
+            .collect();
+        if !lines.is_empty() {
+            self.0.write_isolating(&buf, &lines, &mut outcomes).await;
+        }
+        self.0.buffers.give_back(buf);
+        finished(outcomes)
+    }
+}
+
+/// Every line gets an outcome from `write_isolating`; this only guards the invariant.
+fn finished(outcomes: Vec<Option<ItemOutcome>>) -> Vec<ItemOutcome> {
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| ItemOutcome::Retry {
+                after: None,
+                detail: "internal error: no outcome recorded".to_owned(),
+            })
+        })
+        .collect()
 }
 
 fn set_all(outcomes: &mut [Option<ItemOutcome>], lines: &[EncodedLine], outcome: &ItemOutcome) {

@@ -252,8 +252,12 @@ impl<'de> Deserialize<'de> for Decoded<'de> {
 
 /// Parses a body into its known keys. simd-json rewrites `body` in place; on an error, pass the
 /// error and the body to [`syntax_error`].
-pub(crate) fn decode(body: &mut [u8]) -> Result<Decoded<'_>, simd_json::Error> {
-    simd_json::serde::from_slice::<Decoded<'_>>(body)
+/// `buffers` are simd-json's working memory, reused across calls so parsing allocates nothing.
+pub(crate) fn decode<'a>(
+    body: &'a mut [u8],
+    buffers: &mut simd_json::Buffers,
+) -> Result<Decoded<'a>, simd_json::Error> {
+    simd_json::serde::from_slice_with_buffers::<Decoded<'_>>(body, buffers)
 }
 
 /// What a simd-json error means for the body it came from.
@@ -576,7 +580,7 @@ mod tests {
 
     fn decode_str(json: &str) -> WireBody<'static> {
         let body: &'static mut [u8] = json.as_bytes().to_vec().leak();
-        match decode(body).expect("valid JSON") {
+        match decode(body, &mut simd_json::Buffers::default()).expect("valid JSON") {
             Decoded::Object(wire) => wire,
             Decoded::NotObject(found) => panic!("{found}"),
         }

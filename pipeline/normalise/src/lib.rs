@@ -25,11 +25,14 @@ pub mod events;
 pub mod template;
 pub mod timestamp;
 
-use sluice_core::point::{FieldValue, InvalidPoint, Point, PointLimits};
+use std::borrow::Cow;
+
+use sluice_core::point::{FieldRef, InvalidPoint, Point, PointLimits, PointRef, ValidPoint};
+use smallvec::SmallVec;
 
 use crate::diamond::{DiamondMetric, Message};
 pub use crate::events::{EventDecoder, EventError, IndexPattern, IndexPatternError, document_id};
-pub use crate::template::{Applied, TemplateError, TemplateSet};
+pub use crate::template::{Applied, AppliedRef, TemplateError, TemplateSet};
 pub use crate::timestamp::{TimestampError, format_event_timestamp, parse_manager_timestamp};
 
 /// How a Diamond metric becomes a measurement, tags and fields.
@@ -56,6 +59,44 @@ impl Default for Naming {
 pub enum Normalised {
     Point(Point),
     Control(ControlMessage),
+}
+
+/// [`Normalised`], with the point borrowing from the body it was decoded from.
+#[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one message; boxing the point would allocate per message"
+)]
+pub enum NormalisedRef<'a> {
+    Point(ValidPoint<'a>),
+    Control(ControlMessage),
+}
+
+impl NormalisedRef<'_> {
+    pub fn to_owned(&self) -> Normalised {
+        match self {
+            NormalisedRef::Point(point) => Normalised::Point(point.to_point()),
+            NormalisedRef::Control(control) => Normalised::Control(control.clone()),
+        }
+    }
+}
+
+/// What the normalise stage reuses from one message to the next, so that the hot path allocates
+/// nothing per message: the copy of the body simd-json parses in place (the original stays
+/// intact for dead-lettering) and simd-json's own buffers. One per normalising task.
+#[derive(Default)]
+pub struct Scratch {
+    body: Vec<u8>,
+    json: simd_json::Buffers,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Scratch")
+            .field("body_capacity", &self.body.capacity())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A policy-engine control message (`service: "cloudify.configuration"`): start or stop the
@@ -146,39 +187,61 @@ impl Normaliser {
         Self { naming, limits }
     }
 
-    /// Decodes one message body (simd-json parses in place, so the body is scratch afterwards).
+    /// Decodes one message body into an owned point, for callers off the hot path (the CLI,
+    /// tests); the pipeline uses [`normalise_borrowed`](Self::normalise_borrowed).
     ///
     /// Every point returned has passed [`Point::validate`] with this normaliser's limits.
-    pub fn normalise(&self, body: &mut [u8]) -> Result<Normalised, NormaliseError> {
-        self.normalise_observed(body, |_| {})
+    pub fn normalise(&self, body: &[u8]) -> Result<Normalised, NormaliseError> {
+        let mut scratch = Scratch::default();
+        self.normalise_borrowed(body, &mut scratch, |_| {})
+            .map(|normalised| normalised.to_owned())
     }
 
-    /// As [`normalise`](Self::normalise), and shows `observe` the metric's Diamond fields
-    /// (borrowed from the body) when it becomes a valid point. The rule stage reads the raw
-    /// `service` and ids this way; a caller with no rules loaded pays nothing for it.
-    pub fn normalise_observed(
-        &self,
-        body: &mut [u8],
+    /// The hot path: decodes a copy of `body` in `scratch` and returns the point borrowing from
+    /// it, having shown `observe` the metric's Diamond fields if it became a valid point. The
+    /// rule stage reads the raw `service` and ids this way; a caller with no rules loaded pays
+    /// nothing for it.
+    ///
+    pub fn normalise_borrowed<'a>(
+        &'a self,
+        body: &[u8],
+        scratch: &'a mut Scratch,
         observe: impl FnOnce(&MetricSample<'_>),
-    ) -> Result<Normalised, NormaliseError> {
-        let decoded = match diamond::decode(body) {
+    ) -> Result<NormalisedRef<'a>, NormaliseError> {
+        scratch.body.clear();
+        scratch.body.extend_from_slice(body);
+        let decoded = diamond::decode(&mut scratch.body, &mut scratch.json);
+        self.normalise_decoded(decoded, body, observe)
+    }
+
+    /// `original` is the body as it was before simd-json rewrote its copy, for error messages.
+    fn normalise_decoded<'a>(
+        &'a self,
+        decoded: Result<diamond::Decoded<'a>, simd_json::Error>,
+        original: &[u8],
+        observe: impl FnOnce(&MetricSample<'_>),
+    ) -> Result<NormalisedRef<'a>, NormaliseError> {
+        let decoded = match decoded {
             Ok(decoded) => decoded,
-            Err(error) => return Err(diamond::syntax_error(&error, body)),
+            Err(error) => return Err(diamond::syntax_error(&error, original)),
         };
         let metric = match decoded.into_message()? {
-            Message::Control(control) => return Ok(Normalised::Control(control)),
+            Message::Control(control) => return Ok(NormalisedRef::Control(control)),
             Message::Metric(metric) => metric,
         };
         let point = match &self.naming {
             Naming::Templates(templates) => templated_point(templates, &metric),
             Naming::CloudifyLegacy => legacy_point(&metric),
         };
-        if let Err(source) = point.validate(&self.limits) {
-            return Err(NormaliseError::InvalidPoint {
-                service: diamond::quote(&metric.service).into_owned(),
-                source,
-            });
-        }
+        let point = match point.validated(&self.limits) {
+            Ok(point) => point,
+            Err(source) => {
+                return Err(NormaliseError::InvalidPoint {
+                    service: diamond::quote(&metric.service).into_owned(),
+                    source,
+                });
+            }
+        };
         observe(&MetricSample {
             deployment_id: &metric.deployment_id,
             node_name: &metric.node_name,
@@ -188,7 +251,7 @@ impl Normaliser {
             value: metric.value,
             timestamp_ns: metric.timestamp,
         });
-        Ok(Normalised::Point(point))
+        Ok(NormalisedRef::Point(point))
     }
 }
 
@@ -209,94 +272,132 @@ pub struct MetricSample<'a> {
 /// The name the templates see: `service` without the `<deployment_id>.<node_name>.<node_id>.`
 /// prefix, taken from the body's own ids so that ids containing dots still strip cleanly. When
 /// `service` does not start with that prefix (or nothing follows it), `<name>.<path>`.
-fn metric_name<'m>(metric: &'m DiamondMetric<'_>) -> std::borrow::Cow<'m, str> {
-    let rest = metric
-        .service
-        .strip_prefix(metric.deployment_id.as_ref())
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.strip_prefix(metric.node_name.as_ref()))
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.strip_prefix(metric.node_id.as_ref()))
-        .and_then(|rest| rest.strip_prefix('.'))
-        .filter(|rest| !rest.is_empty());
-    match rest {
-        Some(rest) => rest.into(),
-        None => format!("{}.{}", metric.name, metric.path).into(),
-    }
+fn metric_name<'m>(metric: &DiamondMetric<'m>) -> Cow<'m, str> {
+    let stripped = |service: &'m str| {
+        service
+            .strip_prefix(metric.deployment_id.as_ref())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(metric.node_name.as_ref()))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(metric.node_id.as_ref()))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|rest| !rest.is_empty())
+    };
+    let rest = match &metric.service {
+        Cow::Borrowed(service) => stripped(service).map(Cow::Borrowed),
+        // An escaped service string was unescaped into a new allocation: keep what it left.
+        Cow::Owned(service) => stripped_owned(service, metric),
+    };
+    rest.unwrap_or_else(|| format!("{}.{}", metric.name, metric.path).into())
 }
 
-fn templated_point(templates: &TemplateSet, metric: &DiamondMetric<'_>) -> Point {
-    let applied = templates.apply(&metric_name(metric));
-    let field = applied.field.unwrap_or_else(|| "value".to_owned());
-    let mut point = Point {
-        measurement: applied.measurement,
-        tags: Default::default(),
-        fields: [(field, FieldValue::Float(metric.value))].into(),
-        timestamp: metric.timestamp,
+fn stripped_owned<'m>(service: &str, metric: &DiamondMetric<'_>) -> Option<Cow<'m, str>> {
+    let prefix = format!(
+        "{}.{}.{}.",
+        metric.deployment_id, metric.node_name, metric.node_id
+    );
+    service
+        .strip_prefix(prefix.as_str())
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| Cow::Owned(rest.to_owned()))
+}
+
+fn templated_point<'a>(templates: &'a TemplateSet, metric: &DiamondMetric<'a>) -> PointRef<'a> {
+    // The template's output borrows from the name, so only a name borrowed from the body can be
+    // borrowed on; a name built anew (the `<name>.<path>` fallback) makes an owned point.
+    let applied = match metric_name(metric) {
+        Cow::Borrowed(name) => templates.apply_borrowed(name),
+        Cow::Owned(name) => owned_applied(templates.apply(&name)),
     };
-    // Template tags first (extracted already beat fixed ones), then the body's, which win. An
-    // empty body value counts as not sent, so it leaves a template's tag in place.
-    for (key, value) in applied.tags {
-        point.set_tag(key, value);
-    }
+    let field = applied.field.unwrap_or(Cow::Borrowed("value"));
+    // The body's tags win over the template's: they go in first, and a stable sort followed by
+    // a dedup that keeps the first of each key keeps them. An empty body value counts as not
+    // sent, so it leaves a template's tag in place.
+    // In key order, so that without template tags nothing needs sorting.
     let body_tags = [
         ("deployment_id", Some(&metric.deployment_id)),
-        ("node_name", Some(&metric.node_name)),
-        ("node_id", Some(&metric.node_id)),
         ("host", metric.host.as_ref()),
         ("metric_type", metric.metric_type.as_ref()),
+        ("node_id", Some(&metric.node_id)),
+        ("node_name", Some(&metric.node_name)),
     ];
-    for (key, value) in body_tags {
-        if let Some(value) = value.filter(|value| !value.is_empty()) {
-            point.set_tag(key, value.as_ref());
-        }
+    let mut tags: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]> = body_tags
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let value = value.filter(|value| !value.is_empty())?;
+            Some((Cow::Borrowed(key), value.clone()))
+        })
+        .collect();
+    if !applied.tags.is_empty() {
+        tags.extend(applied.tags);
+        tags.sort_by(|(left, _), (right, _)| left.cmp(right));
+        tags.dedup_by(|later, earlier| later.0 == earlier.0);
     }
-    point
+    PointRef {
+        measurement: applied.measurement,
+        tags,
+        fields: smallvec::smallvec![(field, FieldRef::Float(metric.value))],
+        timestamp: metric.timestamp,
+    }
 }
 
-fn legacy_point(metric: &DiamondMetric<'_>) -> Point {
+fn owned_applied<'a>(applied: Applied) -> AppliedRef<'a> {
+    AppliedRef {
+        measurement: Cow::Owned(applied.measurement),
+        field: applied.field.map(Cow::Owned),
+        tags: applied
+            .tags
+            .into_iter()
+            .map(|(key, value)| (Cow::Owned(key), Cow::Owned(value)))
+            .collect(),
+    }
+}
+
+fn legacy_point<'a>(metric: &DiamondMetric<'a>) -> PointRef<'a> {
     let measurement = format!(
         "{}.{}.{}.{}_{}",
         metric.deployment_id, metric.node_name, metric.node_id, metric.name, metric.path
     );
-    let text = |value: &Option<std::borrow::Cow<'_, str>>| {
-        FieldValue::String(value.as_deref().unwrap_or_default().to_owned())
-    };
-    Point {
-        measurement,
-        tags: Default::default(),
-        fields: [
-            ("value".to_owned(), FieldValue::Float(metric.value)),
-            ("unit".to_owned(), text(&metric.unit)),
-            ("type".to_owned(), text(&metric.metric_type)),
-        ]
-        .into(),
+    let text = |value: &Option<Cow<'a, str>>| FieldRef::String(value.clone().unwrap_or_default());
+    PointRef {
+        measurement: Cow::Owned(measurement),
+        tags: SmallVec::new(),
+        // Sorted by key.
+        fields: smallvec::smallvec![
+            (Cow::Borrowed("type"), text(&metric.metric_type)),
+            (Cow::Borrowed("unit"), text(&metric.unit)),
+            (Cow::Borrowed("value"), FieldRef::Float(metric.value)),
+        ],
         timestamp: metric.timestamp,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use sluice_core::point::FieldValue;
+
     use super::*;
 
     const EXAMPLE: &str = r#"{"node_id":"nodejs_host_x7k2p","node_name":"nodejs_host","deployment_id":"nodecellar","name":"cpu","path":"total_user","metric":3.2,"unit":"","type":"GAUGE","host":"nodejs_host_x7k2p","service":"nodecellar.nodejs_host.nodejs_host_x7k2p.cpu.total.user","time":1466000000}"#;
 
     fn normalise_with(naming: Naming, json: &str) -> Result<Normalised, NormaliseError> {
-        Normaliser::new(naming, PointLimits::default()).normalise(&mut json.as_bytes().to_vec())
+        Normaliser::new(naming, PointLimits::default()).normalise(json.as_bytes())
     }
 
     #[test]
     fn the_observer_sees_the_raw_service_of_valid_points_only() {
         let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
         let mut seen = None;
-        let result = normaliser.normalise_observed(&mut EXAMPLE.as_bytes().to_vec(), |sample| {
+        let mut scratch = Scratch::default();
+        let result = normaliser.normalise_borrowed(EXAMPLE.as_bytes(), &mut scratch, |sample| {
             seen = Some((
                 sample.service.to_owned(),
                 sample.node_id.to_owned(),
                 sample.value,
             ))
         });
-        assert!(matches!(result, Ok(Normalised::Point(_))));
+        assert!(matches!(result, Ok(NormalisedRef::Point(_))));
+        drop(result);
         assert_eq!(
             seen,
             Some((
@@ -308,7 +409,8 @@ mod tests {
 
         let not_finite = EXAMPLE.replace("3.2", "1e999");
         let mut called = false;
-        let result = normaliser.normalise_observed(&mut not_finite.into_bytes(), |_| called = true);
+        let result =
+            normaliser.normalise_borrowed(not_finite.as_bytes(), &mut scratch, |_| called = true);
         assert!(result.is_err());
         assert!(!called, "an invalid metric must not reach the rules");
     }

@@ -20,7 +20,10 @@
 //! twice, parts after a greedy part, a `*` inside a word, `tag` without `=`), [`TemplateSet::parse`]
 //! refuses it with the line and the reason.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+use smallvec::SmallVec;
 
 /// A template's parts are always split on `.`, as graphite names are; the separator only joins.
 const NAME_DELIMITER: char = '.';
@@ -44,6 +47,52 @@ pub struct Applied {
     /// Extracted tags, then the template's fixed tags whose key was not extracted; sorted by key,
     /// empty values left out.
     pub tags: Vec<(String, String)>,
+}
+
+/// [`Applied`], borrowing from the metric name and the templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRef<'a> {
+    pub measurement: Cow<'a, str>,
+    pub field: Option<Cow<'a, str>>,
+    /// Sorted by key, empty values left out.
+    pub tags: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 4]>,
+}
+
+impl AppliedRef<'_> {
+    pub fn into_owned(self) -> Applied {
+        Applied {
+            measurement: self.measurement.into_owned(),
+            field: self.field.map(Cow::into_owned),
+            tags: self
+                .tags
+                .into_iter()
+                .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// A tag key of a template and the name parts it took, in order.
+type ExtractedTag<'a> = (&'a str, SmallVec<[&'a str; 2]>);
+
+/// `parts.join(separator)`, as a slice of `name` when the parts are consecutive in it and the
+/// separator is the `.` they were split on.
+fn join<'a>(name: &'a str, parts: &[&'a str], separator: &str) -> Cow<'a, str> {
+    let offset = |part: &str| part.as_ptr() as usize - name.as_ptr() as usize;
+    match parts {
+        [] => Cow::Borrowed(""),
+        [one] => Cow::Borrowed(one),
+        [first, .., last]
+            if separator.len() == 1
+                && separator.starts_with(NAME_DELIMITER)
+                && parts
+                    .windows(2)
+                    .all(|pair| offset(pair[1]) == offset(pair[0]) + pair[0].len() + 1) =>
+        {
+            Cow::Borrowed(&name[offset(first)..offset(last) + last.len()])
+        }
+        _ => Cow::Owned(parts.join(separator)),
+    }
 }
 
 /// Why a template line was refused. Each message names the line and what is wrong with it.
@@ -215,11 +264,16 @@ impl Template {
         })
     }
 
-    fn apply(&self, name: &str, name_parts: &[&str], separator: &str) -> Applied {
-        let mut measurement: Vec<&str> = Vec::new();
-        let mut field: Vec<&str> = Vec::new();
+    fn apply<'a>(
+        &'a self,
+        name: &'a str,
+        name_parts: &[&'a str],
+        separator: &str,
+    ) -> AppliedRef<'a> {
+        let mut measurement: SmallVec<[&str; 8]> = SmallVec::new();
+        let mut field: SmallVec<[&str; 4]> = SmallVec::new();
         // Few tags per template: a vector keeps the template's order and needs no hashing.
-        let mut extracted: Vec<(&str, Vec<&str>)> = Vec::new();
+        let mut extracted: SmallVec<[ExtractedTag<'_>; 4]> = SmallVec::new();
 
         for (position, part) in self.parts.iter().enumerate() {
             let Some(value) = name_parts.get(position) else {
@@ -239,33 +293,33 @@ impl Template {
                 }
                 Part::Tag(key) => match extracted.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, values)) => values.push(value),
-                    None => extracted.push((key, vec![value])),
+                    None => extracted.push((key, smallvec::smallvec![*value])),
                 },
             }
         }
 
-        let measurement = measurement.join(separator);
+        let measurement = join(name, &measurement, separator);
         let measurement = if measurement.is_empty() {
-            name.to_owned()
+            Cow::Borrowed(name)
         } else {
             measurement
         };
-        let field = field.join(separator);
+        let field = join(name, &field, separator);
         let field = (!field.is_empty()).then_some(field);
 
-        let mut tags: Vec<(String, String)> = extracted
+        let mut tags: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 4]> = extracted
             .into_iter()
-            .map(|(key, values)| (key.to_owned(), values.join(separator)))
+            .map(|(key, values)| (Cow::Borrowed(key), join(name, &values, separator)))
             .filter(|(_, value)| !value.is_empty())
             .collect();
         for (key, value) in &self.fixed_tags {
             if !tags.iter().any(|(extracted_key, _)| extracted_key == key) {
-                tags.push((key.clone(), value.clone()));
+                tags.push((Cow::Borrowed(key), Cow::Borrowed(value)));
             }
         }
-        tags.sort();
+        tags.sort_unstable();
 
-        Applied {
+        AppliedRef {
             measurement,
             field,
             tags,
@@ -393,7 +447,14 @@ impl TemplateSet {
 
     /// Applies the most specific matching template to a dotted metric name.
     pub fn apply(&self, name: &str) -> Applied {
-        let name_parts: Vec<&str> = name.split(NAME_DELIMITER).collect();
+        self.apply_borrowed(name).into_owned()
+    }
+
+    /// As [`apply`](Self::apply), borrowing from the name and the templates where it can: with
+    /// the `.` separator, consecutive parts are one slice of the name, so the default template
+    /// allocates nothing.
+    pub fn apply_borrowed<'a>(&'a self, name: &'a str) -> AppliedRef<'a> {
+        let name_parts: SmallVec<[&str; 16]> = name.split(NAME_DELIMITER).collect();
         let template = match self.filters.find(&name_parts) {
             Some(index) => &self.filtered[index],
             None => &self.default,

@@ -41,7 +41,7 @@ fn set_key(json: &str, key: &str, value: Option<&str>) -> String {
 
 fn refusal(naming: Naming, body: &[u8]) -> (String, &'static str) {
     let normaliser = Normaliser::new(naming, PointLimits::default());
-    match normaliser.normalise(&mut body.to_vec()) {
+    match normaliser.normalise(body) {
         Ok(Normalised::Point(point)) => panic!("accepted as {point:?}"),
         Ok(Normalised::Control(control)) => panic!("accepted as {control:?}"),
         Err(error) => (error.to_string(), error.reason()),
@@ -290,7 +290,7 @@ fn optional_fields_may_be_absent_or_null() {
     let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
     for field in ["host", "unit", "type"] {
         for body in [example_with(field, None), example_with(field, Some("null"))] {
-            let normalised = normaliser.normalise(&mut body.into_bytes());
+            let normalised = normaliser.normalise(&body.into_bytes());
             assert!(
                 matches!(normalised, Ok(Normalised::Point(_))),
                 "{field}: {normalised:?}"
@@ -305,7 +305,7 @@ fn deep_nesting_neither_overflows_the_stack_nor_passes() {
     for depth in [1_000, 100_000] {
         let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         let body = example_with("unit", Some(&nested));
-        match normaliser.normalise(&mut body.into_bytes()) {
+        match normaliser.normalise(&body.into_bytes()) {
             // simd-json's depth limit is 1024: below it the value is a wrong-typed unit.
             Err(error) => assert!(
                 ["wrong_type", "invalid_json"].contains(&error.reason()),
@@ -320,7 +320,7 @@ fn deep_nesting_neither_overflows_the_stack_nor_passes() {
 fn integers_past_64_bits_are_float_metrics() {
     let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
     let body = example_with("metric", Some("123456789012345678901234567890"));
-    match normaliser.normalise(&mut body.into_bytes()) {
+    match normaliser.normalise(&body.into_bytes()) {
         Ok(Normalised::Point(point)) => assert_eq!(
             point.fields["value"],
             sluice_core::point::FieldValue::Float(1.2345678901234568e29)
@@ -337,7 +337,7 @@ fn limits_are_the_normalisers_own() {
     };
     let normaliser = Normaliser::new(Naming::default(), tight);
     let error = normaliser
-        .normalise(&mut EXAMPLE.as_bytes().to_vec())
+        .normalise(EXAMPLE.as_bytes())
         .expect_err("cpu.total.user is over 8 bytes");
     assert_eq!(error.reason(), "name_too_long");
     assert!(

@@ -66,9 +66,9 @@ fn check_folder(folder: &Path, naming: Naming) -> usize {
         };
         let expected = read_json(expected_file);
 
-        let mut body = fs::read(&input).expect("readable fixture");
+        let body = fs::read(&input).expect("readable fixture");
         let normalised = normaliser
-            .normalise(&mut body)
+            .normalise(&body)
             .unwrap_or_else(|error| panic!("{input:?}: {error} ({})", error.reason()));
         let produced = match &normalised {
             Normalised::Point(point) => {

@@ -43,7 +43,7 @@ fn check(body: &[u8]) -> Result<(), TestCaseError> {
     let limits = PointLimits::default();
     for naming in namings() {
         let normaliser = Normaliser::new(naming, limits);
-        match normaliser.normalise(&mut body.to_vec()) {
+        match normaliser.normalise(body) {
             Ok(Normalised::Point(point)) => {
                 prop_assert!(point.validate(&limits).is_ok(), "{point:?}");
             }
@@ -165,7 +165,7 @@ proptest! {
         let limits = PointLimits::default();
         for naming in namings() {
             let normaliser = Normaliser::new(naming, limits);
-            match normaliser.normalise(&mut body.clone()) {
+            match normaliser.normalise(&body.clone()) {
                 Ok(Normalised::Point(point)) => prop_assert!(point.validate(&limits).is_ok()),
                 Ok(Normalised::Control(control)) => prop_assert!(is_control, "{control:?}"),
                 Err(error) => {
@@ -192,8 +192,8 @@ proptest! {
             "metric": metric, "time": time,
         });
         let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
-        let mut bytes = serde_json::to_vec(&body).expect("serialises");
-        match normaliser.normalise(&mut bytes) {
+        let bytes = serde_json::to_vec(&body).expect("serialises");
+        match normaliser.normalise(&bytes) {
             Ok(Normalised::Point(point)) => {
                 prop_assert_eq!(&point.measurement, &rest);
                 prop_assert_eq!(point.timestamp, time * 1_000_000_000);

@@ -63,7 +63,7 @@ async fn readiness(State(state): State<AdminState>) -> (StatusCode, String) {
 
 async fn first_unready(health: &Health) -> Option<String> {
     if let Some(metrics) = &health.metrics
-        && !metrics.source.is_consuming()
+        && metrics.sources.iter().any(|source| !source.is_consuming())
     {
         return Some("metrics: not consuming from the broker".into());
     }

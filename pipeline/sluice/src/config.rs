@@ -37,6 +37,8 @@ use sluice_rules::{EngineLimits, GenericLimits};
 
 /// The prefix of environment overrides; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "SLUICE_";
+/// Enough to spread one queue over several connections; more only adds broker load.
+const MAX_CONSUMERS: u16 = 16;
 
 #[derive(Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -130,6 +132,9 @@ pub struct RawMetrics {
     pub templates: Vec<String>,
     /// Longest measurement, tag or field name accepted, in bytes.
     pub max_name_bytes: usize,
+    /// Consumers of the metrics queue, each on its own connection and channel with its own
+    /// prefetch. More than one helps when one connection's frame handling is the limit.
+    pub consumers: u16,
 }
 
 impl Default for RawMetrics {
@@ -149,6 +154,7 @@ impl Default for RawMetrics {
             separator: ".".into(),
             templates: vec!["measurement*".into()],
             max_name_bytes: PointLimits::default().max_name_bytes,
+            consumers: 1,
         }
     }
 }
@@ -640,6 +646,12 @@ impl RawConfig {
         let broker = BrokerUrl::parse(self.amqp.url.expose_secret())
             .map_err(|error| fail("amqp.url", error.to_string()))
             .ok();
+        if !(1..=MAX_CONSUMERS).contains(&self.metrics.consumers) {
+            fail(
+                "metrics.consumers",
+                format!("must be from 1 to {MAX_CONSUMERS}"),
+            );
+        }
         if self.amqp.prefetch == 0 {
             fail("amqp.prefetch", "must be at least 1".into());
         }
@@ -828,6 +840,7 @@ impl RawConfig {
                     prefetch: self.amqp.prefetch,
                     reconnect,
                 },
+                consumers: metrics.consumers,
                 naming,
                 point_limits,
                 influx: InfluxSettings {
@@ -1233,6 +1246,8 @@ pub struct Settings {
 
 pub struct MetricsPathSettings {
     pub source: SourceSettings,
+    /// How many consumers of `source` run side by side.
+    pub consumers: u16,
     pub naming: Naming,
     pub point_limits: PointLimits,
     pub influx: InfluxSettings,
@@ -1418,6 +1433,7 @@ mod tests {
         let mut raw = RawConfig::default();
         raw.amqp.url = SecretString::from("http://nope");
         raw.amqp.prefetch = 0;
+        raw.metrics.consumers = 0;
         raw.influx.api = RawInfluxApi::V2;
         raw.influx.batch_max_points = 0;
         raw.metrics.templates = vec!["measurement* field*".into()];
@@ -1430,6 +1446,7 @@ mod tests {
         for field in [
             "amqp.url",
             "amqp.prefetch",
+            "metrics.consumers",
             "influx.org",
             "influx.bucket",
             "influx.token",

@@ -29,8 +29,8 @@ pub fn run(config_file: Option<&Path>, files: &[PathBuf]) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut any_bad = false;
-    let mut emit = |input: String, mut body: Vec<u8>| -> std::io::Result<()> {
-        let line = match normaliser.normalise(&mut body) {
+    let mut emit = |input: String, body: Vec<u8>| -> std::io::Result<()> {
+        let line = match normaliser.normalise(&body) {
             Ok(Normalised::Point(point)) => serde_json::to_value(&point).unwrap_or_default(),
             Ok(Normalised::Control(control)) => json!({ "control": control }),
             Err(error) => {

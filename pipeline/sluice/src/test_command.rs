@@ -37,7 +37,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sluice_core::action::Action;
 use sluice_core::point::Point;
-use sluice_normalise::{Normalised, Normaliser};
+use sluice_normalise::{NormalisedRef, Normaliser, Scratch};
 use sluice_rules::{Engine, EngineLimits, GenericEngine, GenericLimits, Groups};
 
 use crate::config::RawConfig;
@@ -216,6 +216,7 @@ fn run_checked(
         recent: Vec::new(),
     };
     let normaliser = Normaliser::new(metrics.naming, metrics.point_limits);
+    let mut scratch = Scratch::default();
 
     let reader = BufReader::new(
         std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?,
@@ -284,14 +285,15 @@ fn run_checked(
                 .collect();
             simulation.record(now, fired, &mut print_action);
         } else {
-            let mut body = trimmed.as_bytes().to_vec();
             let mut event = None;
-            let normalised = normaliser
-                .normalise_observed(&mut body, |sample| event = Some(metric_event(sample)));
+            let normalised =
+                normaliser.normalise_borrowed(trimmed.as_bytes(), &mut scratch, |sample| {
+                    event = Some(metric_event(sample))
+                });
             let point = match normalised {
-                Ok(Normalised::Point(point)) => point,
+                Ok(NormalisedRef::Point(point)) => point.to_point(),
                 // The test loads policies itself; control messages change nothing here.
-                Ok(Normalised::Control(_)) => continue,
+                Ok(NormalisedRef::Control(_)) => continue,
                 Err(error) => bail!("line {line_number}: {error}"),
             };
             let Some(event) = event else {

@@ -368,6 +368,62 @@ async fn after_the_broker_drops_the_connection_sluice_reconnects_and_loses_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_consumers_share_the_queue_and_survive_losing_their_connections() {
+    let names = TestNames::new("consumers");
+    let broker = Broker::connect().await;
+    let influx = Influx::new(&influx_url(), &names.database).await;
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &[
+            ("SLUICE_METRICS__CONSUMERS", "3"),
+            ("SLUICE_AMQP__RECONNECT_INITIAL_DELAY", "50ms"),
+            ("SLUICE_AMQP__RECONNECT_MAX_DELAY", "500ms"),
+        ],
+    )
+    .await;
+    eventually("three consumers on the queue", WAIT, || async {
+        (broker.queue_counts(&names.queue).await.1 == 3).then_some(())
+    })
+    .await;
+
+    let publish_batch = |from: i64, value: f64| {
+        let (broker, names) = (&broker, &names);
+        async move {
+            for index in from..from + 300 {
+                let host = format!("h{}", index % 7);
+                let body = diamond("nodecellar", &host, "disk.io", value, BASE_TIME + index);
+                broker.publish(&names.exchange, "nodecellar", &body).await;
+            }
+        }
+    };
+    publish_batch(0, 1.0).await;
+    eventually("the first 300 points", WAIT, || async {
+        (influx.count("disk.io").await == 300).then_some(())
+    })
+    .await;
+
+    assert_eq!(
+        sluice.sever_broker_connection("metrics"),
+        3,
+        "one connection per consumer"
+    );
+    eventually("three consumers again", WAIT, || async {
+        (broker.queue_counts(&names.queue).await.1 == 3).then_some(())
+    })
+    .await;
+    publish_batch(300, 2.0).await;
+    eventually("all 600 points", WAIT, || async {
+        (influx.count("disk.io").await == 600).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop");
+    assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
+    influx.drop_database().await;
+    broker.remove(&names).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_influxdb_is_unreachable_keeps_its_deadline_and_returns_every_message() {
     let names = TestNames::new("deadline");
     let broker = Broker::connect().await;

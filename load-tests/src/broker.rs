@@ -1,0 +1,121 @@
+//! RabbitMQ chores shared by the pre-loads and the sweeps: declaring what sluice declares, so a
+//! queue can be filled while sluice is stopped; deleting a run's queues afterwards; and waiting
+//! for the broker to go quiet before a measurement.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, ExchangeKind};
+
+use crate::procfs::{self, Process, ProcessSample};
+
+/// The broker counts as quiet below this share of one core...
+const QUIET_BROKER_CPU_SHARE: f64 = 0.2;
+/// ...measured over windows this long (25 clock ticks)...
+const QUIET_BROKER_WINDOW: Duration = Duration::from_millis(250);
+/// ...waiting no longer than this.
+const QUIET_BROKER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Declares the metrics exchange as the manager (and sluice) declare `cloudify-monitoring`:
+/// topic, not durable, auto-delete.
+pub async fn declare_monitoring_exchange(channel: &Channel, exchange: &str) -> anyhow::Result<()> {
+    let options = ExchangeDeclareOptions {
+        durable: false,
+        auto_delete: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declaring the exchange {exchange}"))
+}
+
+/// Declares `queue` as sluice declares its metrics queue (durable, no arguments) and binds it to
+/// `exchange` with `#`, so that what is published while sluice is stopped waits for it.
+pub async fn declare_metrics_queue(
+    channel: &Channel,
+    exchange: &str,
+    queue: &str,
+) -> anyhow::Result<()> {
+    declare_monitoring_exchange(channel, exchange).await?;
+    crate::baseline::declare_queue(channel, queue).await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("binding the queue {queue} to {exchange}"))
+}
+
+/// Deletes a queue if it exists (with whatever it still holds).
+pub async fn delete_queue(channel: &Channel, queue: &str) -> anyhow::Result<()> {
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .with_context(|| format!("deleting the queue {queue}"))?;
+    Ok(())
+}
+
+/// Deletes an exchange if it exists.
+pub async fn delete_exchange(channel: &Channel, exchange: &str) -> anyhow::Result<()> {
+    channel
+        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+        .await
+        .with_context(|| format!("deleting the exchange {exchange}"))
+}
+
+/// Ready messages in `queue`, or `None` when it does not exist.
+pub async fn queue_depth(channel: &Channel, queue: &str) -> Option<u32> {
+    crate::baseline::passive_depth(channel, queue).await.ok()
+}
+
+fn sample_broker(pid: u32) -> anyhow::Result<ProcessSample> {
+    procfs::sample(Process::Pid(pid)).with_context(|| format!("sampling RabbitMQ (pid {pid})"))
+}
+
+/// Waits, up to [`QUIET_BROKER_TIMEOUT`], until the broker (`beam.smp`, `pid`) uses less than
+/// [`QUIET_BROKER_CPU_SHARE`] of a core over two windows of [`QUIET_BROKER_WINDOW`] in a row.
+///
+/// RabbitMQ keeps working for a few seconds after a large pre-load or drain (the broker's CPU per
+/// message doubled for a drain started at once), which is not what a measurement should see.
+/// Returns how long it waited and whether the broker did go quiet.
+pub async fn wait_for_quiet_broker(pid: u32) -> anyhow::Result<(Duration, bool)> {
+    let started = Instant::now();
+    let mut quiet_windows = 0;
+    let mut before = sample_broker(pid)?;
+    while quiet_windows < 2 && started.elapsed() < QUIET_BROKER_TIMEOUT {
+        tokio::time::sleep(QUIET_BROKER_WINDOW).await;
+        let after = sample_broker(pid)?;
+        let share =
+            after.cpu.saturating_sub(before.cpu).as_secs_f64() / QUIET_BROKER_WINDOW.as_secs_f64();
+        quiet_windows = if share < QUIET_BROKER_CPU_SHARE {
+            quiet_windows + 1
+        } else {
+            0
+        };
+        before = after;
+    }
+    Ok((started.elapsed(), quiet_windows >= 2))
+}
+
+/// RabbitMQ's pid: the oldest `beam.smp` of the `rabbitmq` user, when there is one.
+pub fn find_broker_pid() -> Option<u32> {
+    let output = std::process::Command::new("pgrep")
+        .args(["-o", "-u", "rabbitmq", "beam.smp"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
