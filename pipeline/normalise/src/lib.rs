@@ -200,8 +200,8 @@ impl Normaliser {
     /// The hot path: decodes a copy of `body` in `scratch` and returns the point borrowing from
     /// it, having shown `observe` the metric's Diamond fields if it became a valid point. The
     /// rule stage reads the raw `service` and ids this way; a caller with no rules loaded pays
-    /// nothing for it.
-    ///
+    /// nothing for it. The point is a [`ValidPoint`]: it passed validation with this
+    /// normaliser's limits.
     pub fn normalise_borrowed<'a>(
         &'a self,
         body: &[u8],

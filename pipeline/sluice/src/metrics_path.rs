@@ -58,7 +58,7 @@ pub async fn start(
     }
 
     let (incoming_tx, incoming_rx) = mpsc::channel(usize::from(settings.source.prefetch));
-    let (points_tx, points_rx) = mpsc::channel(settings.batch.max_items.get());
+    let (lines_tx, lines_rx) = mpsc::channel(settings.batch.max_items.get());
     let (batches_tx, batches_rx) = mpsc::channel(settings.concurrency.get());
 
     let mut sources = Vec::new();
@@ -84,7 +84,7 @@ pub async fn start(
         async move {
             run_normalise_stage(
                 incoming_rx,
-                points_tx,
+                lines_tx,
                 normaliser,
                 encoder,
                 rules,
@@ -95,7 +95,7 @@ pub async fn start(
         }
     });
     tasks.spawn(async move {
-        run_batcher(points_rx, batches_tx, settings.batch).await;
+        run_batcher(lines_rx, batches_tx, settings.batch).await;
         Ok(())
     });
     tasks.spawn({
