@@ -67,7 +67,11 @@ async fn open_loop_records_every_good_message_and_dead_letters_the_bad() {
     assert!(report.latency.p50_ms > 0.0 && report.latency.p50_ms <= report.latency.max_ms);
     assert_eq!(report.written_per_second.iter().sum::<u64>(), 1_980);
     assert_eq!(report.proxy.writes_failed, 0);
-    assert_eq!(dead_letters.len(), 20, "every bad message was dead-lettered");
+    assert_eq!(
+        dead_letters.len(),
+        20,
+        "every bad message was dead-lettered"
+    );
     assert!(
         dead_letters
             .iter()
