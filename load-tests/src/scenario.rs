@@ -216,9 +216,16 @@ impl Scenario {
     }
 }
 
+/// Environment variables sluice's process reads besides its own settings: the async runtime's.
+const RUNTIME_VARIABLES: [&str; 1] = ["TOKIO_WORKER_THREADS"];
+
 /// sluice's settings are `SLUICE_<SECTION>__<KEY>`: anything else would be ignored silently
-/// (or, for a misspelt key, refused by sluice at start).
+/// (or, for a misspelt key, refused by sluice at start). The runtime's own variables
+/// ([`RUNTIME_VARIABLES`]) are accepted too.
 fn check_setting_name(name: &str) -> anyhow::Result<()> {
+    if RUNTIME_VARIABLES.contains(&name) {
+        return Ok(());
+    }
     let Some(rest) = name.strip_prefix("SLUICE_") else {
         bail!("{name:?} is not a sluice setting: they are SLUICE_<SECTION>__<KEY>");
     };
@@ -335,6 +342,11 @@ SLUICE_AMQP__PREFETCH = 10000
         assert!(
             error_of("name = \"x\"\n[drain]\ncount = 1\n[env]\nINFLUX_URL = \"x\"")
                 .contains("not a sluice setting")
+        );
+        let runtime = "name = \"x\"\n[drain]\ncount = 1\n[sweep]\nsetting = \"TOKIO_WORKER_THREADS\"\nvalues = [1]";
+        assert!(
+            Scenario::parse(runtime).is_ok(),
+            "the runtime's worker threads can be swept"
         );
         assert!(
             error_of("name = \"x\"\n[drain]\ncount = 1\n[sweep]\nsetting = \"SLUICE_AMQP__PREFETCH\"\nvalues = []")
