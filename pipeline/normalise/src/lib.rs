@@ -321,7 +321,7 @@ fn templated_point<'a>(templates: &'a TemplateSet, metric: &DiamondMetric<'a>) -
         ("node_id", Some(&metric.node_id)),
         ("node_name", Some(&metric.node_name)),
     ];
-    let mut tags: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]> = body_tags
+    let mut tags: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 6]> = body_tags
         .into_iter()
         .filter_map(|(key, value)| {
             let value = value.filter(|value| !value.is_empty())?;
