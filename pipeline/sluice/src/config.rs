@@ -636,12 +636,7 @@ impl RawConfig {
     /// Checks everything that can be checked without I/O and builds the typed settings.
     pub fn validate(&self) -> Result<Settings, ConfigErrors> {
         let mut errors = Vec::new();
-        let mut fail = |field: &str, message: String| {
-            errors.push(ConfigError {
-                field: field.to_owned(),
-                message,
-            })
-        };
+        let mut fail = collect_into(&mut errors);
 
         let broker = BrokerUrl::parse(self.amqp.url.expose_secret())
             .map_err(|error| fail("amqp.url", error.to_string()))
@@ -765,6 +760,7 @@ impl RawConfig {
             }
         };
         above_zero("shutdown.deadline", self.shutdown.deadline, &mut fail);
+        drop(fail);
         let events = self.validate_events(broker.as_ref(), reconnect, &mut errors);
         let rules = self.validate_rules(broker.as_ref(), reconnect, &mut errors);
 
@@ -883,12 +879,7 @@ impl RawConfig {
         reconnect: RetryPolicy,
         errors: &mut Vec<ConfigError>,
     ) -> Option<EventsPathSettings> {
-        let mut fail = |field: &str, message: String| {
-            errors.push(ConfigError {
-                field: field.to_owned(),
-                message,
-            })
-        };
+        let mut fail = collect_into(errors);
         let events = &self.events;
         let index = IndexPattern::parse(&events.index)
             .map_err(|error| fail("events.index", error.to_string()))
@@ -1061,12 +1052,7 @@ impl RawConfig {
         reconnect: RetryPolicy,
         errors: &mut Vec<ConfigError>,
     ) -> Option<RulesPathSettings> {
-        let mut fail = |field: &str, message: String| {
-            errors.push(ConfigError {
-                field: field.to_owned(),
-                message,
-            })
-        };
+        let mut fail = collect_into(errors);
         let rules = &self.rules;
         if rules.state_dir.is_empty() {
             fail("rules.state_dir", "must not be empty".into());
@@ -1206,6 +1192,16 @@ fn at_least_one(
         fail(field, "must be at least 1".into());
     }
     checked
+}
+
+/// The `fail` every check reports to: each call pushes one [`ConfigError`] onto `errors`.
+fn collect_into(errors: &mut Vec<ConfigError>) -> impl FnMut(&str, String) + '_ {
+    |field, message| {
+        errors.push(ConfigError {
+            field: field.to_owned(),
+            message,
+        })
+    }
 }
 
 fn above_zero(field: &str, value: Duration, fail: &mut impl FnMut(&str, String)) {
