@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 
 pub fn amqp_url() -> String {
@@ -177,18 +177,9 @@ impl Broker {
 
     /// Publishes with no properties, as the agents do, and waits for the broker's confirm.
     pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) {
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default(),
-            )
+        sluice_load::publish::publish_confirmed(&self.channel, [(exchange, routing_key, body)])
             .await
-            .expect("publish");
-        assert!(confirm.await.expect("confirm").is_ack());
+            .expect("publish, confirmed");
     }
 
     /// Ready (not unacked) messages and consumers of a queue, without changing it.
