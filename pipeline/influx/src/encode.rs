@@ -200,7 +200,7 @@ impl LineEncoder {
     /// are not checked again.
     fn encode_valid(&mut self, buf: &mut Vec<u8>, point: &PointRef<'_>) -> Result<(), EncodeError> {
         let [(field_key, value)] = point.fields.as_slice() else {
-            check(point, &self.limits)?;
+            refuse_backslashes(point)?;
             build_line(buf, point, self.precision);
             return Ok(());
         };
