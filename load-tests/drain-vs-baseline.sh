@@ -8,7 +8,11 @@
 # Usage: load-tests/drain-vs-baseline.sh [COUNT] [JSON_FILE]
 # Needs RabbitMQ and InfluxDB (deploy/services.sh) and release builds of sluice and sluice-load;
 # BIN_DIR (default target/release) says where they are; BROKER_PID (default: the oldest
-# beam.smp of the rabbitmq user) whose CPU to report beside each drain.
+# beam.smp of the rabbitmq user) whose CPU to report beside each drain. sluice-load also reports
+# InfluxDB's CPU (the oldest influxd), how busy the cores were, and the ratio the cores allow.
+# sluice's drain is timed to its last ack (its /metrics on the default admin.listen), and
+# InfluxDB is counted once after it: counting it while it grows would load it more than the
+# writes do.
 set -euo pipefail
 
 count=${1:-100000}

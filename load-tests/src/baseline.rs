@@ -196,6 +196,8 @@ pub async fn drain(settings: &NullConsumerSettings) -> anyhow::Result<NullConsum
             cpu: Some(after.cpu.saturating_sub(cpu_before)),
             peak_rss_kib: Some(after.peak_rss_kib),
             broker_cpu: None,
+            store_cpu: None,
+            machine_busy: None,
         },
         ack_frames,
         left_in_queue,

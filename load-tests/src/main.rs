@@ -40,7 +40,7 @@ use sluice_elasticsearch::fake::FakeElasticsearch;
 use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
 use sluice_load::broker;
 use sluice_load::open_loop::BAD_BODY;
-use sluice_load::procfs::{self, Process, ProcessSample};
+use sluice_load::procfs::{self, Neighbours, Process, ProcessSample};
 use sluice_load::publish::publish_confirmed;
 use sluice_load::report::{Comparison, DrainFigures};
 
@@ -123,10 +123,20 @@ struct Args {
     /// --drain-only: the running sluice's pid, to report its CPU and peak RSS over the drain.
     #[arg(long)]
     sluice_pid: Option<u32>,
-    /// RabbitMQ's pid (`beam.smp`), to report the broker's CPU over each drain: when the null
-    /// consumer is slow, it tells a busy broker from a busy consumer.
+    /// RabbitMQ's pid, to report the broker's CPU over each drain: when the null consumer is
+    /// slow, it tells a busy broker from a busy consumer. Default: the oldest `beam.smp`.
     #[arg(long)]
     broker_pid: Option<u32>,
+    /// InfluxDB's pid, to report its CPU over sluice's drain. Default: the oldest `influxd`.
+    #[arg(long)]
+    influx_pid: Option<u32>,
+    /// metrics: the running sluice's `/metrics`. The drain is timed to its `sluice_acked_total`
+    /// reaching --count, and InfluxDB is counted once after: polling a `count()` over the whole
+    /// database every 100 ms would cost InfluxDB more CPU than the writes do by the end of a
+    /// long drain, and take it from the broker. Empty: poll InfluxDB anyway (a sluice without
+    /// an admin endpoint).
+    #[arg(long, default_value = "http://127.0.0.1:9598/metrics")]
+    sluice_metrics_url: String,
     /// Also write the drain figures to this file as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -177,6 +187,16 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // Live runs are timed from the first publish; --drain-only runs from now.
+    // A sluice that is already running has acked what came before; one started for
+    // --drain-only counts from zero, and may not be listening yet.
+    let acked_before = if args.drain_only || args.sluice_metrics_url.is_empty() {
+        0
+    } else {
+        let client = reqwest::Client::new();
+        sluice_load::scrape::acked(&client, &args.sluice_metrics_url)
+            .await
+            .unwrap_or(0)
+    };
     let started = Instant::now();
     if !args.drain_only {
         if let Some(groups) = &args.groups {
@@ -191,10 +211,24 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let sluice_before = args.sluice_pid.map(sample_sluice).transpose()?;
-    let broker_before = args.broker_pid.map(sample_broker).transpose()?;
+    let neighbours = neighbours(&args);
+    let neighbours_before = neighbours.sample();
 
     let client = reqwest::Client::new();
     let deadline = started + Duration::from_secs(args.timeout_secs);
+    let watch_acks = fake_elasticsearch.is_none() && !args.sluice_metrics_url.is_empty();
+    if watch_acks {
+        wait_for_acks(
+            &client,
+            &args.sluice_metrics_url,
+            acked_before + args.count as u64,
+            deadline,
+        )
+        .await?;
+    }
+    let drained_at = Instant::now();
+    let sluice_after = args.sluice_pid.map(sample_sluice).transpose()?;
+    let neighbours_after = neighbours.sample();
     let (mut landed, mut dead) = (0u64, 0u32);
     while Instant::now() < deadline {
         landed = match &fake_elasticsearch {
@@ -210,9 +244,21 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let elapsed = started.elapsed();
-    let sluice_after = args.sluice_pid.map(sample_sluice).transpose()?;
-    let broker_after = args.broker_pid.map(sample_broker).transpose()?;
+    // Watching the acks, the drain ended at the last ack; otherwise when the store had it all.
+    let elapsed = if watch_acks {
+        drained_at - started
+    } else {
+        started.elapsed()
+    };
+    let (sluice_after, neighbours_after) = if watch_acks {
+        (sluice_after, neighbours_after)
+    } else {
+        (
+            args.sluice_pid.map(sample_sluice).transpose()?,
+            neighbours.sample(),
+        )
+    };
+    let neighbours_used = neighbours_before.until(&neighbours_after);
     let store = match args.stream {
         Stream::Metrics => "points in InfluxDB",
         Stream::Events => "documents in Elasticsearch",
@@ -230,7 +276,9 @@ async fn main() -> anyhow::Result<()> {
         elapsed,
         cpu: cpu_between(sluice_before, sluice_after),
         peak_rss_kib: sluice_after.map(|after| after.peak_rss_kib),
-        broker_cpu: cpu_between(broker_before, broker_after),
+        broker_cpu: neighbours_used.broker_cpu,
+        store_cpu: neighbours_used.store_cpu,
+        machine_busy: neighbours_used.machine_busy,
     };
     if let (Some(before), Some(pid)) = (sluice_before, args.sluice_pid) {
         println!(
@@ -245,7 +293,7 @@ async fn main() -> anyhow::Result<()> {
     // After sluice's drain, not beside it: both would compete for the same two cores. And not
     // at once: RabbitMQ keeps working for a few seconds after 100,000 acks (the measured broker
     // CPU per message doubled for a null consumer started at once), which is not the baseline.
-    if let Some(pid) = args.broker_pid {
+    if let Some(pid) = neighbours.broker {
         wait_for_quiet_broker(pid).await?;
     }
     let null_consumer = run_null_consumer(&args).await?;
@@ -259,16 +307,42 @@ async fn main() -> anyhow::Result<()> {
     write_json(&args, json)
 }
 
+/// Waits until sluice has acked `count` deliveries: every one of them is then written or
+/// dead-lettered.
+async fn wait_for_acks(
+    client: &reqwest::Client,
+    metrics_url: &str,
+    count: u64,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut last = Ok(0);
+    while Instant::now() < deadline {
+        // A sluice started just before this run may not be listening yet: keep asking.
+        last = sluice_load::scrape::acked(client, metrics_url).await;
+        if last.as_ref().is_ok_and(|&acked| acked >= count) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match last {
+        Ok(acked) => bail!("timed out: sluice acked {acked} of {count} deliveries"),
+        Err(error) => Err(error.context("timed out waiting for sluice's acks")),
+    }
+}
+
 /// Reads the sluice process's CPU and peak RSS.
 fn sample_sluice(pid: u32) -> anyhow::Result<ProcessSample> {
     procfs::sample(Process::Pid(pid))
         .with_context(|| format!("sampling sluice (--sluice-pid {pid})"))
 }
 
-/// Reads the broker's CPU and peak RSS.
-fn sample_broker(pid: u32) -> anyhow::Result<ProcessSample> {
-    procfs::sample(Process::Pid(pid))
-        .with_context(|| format!("sampling RabbitMQ (--broker-pid {pid})"))
+/// The broker and InfluxDB whose CPU each drain reports: as given, or found by name.
+fn neighbours(args: &Args) -> Neighbours {
+    let found = Neighbours::find();
+    Neighbours {
+        broker: args.broker_pid.or(found.broker),
+        store: args.influx_pid.or(found.store),
+    }
 }
 
 /// Waits for the broker to go quiet, and says how long that took.
@@ -314,10 +388,13 @@ async fn run_null_consumer(args: &Args) -> anyhow::Result<NullConsumerReport> {
         ack_every: args.ack_every,
         timeout: Duration::from_secs(args.timeout_secs),
     };
-    let broker_before = args.broker_pid.map(sample_broker).transpose()?;
+    let neighbours = neighbours(args);
+    let before = neighbours.sample();
     let mut report = baseline::drain(&settings).await?;
-    let broker_after = args.broker_pid.map(sample_broker).transpose()?;
-    report.figures.broker_cpu = cpu_between(broker_before, broker_after);
+    let used = before.until(&neighbours.sample());
+    // The null consumer has no store: InfluxDB's CPU meanwhile is not part of its path.
+    report.figures.broker_cpu = used.broker_cpu;
+    report.figures.machine_busy = used.machine_busy;
     println!(
         "null consumer ({queue}, prefetch {}, ack every {}): {}, {} ack frames, {} left in the queue",
         args.prefetch,

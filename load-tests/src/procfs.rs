@@ -3,7 +3,8 @@
 //! A drain rate alone says little on a shared two-core machine: the same rate can cost twice the
 //! CPU. So each drain is reported with the CPU its consumer spent, per message, read from
 //! `/proc/<pid>/stat` (`utime` + `stime`) before and after, and with the peak RSS from
-//! `/proc/<pid>/status` (`VmHWM`).
+//! `/proc/<pid>/status` (`VmHWM`). Beside it, the broker's and InfluxDB's CPU and how busy the
+//! whole machine was (`/proc/stat`) tell whether a drain was limited by the cores themselves.
 //!
 //! `utime` and `stime` are counted in clock ticks of `sysconf(_SC_CLK_TCK)`. Calling `sysconf`
 //! would need `unsafe` (forbidden in this workspace), so [`CLOCK_TICKS_PER_SECOND`] assumes the
@@ -91,6 +92,154 @@ pub fn peak_rss_kib(status: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("VmHWM is not a number: {line:?}"))
 }
 
+/// The whole machine's CPU ticks since boot, all cores together (`/proc/stat`'s `cpu` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineSample {
+    /// Ticks spent in anything but idle and I/O wait.
+    pub busy_ticks: u64,
+    pub total_ticks: u64,
+}
+
+impl MachineSample {
+    /// Reads `/proc/stat` now.
+    pub fn now() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+        machine_ticks(&stat).context("parsing /proc/stat")
+    }
+
+    /// The fraction of all cores' time that was busy from `self` to `later` (1.0: every core
+    /// busy all the time). A drain on a machine near 1.0 is limited by CPU, whoever uses it.
+    pub fn busy_fraction_until(&self, later: &MachineSample) -> Option<f64> {
+        let total = later.total_ticks.checked_sub(self.total_ticks)?;
+        let busy = later.busy_ticks.checked_sub(self.busy_ticks)?;
+        (total > 0).then(|| busy as f64 / total as f64)
+    }
+}
+
+/// The `cpu` line of `/proc/stat`: user nice system idle iowait irq softirq steal [guest ...].
+/// Guest time is already counted in user time, so only the first eight fields are summed.
+pub fn machine_ticks(stat: &str) -> anyhow::Result<MachineSample> {
+    let Some(line) = stat.lines().find(|line| line.starts_with("cpu ")) else {
+        bail!("no aggregate `cpu` line");
+    };
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|field| {
+            field
+                .parse()
+                .with_context(|| format!("not a number: {field:?} in {line:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if ticks.len() < 5 {
+        bail!("too few fields in {line:?}");
+    }
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks[3] + ticks[4];
+    Ok(MachineSample {
+        busy_ticks: total - idle,
+        total_ticks: total,
+    })
+}
+
+/// The oldest running process whose executable name (`comm`) is `name`, e.g. `influxd` or
+/// `beam.smp`: the service itself rather than a helper it spawned later.
+pub fn oldest_process_named(name: &str) -> Option<u32> {
+    let mut oldest: Option<(u64, u32)> = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(start) = start_time_if_named(&stat, name)
+            && oldest.is_none_or(|(oldest_start, _)| start < oldest_start)
+        {
+            oldest = Some((start, pid));
+        }
+    }
+    oldest.map(|(_, pid)| pid)
+}
+
+/// The start time (field 22) of a `/proc/<pid>/stat` line whose `(comm)` is `name`.
+fn start_time_if_named(stat: &str, name: &str) -> Option<u64> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    if stat.get(open + 1..close)? != name {
+        return None;
+    }
+    // After `)`: field 3 (state) is at index 0, so starttime (field 22) is at 19.
+    stat[close + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The processes a drain shares the machine with: the broker and the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Neighbours {
+    /// RabbitMQ's `beam.smp`.
+    pub broker: Option<u32>,
+    /// InfluxDB's `influxd`.
+    pub store: Option<u32>,
+}
+
+impl Neighbours {
+    /// The broker and InfluxDB running on this machine, where they run here.
+    pub fn find() -> Self {
+        Self {
+            broker: oldest_process_named("beam.smp"),
+            store: oldest_process_named("influxd"),
+        }
+    }
+
+    /// Reads their CPU, and the machine's, now. A neighbour that cannot be read is left out.
+    pub fn sample(&self) -> NeighbourSample {
+        let read = |pid: Option<u32>| pid.and_then(|pid| sample(Process::Pid(pid)).ok());
+        NeighbourSample {
+            broker: read(self.broker),
+            store: read(self.store),
+            machine: MachineSample::now().ok(),
+        }
+    }
+}
+
+/// One reading of [`Neighbours`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighbourSample {
+    pub broker: Option<ProcessSample>,
+    pub store: Option<ProcessSample>,
+    pub machine: Option<MachineSample>,
+}
+
+/// What the neighbours used between two readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NeighbourUse {
+    pub broker_cpu: Option<Duration>,
+    pub store_cpu: Option<Duration>,
+    pub machine_busy: Option<f64>,
+}
+
+impl NeighbourSample {
+    pub fn until(&self, later: &NeighbourSample) -> NeighbourUse {
+        let cpu = |before: Option<ProcessSample>, after: Option<ProcessSample>| {
+            let (before, after) = before.zip(after)?;
+            Some(after.cpu.saturating_sub(before.cpu))
+        };
+        NeighbourUse {
+            broker_cpu: cpu(self.broker, later.broker),
+            store_cpu: cpu(self.store, later.store),
+            machine_busy: self
+                .machine
+                .zip(later.machine)
+                .and_then(|(before, after)| before.busy_fraction_until(&after)),
+        }
+    }
+}
+
 pub fn ticks_to_duration(ticks: u64) -> Duration {
     let whole_seconds = ticks / CLOCK_TICKS_PER_SECOND;
     let rest_nanos = (ticks % CLOCK_TICKS_PER_SECOND) * (1_000_000_000 / CLOCK_TICKS_PER_SECOND);
@@ -151,6 +300,31 @@ mod tests {
         assert_eq!(ticks_to_duration(0), Duration::ZERO);
         assert_eq!(ticks_to_duration(1), Duration::from_millis(10));
         assert_eq!(ticks_to_duration(298), Duration::from_millis(2980));
+    }
+
+    #[test]
+    fn machine_busy_time_leaves_out_idle_and_io_wait() {
+        let before = machine_ticks("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0\n")
+            .expect("parses");
+        assert_eq!(before.busy_ticks, 150);
+        assert_eq!(before.total_ticks, 1000);
+        let after = machine_ticks("cpu  250 0 100 850 100 0 0 0 0 0\n").expect("parses");
+        // 200 busy of 300 ticks.
+        let busy = before.busy_fraction_until(&after).expect("time passed");
+        assert!((busy - 2.0 / 3.0).abs() < 1e-9, "{busy}");
+        assert_eq!(after.busy_fraction_until(&after), None);
+        assert!(machine_ticks("intr 1 2 3\n").is_err());
+        assert!(machine_ticks("cpu  1 2 x 4 5\n").is_err());
+    }
+
+    #[test]
+    fn finds_a_process_by_its_executable_name() {
+        let line = CAT_STAT.replace("(cat)", "(beam.smp)");
+        assert_eq!(start_time_if_named(&line, "beam.smp"), Some(123_456));
+        assert_eq!(start_time_if_named(&line, "beam"), None);
+        let own = std::fs::read_to_string("/proc/self/comm").expect("readable");
+        assert!(oldest_process_named(own.trim()).is_some());
+        assert_eq!(oldest_process_named("no-such-process-name"), None);
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub struct DrainFigures {
     /// CPU time the broker (RabbitMQ's `beam.smp`) spent during the drain, if it was measured:
     /// on a shared machine it tells a slow broker from a slow consumer.
     pub broker_cpu: Option<Duration>,
+    /// CPU time the store (InfluxDB's `influxd`) spent during the drain, if it was measured.
+    /// The null consumer has no store; on a machine this small, sluice's shares the cores.
+    pub store_cpu: Option<Duration>,
+    /// How busy all the machine's cores were over the drain (0 to 1), whoever used them.
+    pub machine_busy: Option<f64>,
 }
 
 impl DrainFigures {
@@ -40,6 +45,18 @@ impl DrainFigures {
     /// Microseconds of the broker's CPU per message.
     pub fn broker_cpu_micros_per_message(&self) -> Option<f64> {
         self.micros_per_message(self.broker_cpu?)
+    }
+
+    /// Microseconds of the store's CPU per message.
+    pub fn store_cpu_micros_per_message(&self) -> Option<f64> {
+        self.micros_per_message(self.store_cpu?)
+    }
+
+    /// The whole path's CPU per message: consumer, broker and, where there is one, the store.
+    /// `None` unless the consumer's and the broker's were both measured.
+    pub fn path_cpu_micros_per_message(&self) -> Option<f64> {
+        let path = self.cpu? + self.broker_cpu? + self.store_cpu.unwrap_or_default();
+        self.micros_per_message(path)
     }
 
     fn micros_per_message(&self, cpu: Duration) -> Option<f64> {
@@ -71,6 +88,16 @@ impl DrainFigures {
                 format_option(self.broker_cpu_micros_per_message(), 1)
             ));
         }
+        if let Some(cpu) = self.store_cpu {
+            line.push_str(&format!(
+                ", influxdb cpu {:.2}s ({} µs/msg)",
+                cpu.as_secs_f64(),
+                format_option(self.store_cpu_micros_per_message(), 1)
+            ));
+        }
+        if let Some(busy) = self.machine_busy {
+            line.push_str(&format!(", cores {:.0}% busy", busy * 100.0));
+        }
         line
     }
 
@@ -84,6 +111,10 @@ impl DrainFigures {
             "peak_rss_kib": self.peak_rss_kib,
             "broker_cpu_seconds": self.broker_cpu.map(|cpu| cpu.as_secs_f64()),
             "broker_cpu_micros_per_message": self.broker_cpu_micros_per_message(),
+            "store_cpu_seconds": self.store_cpu.map(|cpu| cpu.as_secs_f64()),
+            "store_cpu_micros_per_message": self.store_cpu_micros_per_message(),
+            "path_cpu_micros_per_message": self.path_cpu_micros_per_message(),
+            "machine_busy": self.machine_busy,
         })
     }
 }
@@ -112,9 +143,20 @@ impl Comparison {
         )
     }
 
+    /// The rate ratio the machine allows when both drains are limited by the cores: the null
+    /// path's CPU per message (consumer + broker) over sluice's (sluice + broker + InfluxDB).
+    /// With every core busy, a path's rate is the cores' time divided by its CPU per message,
+    /// so no consumer can beat this ratio without making the whole path cheaper.
+    pub fn cpu_bound_ratio(&self) -> Option<f64> {
+        ratio(
+            self.null_consumer.path_cpu_micros_per_message()?,
+            self.sluice.path_cpu_micros_per_message()?,
+        )
+    }
+
     /// The combined report line.
     pub fn summary(&self) -> String {
-        format!(
+        let mut line = format!(
             "drain vs null consumer: sluice {} msgs/s, null consumer {} msgs/s, ratio {}; \
              cpu sluice {} µs/msg, null consumer {} µs/msg, ratio {}",
             format_option(self.sluice.messages_per_second(), 0),
@@ -123,7 +165,16 @@ impl Comparison {
             format_option(self.sluice.cpu_micros_per_message(), 1),
             format_option(self.null_consumer.cpu_micros_per_message(), 1),
             format_option(self.cpu_ratio(), 2),
-        )
+        );
+        if let Some(bound) = self.cpu_bound_ratio() {
+            line.push_str(&format!(
+                "; whole path cpu sluice {} µs/msg, null consumer {} µs/msg: \
+                 with the cores busy, the ratio can be at most {bound:.2}",
+                format_option(self.sluice.path_cpu_micros_per_message(), 1),
+                format_option(self.null_consumer.path_cpu_micros_per_message(), 1),
+            ));
+        }
+        line
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -132,6 +183,7 @@ impl Comparison {
             "null_consumer": self.null_consumer.to_json(),
             "rate_ratio": self.rate_ratio(),
             "cpu_per_message_ratio": self.cpu_ratio(),
+            "cpu_bound_ratio": self.cpu_bound_ratio(),
         })
     }
 }
@@ -159,6 +211,8 @@ mod tests {
             cpu: cpu_millis.map(Duration::from_millis),
             peak_rss_kib: None,
             broker_cpu: None,
+            store_cpu: None,
+            machine_busy: None,
         }
     }
 
@@ -202,6 +256,52 @@ mod tests {
         assert_eq!(comparison.cpu_ratio(), None);
         assert!(comparison.summary().ends_with("ratio n/a"));
         assert_eq!(comparison.to_json()["cpu_per_message_ratio"], json!(null));
+    }
+
+    #[test]
+    fn the_cpu_bound_ratio_weighs_the_whole_path_of_each_drain() {
+        let comparison = Comparison {
+            sluice: DrainFigures {
+                broker_cpu: Some(Duration::from_millis(2_500)),
+                store_cpu: Some(Duration::from_millis(1_500)),
+                machine_busy: Some(0.97),
+                ..drain(100_000, 5_000, Some(2_000))
+            },
+            null_consumer: DrainFigures {
+                broker_cpu: Some(Duration::from_millis(2_000)),
+                ..drain(100_000, 2_000, Some(1_000))
+            },
+        };
+        // sluice's path: 20 + 25 + 15 µs; the null consumer's: 10 + 20 µs.
+        assert_eq!(comparison.sluice.path_cpu_micros_per_message(), Some(60.0));
+        assert_eq!(
+            comparison.null_consumer.path_cpu_micros_per_message(),
+            Some(30.0)
+        );
+        assert_eq!(comparison.cpu_bound_ratio(), Some(0.5));
+        assert!(
+            comparison.summary().ends_with(
+                "whole path cpu sluice 60.0 µs/msg, null consumer 30.0 µs/msg: \
+                 with the cores busy, the ratio can be at most 0.50"
+            ),
+            "{}",
+            comparison.summary()
+        );
+        assert!(comparison.sluice.summary().ends_with(
+            "broker cpu 2.50s (25.0 µs/msg), influxdb cpu 1.50s (15.0 µs/msg), cores 97% busy"
+        ));
+        assert_eq!(comparison.to_json()["cpu_bound_ratio"], json!(0.5));
+    }
+
+    #[test]
+    fn without_the_broker_cpu_there_is_no_whole_path_figure() {
+        let comparison = Comparison {
+            sluice: drain(100, 1_000, Some(10)),
+            null_consumer: drain(100, 500, Some(5)),
+        };
+        assert_eq!(comparison.sluice.path_cpu_micros_per_message(), None);
+        assert_eq!(comparison.cpu_bound_ratio(), None);
+        assert!(!comparison.summary().contains("whole path"));
     }
 
     #[test]

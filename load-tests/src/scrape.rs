@@ -224,6 +224,20 @@ pub async fn scrape_once(
     Ok(cumulative_series(&text))
 }
 
+/// How many deliveries sluice has acked so far, across its consumers (`sluice_acked_total`).
+/// sluice acks a delivery only once what it became is written or dead-lettered, so this is
+/// the cheapest exact "done" signal: polling the store instead (a `count()` over everything
+/// written) costs the store more CPU the further the drain gets.
+pub async fn acked(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let series = scrape_once(client, url).await?;
+    let acked: f64 = series
+        .iter()
+        .filter(|(key, _)| key.starts_with("sluice_acked_total"))
+        .map(|(_, value)| value)
+        .sum();
+    Ok(acked as u64)
+}
+
 /// Scrapes in the background every `interval` until [`Scraper::finish`].
 #[derive(Debug)]
 pub struct Scraper {

@@ -31,12 +31,12 @@ use crate::broker;
 use crate::latency_proxy::LatencyProxy;
 use crate::open_loop::{self, BAD_BODY, OpenLoopReport, OpenLoopSettings};
 use crate::plot::{PlotPoint, plot_sweep};
-use crate::procfs::{self, Process};
+use crate::procfs::{self, Neighbours, Process};
 use crate::publish::publish_confirmed;
 use crate::report::{Comparison, DrainFigures};
 use crate::scenario::{Scenario, env_value, setting_key};
 use crate::schedule::EpochClock;
-use crate::scrape::{Scraper, StageDeltas, scrape_once};
+use crate::scrape::{self, Scraper, StageDeltas};
 use crate::sluice_process::{SluiceProcess, free_loopback_address};
 
 /// How often sluice's counters are scraped during a phase.
@@ -410,12 +410,15 @@ impl Run<'_> {
 
         self.progress
             .phase(&format!("sluice draining {} messages", spec.count));
+        let neighbours = Neighbours::find();
+        let neighbours_before = neighbours.sample();
         let sluice = self.start_sluice().await?;
         // A fresh process's counters start at zero, which is the first scrape's baseline.
         let scraper = Scraper::start_from_zero(&sluice.metrics_url(), SCRAPE_INTERVAL).await?;
         let written_all = self.proxy.recorder.wait_for_distinct(good, timeout).await;
         let elapsed = sluice.spawned.elapsed();
         let sample = procfs::sample(Process::Pid(sluice.pid()))?;
+        let neighbours_used = neighbours_before.until(&neighbours.sample());
         let written = self.proxy.recorder.distinct();
         if !written_all {
             let _ = scraper.finish().await;
@@ -431,7 +434,9 @@ impl Run<'_> {
             elapsed,
             cpu: Some(sample.cpu),
             peak_rss_kib: Some(sample.peak_rss_kib),
-            broker_cpu: None,
+            broker_cpu: neighbours_used.broker_cpu,
+            store_cpu: neighbours_used.store_cpu,
+            machine_busy: neighbours_used.machine_busy,
         };
 
         self.wait_for_quiet_broker().await?;
@@ -451,9 +456,14 @@ impl Run<'_> {
         };
         self.progress
             .phase(&format!("null consumer draining {} messages", spec.count));
-        let null_consumer = baseline::drain(&settings)
+        let neighbours_before = neighbours.sample();
+        let mut null_consumer = baseline::drain(&settings)
             .await
             .context("the null consumer's drain")?;
+        let neighbours_used = neighbours_before.until(&neighbours.sample());
+        // The null consumer has no store: InfluxDB's CPU meanwhile is not part of its path.
+        null_consumer.figures.broker_cpu = neighbours_used.broker_cpu;
+        null_consumer.figures.machine_busy = neighbours_used.machine_busy;
         Ok((
             DrainResult {
                 comparison: Comparison {
@@ -540,17 +550,8 @@ impl Run<'_> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let acked: f64 = scrape_once(&client, metrics_url)
-                .await
-                .map(|series| {
-                    series
-                        .iter()
-                        .filter(|(key, _)| key.starts_with("sluice_acked_total"))
-                        .map(|(_, value)| value)
-                        .sum()
-                })
-                .unwrap_or(0.0);
-            if acked >= expected as f64 {
+            let acked = scrape::acked(&client, metrics_url).await.unwrap_or(0);
+            if acked >= expected {
                 return;
             }
             tokio::time::sleep(SETTLE_POLL).await;
@@ -695,9 +696,9 @@ impl SweepReport {
         let key = setting_key(&self.setting);
         let mut lines = vec![
             format!(
-                "| {key} | drain msgs/s | null consumer msgs/s | ratio | sluice CPU µs/msg | peak RSS MiB | open-loop msg/s | p50 ms | p99 ms | p99.9 ms | max ms | written | mean write ms |"
+                "| {key} | drain msgs/s | null consumer msgs/s | ratio | CPU-bound ratio | sluice CPU µs/msg | peak RSS MiB | open-loop msg/s | p50 ms | p99 ms | p99.9 ms | max ms | written | mean write ms |"
             ),
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
         ];
         let number = |value: Option<f64>, decimals: usize| match value {
             Some(value) => format!("{value:.decimals$}"),
@@ -723,7 +724,7 @@ impl SweepReport {
                 (None, None) => "–".to_owned(),
             };
             lines.push(format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 point.value.as_deref().unwrap_or("–"),
                 number(sluice.and_then(|figures| figures.messages_per_second()), 0),
                 number(
@@ -731,6 +732,10 @@ impl SweepReport {
                     0
                 ),
                 number(drain.and_then(|drain| drain.comparison.rate_ratio()), 2),
+                number(
+                    drain.and_then(|drain| drain.comparison.cpu_bound_ratio()),
+                    2
+                ),
                 number(
                     sluice.and_then(|figures| figures.cpu_micros_per_message()),
                     1
@@ -859,6 +864,8 @@ mod tests {
             cpu: Some(Duration::from_secs(2)),
             peak_rss_kib: Some(40 * 1024),
             broker_cpu: None,
+            store_cpu: None,
+            machine_busy: None,
         };
         DrainResult {
             comparison: Comparison {
@@ -955,13 +962,13 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("| influx.batch_max_points | drain msgs/s"));
         assert!(
-            lines[2].starts_with("| 100 | 20000 | 40000 | 0.50 | 20.0 | 40 | – |"),
+            lines[2].starts_with("| 100 | 20000 | 40000 | 0.50 | – | 20.0 | 40 | – |"),
             "{}",
             lines[2]
         );
         assert!(
             lines[3].starts_with(
-                "| 500 | – | – | – | – | – | 5000 | 3.0 | 25.0 | 37.5 | 50.0 | 990/990 |"
+                "| 500 | – | – | – | – | – | – | 5000 | 3.0 | 25.0 | 37.5 | 50.0 | 990/990 |"
             ),
             "{}",
             lines[3]
