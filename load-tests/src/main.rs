@@ -186,7 +186,6 @@ async fn main() -> anyhow::Result<()> {
         Stream::Metrics => None,
     };
 
-    // Live runs are timed from the first publish; --drain-only runs from now.
     // A sluice that is already running has acked what came before; one started for
     // --drain-only counts from zero, and may not be listening yet.
     let acked_before = if args.drain_only || args.sluice_metrics_url.is_empty() {
@@ -197,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .unwrap_or(0)
     };
+    // Live runs are timed from the first publish; --drain-only runs from now.
     let started = Instant::now();
     if !args.drain_only {
         if let Some(groups) = &args.groups {

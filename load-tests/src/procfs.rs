@@ -318,6 +318,35 @@ mod tests {
     }
 
     #[test]
+    fn neighbour_use_is_the_difference_and_leaves_out_what_was_not_read() {
+        let process = |cpu_ticks: u64| ProcessSample {
+            cpu: ticks_to_duration(cpu_ticks),
+            peak_rss_kib: 1,
+        };
+        let before = NeighbourSample {
+            broker: Some(process(100)),
+            store: None,
+            machine: Some(MachineSample {
+                busy_ticks: 10,
+                total_ticks: 100,
+            }),
+        };
+        let after = NeighbourSample {
+            broker: Some(process(350)),
+            store: Some(process(40)),
+            machine: Some(MachineSample {
+                busy_ticks: 60,
+                total_ticks: 200,
+            }),
+        };
+        let used = before.until(&after);
+        assert_eq!(used.broker_cpu, Some(Duration::from_millis(2_500)));
+        // InfluxDB was found only after the drain began: no figure rather than a wrong one.
+        assert_eq!(used.store_cpu, None);
+        assert_eq!(used.machine_busy, Some(0.5));
+    }
+
+    #[test]
     fn finds_a_process_by_its_executable_name() {
         let line = CAT_STAT.replace("(cat)", "(beam.smp)");
         assert_eq!(start_time_if_named(&line, "beam.smp"), Some(123_456));
