@@ -174,7 +174,7 @@ async fn open_loop(args: OpenLoopArgs) -> anyhow::Result<()> {
     scenario.validate().context("the open-loop settings")?;
 
     let progress = Progress::new(1);
-    let point = sweep::measure(&environment, &scenario, None, &progress).await;
+    let point = sweep::measure(&environment, &scenario, None, 1, &progress).await;
     drop(progress);
     let point = point?;
     for line in point.lines() {
@@ -207,11 +207,11 @@ async fn sweep(args: SweepArgs) -> anyhow::Result<()> {
     };
     let report = sweep::run_sweep(&environment, &scenario).await?;
     println!("{}", report.table());
-    if let Some((index, why)) = report.best() {
+    if let Some((point, why)) = report.best() {
         println!(
             "best: {} = {} ({why})",
             sluice_load::scenario::setting_key(&report.setting),
-            report.points[index].value.as_deref().unwrap_or("?")
+            point.value.as_deref().unwrap_or("?")
         );
     }
     let (json, svg) = report.write_files(&args.out_dir, &name)?;

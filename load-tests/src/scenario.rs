@@ -57,6 +57,14 @@ pub struct SweepSpec {
     /// The environment variable of the setting, e.g. `SLUICE_INFLUX__BATCH_MAX_POINTS`.
     pub setting: String,
     pub values: Vec<toml::Value>,
+    /// How many times to measure every value (default 1). The table and the best value use
+    /// each value's median round, and show how far its drain ratio spread.
+    #[serde(default = "one_round")]
+    pub rounds: u32,
+}
+
+fn one_round() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -198,6 +206,12 @@ impl Scenario {
             if sweep.values.is_empty() {
                 bail!("[sweep] values is empty: give at least one value");
             }
+            if !(1..=MAX_ROUNDS).contains(&sweep.rounds) {
+                bail!(
+                    "[sweep] rounds must be between 1 and {MAX_ROUNDS}, not {}",
+                    sweep.rounds
+                );
+            }
             for value in &sweep.values {
                 if matches!(value, toml::Value::Table(_)) {
                     bail!("[sweep] values: {value} is a table; give numbers, strings or arrays");
@@ -218,6 +232,9 @@ impl Scenario {
 
 /// Environment variables sluice's process reads besides its own settings: the async runtime's.
 const RUNTIME_VARIABLES: [&str; 1] = ["TOKIO_WORKER_THREADS"];
+
+/// Rounds per value at most: each round of a drain takes a minute or more.
+const MAX_ROUNDS: u32 = 20;
 
 /// sluice's settings are `SLUICE_<SECTION>__<KEY>`: anything else would be ignored silently
 /// (or, for a misspelt key, refused by sluice at start). The runtime's own variables
@@ -318,6 +335,17 @@ SLUICE_AMQP__PREFETCH = 10000
             setting_key("SLUICE_METRICS__CONSUMERS"),
             "metrics.consumers"
         );
+    }
+
+    #[test]
+    fn a_sweep_measures_each_value_once_unless_it_asks_for_rounds() {
+        let sweep = "name = \"x\"\n[drain]\ncount = 1\n[sweep]\nsetting = \"SLUICE_AMQP__PREFETCH\"\nvalues = [1]";
+        let once = Scenario::parse(sweep).expect("valid");
+        assert_eq!(once.sweep.expect("a sweep").rounds, 1);
+        let thrice = Scenario::parse(&format!("{sweep}\nrounds = 3")).expect("valid");
+        assert_eq!(thrice.sweep.expect("a sweep").rounds, 3);
+        assert!(error_of(&format!("{sweep}\nrounds = 0")).contains("between 1 and 20"));
+        assert!(error_of(&format!("{sweep}\nrounds = 21")).contains("between 1 and 20"));
     }
 
     fn error_of(text: &str) -> String {

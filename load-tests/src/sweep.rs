@@ -176,11 +176,24 @@ pub struct OpenLoopResult {
 pub struct PointResult {
     /// The swept value, as written into sluice's environment (`None` outside a sweep).
     pub value: Option<String>,
+    /// Which round of the sweep measured it, from 1.
+    pub round: u32,
     pub drain: Option<DrainResult>,
     pub open_loop: Option<OpenLoopResult>,
 }
 
 impl PointResult {
+    /// What ranks the rounds of one value: the drain rate, or the p99 without a drain.
+    fn rank(&self) -> Option<f64> {
+        self.drain
+            .as_ref()
+            .and_then(|drain| drain.comparison.sluice.messages_per_second())
+            .or(self
+                .open_loop
+                .as_ref()
+                .map(|open| open.report.latency.p99_ms))
+    }
+
     pub fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(drain) = &self.drain {
@@ -211,6 +224,7 @@ impl PointResult {
     pub fn to_json(&self) -> serde_json::Value {
         json!({
             "value": self.value,
+            "round": self.round,
             "drain": self.drain.as_ref().map(DrainResult::to_json),
             "open_loop": self.open_loop.as_ref().map(|open_loop| {
                 let mut json = open_loop.report.to_json();
@@ -246,6 +260,7 @@ pub async fn measure(
     environment: &Environment,
     scenario: &Scenario,
     setting: Option<(&str, String)>,
+    round: u32,
     progress: &Progress,
 ) -> anyhow::Result<PointResult> {
     let names = RunNames::new();
@@ -313,6 +328,7 @@ pub async fn measure(
     let (drain, open_loop) = measured?;
     Ok(PointResult {
         value,
+        round,
         drain,
         open_loop,
     })
@@ -633,127 +649,181 @@ pub struct SweepReport {
     pub scenario: String,
     /// The swept variable, e.g. `SLUICE_INFLUX__BATCH_MAX_POINTS`.
     pub setting: String,
+    /// How many times each value was measured (`[sweep] rounds`).
+    pub rounds: u32,
+    /// Every measurement, round by round.
     pub points: Vec<PointResult>,
     pub commit: Option<String>,
 }
 
+/// The median round of one value, and how far the rounds of that value spread.
+#[derive(Debug, Clone, Copy)]
+pub struct MedianPoint<'a> {
+    pub point: &'a PointResult,
+    pub rounds: usize,
+    /// The lowest and highest drain ratio over the value's rounds.
+    pub ratio_range: Option<(f64, f64)>,
+    /// The median of the rounds' drain rates, and of their open-loop p99s, each taken on its
+    /// own: a round with a fast drain may have had a slow open loop.
+    pub drain_rate: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// The median of what was measured (the lower middle value for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len().checked_sub(1)? / 2).copied()
+}
+
 impl SweepReport {
-    /// The best value: the fastest drain among the values whose p99 (when measured) is under
-    /// [`P99_TARGET_MS`] (or the fastest of all, when none is); without drains, the lowest p99.
-    pub fn best(&self) -> Option<(usize, String)> {
-        let rate = |point: &PointResult| {
-            point
-                .drain
-                .as_ref()
-                .and_then(|drain| drain.comparison.sluice.messages_per_second())
-        };
-        let p99 = |point: &PointResult| {
-            point
-                .open_loop
-                .as_ref()
-                .map(|open| open.report.latency.p99_ms)
-        };
-        let fastest = |candidates: Vec<usize>| {
-            candidates
-                .into_iter()
-                .filter_map(|index| Some((index, rate(&self.points[index])?)))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-        };
-        let all: Vec<usize> = (0..self.points.len()).collect();
-        if self.points.iter().any(|point| rate(point).is_some()) {
-            let within: Vec<usize> = all
-                .iter()
-                .copied()
-                .filter(|&index| p99(&self.points[index]).is_none_or(|p99| p99 <= P99_TARGET_MS))
-                .collect();
-            if let Some((index, rate)) = fastest(within) {
-                let reason = if self.points.iter().any(|point| p99(point).is_some()) {
-                    format!(
-                        "the fastest drain ({rate:.0} msgs/s) with p99 under {P99_TARGET_MS} ms"
-                    )
-                } else {
-                    format!("the fastest drain ({rate:.0} msgs/s)")
-                };
-                return Some((index, reason));
+    /// For each value, in the sweep's order, its median round: the broker's speed drifts from
+    /// minute to minute, so one round of a value can say more about the broker than about the
+    /// value. The median is a real round (the lower middle one for an even count), so its
+    /// figures belong together.
+    pub fn medians(&self) -> Vec<MedianPoint<'_>> {
+        let mut values: Vec<&Option<String>> = Vec::new();
+        for point in &self.points {
+            if !values.contains(&&point.value) {
+                values.push(&point.value);
             }
-            let (index, rate) = fastest(all)?;
-            return Some((
-                index,
-                format!(
-                    "the fastest drain ({rate:.0} msgs/s); no value kept p99 under {P99_TARGET_MS} ms"
-                ),
-            ));
         }
-        let (index, p99) = all
+        values
             .into_iter()
-            .filter_map(|index| Some((index, p99(&self.points[index])?)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))?;
-        Some((index, format!("the lowest open-loop p99 ({p99:.1} ms)")))
+            .filter_map(|value| {
+                let mut rounds: Vec<&PointResult> = self
+                    .points
+                    .iter()
+                    .filter(|point| &point.value == value)
+                    .collect();
+                rounds.sort_by(|a, b| {
+                    let rank = |point: &PointResult| point.rank().unwrap_or(f64::NAN);
+                    rank(a).total_cmp(&rank(b))
+                });
+                let ratios: Vec<f64> = rounds
+                    .iter()
+                    .filter_map(|point| point.drain.as_ref()?.comparison.rate_ratio())
+                    .collect();
+                let ratio_range = ratios
+                    .iter()
+                    .copied()
+                    .reduce(f64::min)
+                    .zip(ratios.iter().copied().reduce(f64::max));
+                let drain_rate = median(
+                    rounds
+                        .iter()
+                        .filter_map(|point| {
+                            point
+                                .drain
+                                .as_ref()?
+                                .comparison
+                                .sluice
+                                .messages_per_second()
+                        })
+                        .collect(),
+                );
+                let p99_ms = median(
+                    rounds
+                        .iter()
+                        .filter_map(|point| Some(point.open_loop.as_ref()?.report.latency.p99_ms))
+                        .collect(),
+                );
+                Some(MedianPoint {
+                    point: rounds.get((rounds.len().checked_sub(1)?) / 2)?,
+                    rounds: rounds.len(),
+                    ratio_range,
+                    drain_rate,
+                    p99_ms,
+                })
+            })
+            .collect()
     }
 
-    /// The results as a Markdown table (it reads as plain text too).
+    /// The best value: the fastest drain among the values whose p99 (when measured) is under
+    /// [`P99_TARGET_MS`] (or the fastest of all, when none is); without drains, the lowest p99.
+    /// Each value is judged by the median of its rounds' drain rates and of their p99s.
+    pub fn best(&self) -> Option<(&PointResult, String)> {
+        let medians = self.medians();
+        let (index, why) = best_of(&medians)?;
+        Some((medians[index].point, why))
+    }
+}
+
+/// [`SweepReport::best`] over the values' medians; returns the index of the best.
+fn best_of(points: &[MedianPoint<'_>]) -> Option<(usize, String)> {
+    let rate = |point: &MedianPoint<'_>| point.drain_rate;
+    let p99 = |point: &MedianPoint<'_>| point.p99_ms;
+    let fastest = |candidates: Vec<usize>| {
+        candidates
+            .into_iter()
+            .filter_map(|index| Some((index, rate(&points[index])?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    let all: Vec<usize> = (0..points.len()).collect();
+    if points.iter().any(|point| rate(point).is_some()) {
+        let within: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&index| p99(&points[index]).is_none_or(|p99| p99 <= P99_TARGET_MS))
+            .collect();
+        if let Some((index, rate)) = fastest(within) {
+            let reason = if points.iter().any(|point| p99(point).is_some()) {
+                format!("the fastest drain ({rate:.0} msgs/s) with p99 under {P99_TARGET_MS} ms")
+            } else {
+                format!("the fastest drain ({rate:.0} msgs/s)")
+            };
+            return Some((index, reason));
+        }
+        let (index, rate) = fastest(all)?;
+        return Some((
+            index,
+            format!(
+                "the fastest drain ({rate:.0} msgs/s); no value kept p99 under {P99_TARGET_MS} ms"
+            ),
+        ));
+    }
+    let (index, p99) = all
+        .into_iter()
+        .filter_map(|index| Some((index, p99(&points[index])?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some((index, format!("the lowest open-loop p99 ({p99:.1} ms)")))
+}
+
+impl SweepReport {
+    /// The results as a Markdown table (it reads as plain text too): a row per value, from its
+    /// median round; with more than one round, then a row per round.
     pub fn table(&self) -> String {
         let key = setting_key(&self.setting);
-        let mut lines = vec![
+        let header = [
             format!(
                 "| {key} | drain msgs/s | null consumer msgs/s | ratio | CPU-bound ratio | sluice CPU µs/msg | peak RSS MiB | open-loop msg/s | p50 ms | p99 ms | p99.9 ms | max ms | written | mean write ms |"
             ),
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
         ];
-        let number = |value: Option<f64>, decimals: usize| match value {
-            Some(value) => format!("{value:.decimals$}"),
-            None => "–".to_owned(),
-        };
-        for point in &self.points {
-            let drain = point.drain.as_ref();
-            let open = point.open_loop.as_ref();
-            let sluice = drain.map(|drain| drain.comparison.sluice);
-            let write_mean = drain
-                .map(|drain| &drain.stages)
-                .or(open.map(|open| &open.stages))
-                .and_then(|stages| {
-                    stages
-                        .means
-                        .iter()
-                        .find(|(key, _)| key.starts_with("sluice_sink_write_seconds"))
-                        .map(|(_, mean)| mean * 1000.0)
-                });
-            let written = match (drain, open) {
-                (_, Some(open)) => format!("{}/{}", open.report.written, open.report.good),
-                (Some(drain), None) => format!("{}/{}", drain.written, drain.good),
-                (None, None) => "–".to_owned(),
-            };
-            lines.push(format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                point.value.as_deref().unwrap_or("–"),
-                number(sluice.and_then(|figures| figures.messages_per_second()), 0),
-                number(
-                    drain.and_then(|drain| drain.comparison.null_consumer.messages_per_second()),
-                    0
-                ),
-                number(drain.and_then(|drain| drain.comparison.rate_ratio()), 2),
-                number(
-                    drain.and_then(|drain| drain.comparison.cpu_bound_ratio()),
-                    2
-                ),
-                number(
-                    sluice.and_then(|figures| figures.cpu_micros_per_message()),
-                    1
-                ),
-                number(
-                    sluice
-                        .and_then(|figures| figures.peak_rss_kib)
-                        .map(|kib| kib as f64 / 1024.0),
-                    0
-                ),
-                number(open.map(|open| open.report.rate), 0),
-                number(open.map(|open| open.report.latency.p50_ms), 1),
-                number(open.map(|open| open.report.latency.p99_ms), 1),
-                number(open.map(|open| open.report.latency.p999_ms), 1),
-                number(open.map(|open| open.report.latency.max_ms), 1),
-                written,
-                number(write_mean, 1),
-            ));
+        let mut lines = header.to_vec();
+        for median in self.medians() {
+            let value = median.point.value.as_deref().unwrap_or("–");
+            let mut label = value.to_owned();
+            if median.rounds > 1 {
+                label.push_str(&format!(" (median of {}", median.rounds));
+                if let Some((lowest, highest)) = median.ratio_range {
+                    label.push_str(&format!("; ratio {lowest:.2}–{highest:.2}"));
+                }
+                if let Some(p99) = median.p99_ms {
+                    label.push_str(&format!("; median p99 {p99:.1} ms"));
+                }
+                label.push(')');
+            }
+            lines.push(table_row(median.point, label));
+        }
+        if self.rounds > 1 {
+            lines.push(String::new());
+            lines.push("Every round:".to_owned());
+            lines.push(String::new());
+            lines.extend(header);
+            for point in &self.points {
+                let value = point.value.as_deref().unwrap_or("–");
+                lines.push(table_row(point, format!("{value} #{}", point.round)));
+            }
         }
         lines.join("\n")
     }
@@ -764,10 +834,20 @@ impl SweepReport {
             "setting": self.setting,
             "setting_key": setting_key(&self.setting),
             "commit": self.commit,
-            "best": self.best().map(|(index, reason)| json!({
-                "value": self.points[index].value,
+            "best": self.best().map(|(point, reason)| json!({
+                "value": point.value,
                 "why": reason,
             })),
+            "rounds": self.rounds,
+            "medians": self.medians().iter().map(|median| json!({
+                "value": median.point.value,
+                "median_round": median.point.round,
+                "rounds": median.rounds,
+                "drain_messages_per_second": median.drain_rate,
+                "open_loop_p99_ms": median.p99_ms,
+                "rate_ratio_min": median.ratio_range.map(|(lowest, _)| lowest),
+                "rate_ratio_max": median.ratio_range.map(|(_, highest)| highest),
+            })).collect::<Vec<_>>(),
             "points": self.points.iter().map(PointResult::to_json).collect::<Vec<_>>(),
         })
     }
@@ -780,7 +860,11 @@ impl SweepReport {
         std::fs::write(&json_path, text + "\n")
             .with_context(|| format!("writing {}", json_path.display()))?;
         let svg_path = dir.join(format!("{stem}.svg"));
-        let points: Vec<PlotPoint> = self.points.iter().map(PointResult::plot_point).collect();
+        let points: Vec<PlotPoint> = self
+            .medians()
+            .iter()
+            .map(|median| median.point.plot_point())
+            .collect();
         plot_sweep(
             &svg_path,
             &self.scenario,
@@ -790,6 +874,63 @@ impl SweepReport {
         .with_context(|| format!("drawing {}", svg_path.display()))?;
         Ok((json_path, svg_path))
     }
+}
+
+/// One row of [`SweepReport::table`], with `label` in the first column.
+fn table_row(point: &PointResult, label: String) -> String {
+    let number = |value: Option<f64>, decimals: usize| match value {
+        Some(value) => format!("{value:.decimals$}"),
+        None => "–".to_owned(),
+    };
+    let drain = point.drain.as_ref();
+    let open = point.open_loop.as_ref();
+    let sluice = drain.map(|drain| drain.comparison.sluice);
+    let write_mean = drain
+        .map(|drain| &drain.stages)
+        .or(open.map(|open| &open.stages))
+        .and_then(|stages| {
+            stages
+                .means
+                .iter()
+                .find(|(key, _)| key.starts_with("sluice_sink_write_seconds"))
+                .map(|(_, mean)| mean * 1000.0)
+        });
+    let written = match (drain, open) {
+        (_, Some(open)) => format!("{}/{}", open.report.written, open.report.good),
+        (Some(drain), None) => format!("{}/{}", drain.written, drain.good),
+        (None, None) => "–".to_owned(),
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        label,
+        number(sluice.and_then(|figures| figures.messages_per_second()), 0),
+        number(
+            drain.and_then(|drain| drain.comparison.null_consumer.messages_per_second()),
+            0
+        ),
+        number(drain.and_then(|drain| drain.comparison.rate_ratio()), 2),
+        number(
+            drain.and_then(|drain| drain.comparison.cpu_bound_ratio()),
+            2
+        ),
+        number(
+            sluice.and_then(|figures| figures.cpu_micros_per_message()),
+            1
+        ),
+        number(
+            sluice
+                .and_then(|figures| figures.peak_rss_kib)
+                .map(|kib| kib as f64 / 1024.0),
+            0
+        ),
+        number(open.map(|open| open.report.rate), 0),
+        number(open.map(|open| open.report.latency.p50_ms), 1),
+        number(open.map(|open| open.report.latency.p99_ms), 1),
+        number(open.map(|open| open.report.latency.p999_ms), 1),
+        number(open.map(|open| open.report.latency.max_ms), 1),
+        written,
+        number(write_mean, 1),
+    )
 }
 
 /// Runs the scenario once per value of its `[sweep]`, with a progress bar.
@@ -803,37 +944,50 @@ pub async fn run_sweep(
             scenario.name
         );
     };
-    let progress = Progress::new(sweep.values.len() as u64);
+    let progress = Progress::new(sweep.values.len() as u64 * u64::from(sweep.rounds));
     let key = setting_key(&sweep.setting);
     let mut points = Vec::new();
-    for value in &sweep.values {
-        let value = env_value(value);
-        progress.log(&format!("{key} = {value}"));
-        let point = measure(
-            environment,
-            scenario,
-            Some((&sweep.setting, value.clone())),
-            &progress,
-        )
-        .await
-        .with_context(|| format!("measuring {key} = {value}"));
-        let point = match point {
-            Ok(point) => point,
-            Err(error) => {
-                progress.finish();
-                return Err(error);
+    // Round by round, every value in turn: a slow minute of the broker then falls on one
+    // round of several values rather than on every round of one.
+    for round in 1..=sweep.rounds {
+        for value in &sweep.values {
+            let value = env_value(value);
+            if sweep.rounds > 1 {
+                progress.log(&format!(
+                    "{key} = {value} (round {round} of {})",
+                    sweep.rounds
+                ));
+            } else {
+                progress.log(&format!("{key} = {value}"));
             }
-        };
-        for line in point.lines() {
-            progress.log(&format!("  {line}"));
+            let point = measure(
+                environment,
+                scenario,
+                Some((&sweep.setting, value.clone())),
+                round,
+                &progress,
+            )
+            .await
+            .with_context(|| format!("measuring {key} = {value} (round {round})"));
+            let point = match point {
+                Ok(point) => point,
+                Err(error) => {
+                    progress.finish();
+                    return Err(error);
+                }
+            };
+            for line in point.lines() {
+                progress.log(&format!("  {line}"));
+            }
+            points.push(point);
+            progress.step_done();
         }
-        points.push(point);
-        progress.step_done();
     }
     progress.finish();
     Ok(SweepReport {
         scenario: scenario.name.clone(),
         setting: sweep.setting.clone(),
+        rounds: sweep.rounds,
         points,
         commit: git_commit(),
     })
@@ -914,10 +1068,12 @@ mod tests {
                 .into_iter()
                 .map(|(value, rate, p99)| PointResult {
                     value: Some(value.to_owned()),
+                    round: 1,
                     drain: rate.map(drain),
                     open_loop: p99.map(open_loop),
                 })
                 .collect(),
+            rounds: 1,
             commit: Some("abc1234".into()),
         }
     }
@@ -929,8 +1085,8 @@ mod tests {
             ("1000", Some(30_000.0), Some(45.0)),
             ("5000", Some(40_000.0), Some(300.0)),
         ]);
-        let (index, why) = sweep.best().expect("a best value");
-        assert_eq!(sweep.points[index].value.as_deref(), Some("1000"));
+        let (point, why) = sweep.best().expect("a best value");
+        assert_eq!(point.value.as_deref(), Some("1000"));
         assert!(why.contains("p99 under 50 ms"), "{why}");
     }
 
@@ -940,15 +1096,162 @@ mod tests {
             ("1", Some(1.0), Some(90.0)),
             ("2", Some(2.0), Some(80.0)),
         ]);
-        let (index, why) = sweep.best().expect("a best value");
-        assert_eq!(index, 1);
+        let (point, why) = sweep.best().expect("a best value");
+        assert_eq!(point.value.as_deref(), Some("2"));
         assert!(why.contains("no value kept p99"));
     }
 
     #[test]
     fn an_open_loop_only_sweep_picks_the_lowest_p99() {
         let sweep = report(vec![("10ms", None, Some(30.0)), ("20ms", None, Some(12.0))]);
-        assert_eq!(sweep.best().map(|(index, _)| index), Some(1));
+        assert_eq!(
+            sweep.best().and_then(|(point, _)| point.value.as_deref()),
+            Some("20ms")
+        );
+    }
+
+    /// Rounds of values: (value, round, sluice's drain rate); the null consumer drains at
+    /// twice the rate in every round, so each ratio is 0.5 unless `null_rate` says otherwise.
+    fn rounds(points: Vec<(&str, u32, f64, f64)>, rounds: u32) -> SweepReport {
+        let mut sweep = report(Vec::new());
+        sweep.rounds = rounds;
+        sweep.points = points
+            .into_iter()
+            .map(|(value, round, rate, null_rate)| {
+                let mut drain = drain(rate);
+                drain.comparison.null_consumer.elapsed =
+                    Duration::from_secs_f64(100_000.0 / null_rate);
+                PointResult {
+                    value: Some(value.to_owned()),
+                    round,
+                    drain: Some(drain),
+                    open_loop: None,
+                }
+            })
+            .collect();
+        sweep
+    }
+
+    #[test]
+    fn each_value_is_its_median_round_with_the_spread_of_its_ratios() {
+        let sweep = rounds(
+            vec![
+                ("1", 1, 30_000.0, 40_000.0),
+                ("2", 1, 50_000.0, 50_000.0),
+                ("1", 2, 10_000.0, 40_000.0),
+                ("2", 2, 20_000.0, 40_000.0),
+                ("1", 3, 20_000.0, 40_000.0),
+                ("2", 3, 25_000.0, 50_000.0),
+            ],
+            3,
+        );
+        let medians = sweep.medians();
+        assert_eq!(medians.len(), 2);
+        assert_eq!(medians[0].point.value.as_deref(), Some("1"));
+        assert_eq!(
+            medians[0].point.round, 3,
+            "20,000 is the middle of 10, 20 and 30 thousand"
+        );
+        assert_eq!(medians[0].rounds, 3);
+        let close = |range: Option<(f64, f64)>, (lowest, highest): (f64, f64)| {
+            range.is_some_and(|(low, high)| {
+                (low - lowest).abs() < 1e-6 && (high - highest).abs() < 1e-6
+            })
+        };
+        assert!(
+            close(medians[0].ratio_range, (0.25, 0.75)),
+            "{:?}",
+            medians[0].ratio_range
+        );
+        assert_eq!(medians[1].point.round, 3);
+        assert!(
+            close(medians[1].ratio_range, (0.5, 1.0)),
+            "{:?}",
+            medians[1].ratio_range
+        );
+        // Value 2 has the one fastest round (50,000), and also the faster median (25,000).
+        let (best, _) = sweep.best().expect("a best value");
+        assert_eq!((best.value.as_deref(), best.round), (Some("2"), 3));
+    }
+
+    #[test]
+    fn one_lucky_round_does_not_make_a_value_the_best() {
+        let sweep = rounds(
+            vec![
+                ("1", 1, 90_000.0, 40_000.0),
+                ("2", 1, 30_000.0, 40_000.0),
+                ("1", 2, 10_000.0, 40_000.0),
+                ("2", 2, 31_000.0, 40_000.0),
+            ],
+            2,
+        );
+        // With two rounds the median is the lower one: 10,000 for value 1, 30,000 for value 2.
+        let (best, why) = sweep.best().expect("a best value");
+        assert_eq!(best.value.as_deref(), Some("2"));
+        assert!(why.contains("30000 msgs/s"), "{why}");
+    }
+
+    #[test]
+    fn one_slow_open_loop_does_not_rule_a_value_out() {
+        let mut sweep = rounds(
+            vec![
+                ("1", 1, 30_000.0, 40_000.0),
+                ("2", 1, 20_000.0, 40_000.0),
+                ("1", 2, 31_000.0, 40_000.0),
+                ("2", 2, 21_000.0, 40_000.0),
+                ("1", 3, 32_000.0, 40_000.0),
+                ("2", 3, 22_000.0, 40_000.0),
+            ],
+            3,
+        );
+        // Value 1's median drain (round 2) met a busy moment in its open loop.
+        for (point, p99) in sweep
+            .points
+            .iter_mut()
+            .zip([20.0, 20.0, 120.0, 20.0, 25.0, 20.0])
+        {
+            point.open_loop = Some(open_loop(p99));
+        }
+        let medians = sweep.medians();
+        assert_eq!(medians[0].point.round, 2);
+        assert_eq!(medians[0].p99_ms, Some(25.0));
+        let (best, why) = sweep.best().expect("a best value");
+        assert_eq!(best.value.as_deref(), Some("1"), "{why}");
+        assert!(
+            sweep
+                .table()
+                .lines()
+                .nth(2)
+                .is_some_and(|row| row.contains("median p99 25.0 ms"))
+        );
+    }
+
+    #[test]
+    fn with_rounds_the_table_labels_medians_and_lists_every_round() {
+        let sweep = rounds(
+            vec![
+                ("1", 1, 30_000.0, 40_000.0),
+                ("1", 2, 10_000.0, 40_000.0),
+                ("1", 3, 20_000.0, 40_000.0),
+            ],
+            3,
+        );
+        let table = sweep.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[2].starts_with("| 1 (median of 3; ratio 0.25–0.75) | 20000 | 40000 | 0.50 |"),
+            "{}",
+            lines[2]
+        );
+        assert_eq!(lines[4], "Every round:");
+        assert!(lines[8].starts_with("| 1 #1 | 30000 |"), "{}", lines[8]);
+        assert!(lines[10].starts_with("| 1 #3 | 20000 |"), "{}", lines[10]);
+        assert_eq!(lines.len(), 11);
+        let json = sweep.to_json();
+        assert_eq!(json["rounds"], 3);
+        assert_eq!(json["medians"][0]["median_round"], 3);
+        assert_eq!(json["medians"][0]["rate_ratio_min"], 0.25);
+        assert_eq!(json["points"][1]["round"], 2);
     }
 
     #[test]
