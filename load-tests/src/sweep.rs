@@ -661,7 +661,8 @@ pub struct SweepReport {
 pub struct MedianPoint<'a> {
     pub point: &'a PointResult,
     pub rounds: usize,
-    /// The lowest and highest drain ratio over the value's rounds.
+    /// The median, lowest and highest drain ratio over the value's rounds.
+    pub ratio: Option<f64>,
     pub ratio_range: Option<(f64, f64)>,
     /// The median of the rounds' drain rates, and of their open-loop p99s, each taken on its
     /// own: a round with a fast drain may have had a slow open loop.
@@ -708,6 +709,7 @@ impl SweepReport {
                     .copied()
                     .reduce(f64::min)
                     .zip(ratios.iter().copied().reduce(f64::max));
+                let ratio = median(ratios);
                 let drain_rate = median(
                     rounds
                         .iter()
@@ -730,6 +732,7 @@ impl SweepReport {
                 Some(MedianPoint {
                     point: rounds.get((rounds.len().checked_sub(1)?) / 2)?,
                     rounds: rounds.len(),
+                    ratio,
                     ratio_range,
                     drain_rate,
                     p99_ms,
@@ -805,8 +808,10 @@ impl SweepReport {
             let mut label = value.to_owned();
             if median.rounds > 1 {
                 label.push_str(&format!(" (median of {}", median.rounds));
-                if let Some((lowest, highest)) = median.ratio_range {
-                    label.push_str(&format!("; ratio {lowest:.2}–{highest:.2}"));
+                if let (Some(ratio), Some((lowest, highest))) = (median.ratio, median.ratio_range) {
+                    label.push_str(&format!(
+                        "; median ratio {ratio:.2}, from {lowest:.2} to {highest:.2}"
+                    ));
                 }
                 if let Some(p99) = median.p99_ms {
                     label.push_str(&format!("; median p99 {p99:.1} ms"));
@@ -845,6 +850,7 @@ impl SweepReport {
                 "rounds": median.rounds,
                 "drain_messages_per_second": median.drain_rate,
                 "open_loop_p99_ms": median.p99_ms,
+                "rate_ratio_median": median.ratio,
                 "rate_ratio_min": median.ratio_range.map(|(lowest, _)| lowest),
                 "rate_ratio_max": median.ratio_range.map(|(_, highest)| highest),
             })).collect::<Vec<_>>(),
@@ -1163,6 +1169,11 @@ mod tests {
             "{:?}",
             medians[0].ratio_range
         );
+        assert!(
+            medians[0]
+                .ratio
+                .is_some_and(|ratio| (ratio - 0.5).abs() < 1e-6)
+        );
         assert_eq!(medians[1].point.round, 3);
         assert!(
             close(medians[1].ratio_range, (0.5, 1.0)),
@@ -1239,7 +1250,9 @@ mod tests {
         let table = sweep.table();
         let lines: Vec<&str> = table.lines().collect();
         assert!(
-            lines[2].starts_with("| 1 (median of 3; ratio 0.25–0.75) | 20000 | 40000 | 0.50 |"),
+            lines[2].starts_with(
+                "| 1 (median of 3; median ratio 0.50, from 0.25 to 0.75) | 20000 | 40000 | 0.50 |"
+            ),
             "{}",
             lines[2]
         );
