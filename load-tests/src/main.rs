@@ -33,7 +33,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
 mod commands;
-use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use sluice_elasticsearch::fake::FakeElasticsearch;
@@ -43,6 +43,7 @@ use sluice_load::open_loop::BAD_BODY;
 use sluice_load::procfs::{self, Neighbours, Process, ProcessSample};
 use sluice_load::publish::publish_confirmed;
 use sluice_load::report::{Comparison, DrainFigures};
+use sluice_load::scrape;
 
 /// The deployments the metric bodies belong to (`sluice_benches::diamond_bodies`).
 const DEPLOYMENTS: [&str; 2] = ["nodecellar", "shop.prod.eu"];
@@ -170,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let dead_before = queue_depth(&channel, &args.dead_letter_queue)
+    let dead_before = broker::queue_depth(&channel, &args.dead_letter_queue)
         .await
         .unwrap_or(0);
 
@@ -192,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
         0
     } else {
         let client = reqwest::Client::new();
-        sluice_load::scrape::acked(&client, &args.sluice_metrics_url)
+        scrape::acked(&client, &args.sluice_metrics_url)
             .await
             .unwrap_or(0)
     };
@@ -218,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let watch_acks = fake_elasticsearch.is_none() && !args.sluice_metrics_url.is_empty();
     if watch_acks {
-        wait_for_acks(
+        scrape::wait_for_acks(
             &client,
             &args.sluice_metrics_url,
             acked_before + args.count as u64,
@@ -235,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
             Some(es) => es.documents("*").len() as u64,
             None => influx_points(&client, &args).await.unwrap_or(landed),
         };
-        dead = queue_depth(&channel, &args.dead_letter_queue)
+        dead = broker::queue_depth(&channel, &args.dead_letter_queue)
             .await
             .unwrap_or(dead_before)
             .saturating_sub(dead_before);
@@ -305,29 +306,6 @@ async fn main() -> anyhow::Result<()> {
     let mut json = comparison.to_json();
     json["null_consumer_run"] = null_consumer_run_json(&args, &null_consumer);
     write_json(&args, json)
-}
-
-/// Waits until sluice has acked `count` deliveries: every one of them is then written or
-/// dead-lettered.
-async fn wait_for_acks(
-    client: &reqwest::Client,
-    metrics_url: &str,
-    count: u64,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    let mut last = Ok(0);
-    while Instant::now() < deadline {
-        // A sluice started just before this run may not be listening yet: keep asking.
-        last = sluice_load::scrape::acked(client, metrics_url).await;
-        if last.as_ref().is_ok_and(|&acked| acked >= count) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    match last {
-        Ok(acked) => bail!("timed out: sluice acked {acked} of {count} deliveries"),
-        Err(error) => Err(error.context("timed out waiting for sluice's acks")),
-    }
 }
 
 /// Reads the sluice process's CPU and peak RSS.
@@ -517,18 +495,6 @@ async fn declare_durable_fanout(channel: &lapin::Channel, exchange: &str) -> any
         )
         .await
         .with_context(|| format!("declaring the exchange {exchange}"))
-}
-
-async fn queue_depth(channel: &lapin::Channel, queue: &str) -> Option<u32> {
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-        .ok()
-        .map(|declared| declared.message_count())
 }
 
 /// Points across every measurement of the database.

@@ -238,6 +238,29 @@ pub async fn acked(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
     Ok(acked as u64)
 }
 
+/// Waits until sluice has acked `count` deliveries, every one of them then written or
+/// dead-lettered, asking every 50 ms until `deadline`.
+pub async fn wait_for_acks(
+    client: &reqwest::Client,
+    metrics_url: &str,
+    count: u64,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut last = Ok(0);
+    while Instant::now() < deadline {
+        // A sluice started just before this may not be listening yet: keep asking.
+        last = acked(client, metrics_url).await;
+        if last.as_ref().is_ok_and(|&acked| acked >= count) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match last {
+        Ok(acked) => bail!("timed out: sluice acked {acked} of {count} deliveries"),
+        Err(error) => Err(error.context("timed out waiting for sluice's acks")),
+    }
+}
+
 /// Scrapes in the background every `interval` until [`Scraper::finish`].
 #[derive(Debug)]
 pub struct Scraper {
