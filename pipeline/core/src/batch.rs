@@ -32,9 +32,10 @@ pub struct BatchLimits {
     pub linger: Duration,
 }
 
-/// How many waiting items the batcher takes off its input at once: one wake-up and one lock of
-/// the channel for a run of items instead of one each.
-const RECEIVE_AT_ONCE: usize = 256;
+/// How many waiting items a stage takes off its input at once (the batcher, the metrics
+/// normalise stage): one wake-up and one lock of the channel for a run of items instead of one
+/// each.
+pub const RECEIVE_AT_ONCE: usize = 256;
 
 /// Runs until `input` closes; returns when the last batch was handed on (or the sink is gone).
 pub async fn run_batcher<T: ByteSize>(

@@ -39,7 +39,7 @@ use sluice_core::point::{Point, PointLimits};
 use url::Url;
 
 use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
-use crate::encode::{Line, encode_point};
+use crate::encode::{EncodeError, Line, encode_point};
 use crate::error::InfluxError;
 use crate::telemetry;
 use sluice_http::{
@@ -400,6 +400,38 @@ impl InfluxWriter {
         }
     }
 
+    /// One batch: each item is encoded into one request body (an item `encode` refuses is
+    /// rejected with the reason), then what was encoded is written, isolating refused lines.
+    async fn encode_and_write<T>(
+        &self,
+        items: &[&T],
+        mut encode: impl FnMut(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
+    ) -> Vec<ItemOutcome> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        let mut buf = self.buffers.take();
+        let mut lines = Vec::with_capacity(items.len());
+        for (item, value) in items.iter().enumerate() {
+            let start = buf.len();
+            match encode(&mut buf, value) {
+                Ok(()) => lines.push(EncodedLine {
+                    item,
+                    bytes: start..buf.len(),
+                }),
+                Err(error) => {
+                    outcomes[item] = Some(ItemOutcome::Reject {
+                        reason: error.reason(),
+                        detail: error.to_string(),
+                    });
+                }
+            }
+        }
+        if !lines.is_empty() {
+            self.write_isolating(&buf, &lines, &mut outcomes).await;
+        }
+        self.buffers.give_back(buf);
+        finished(outcomes)
+    }
+
     async fn create_missing_database(&self) {
         let InfluxApi::V1 { database, .. } = &self.api else {
             return;
@@ -419,29 +451,10 @@ impl BatchWriter for InfluxWriter {
     }
 
     async fn write(&self, items: &[&Point]) -> Vec<ItemOutcome> {
-        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        let mut buf = self.buffers.take();
-        let mut lines = Vec::with_capacity(items.len());
-        for (item, point) in items.iter().enumerate() {
-            let start = buf.len();
-            match encode_point(&mut buf, point, self.precision, &self.limits) {
-                Ok(()) => lines.push(EncodedLine {
-                    item,
-                    bytes: start..buf.len(),
-                }),
-                Err(error) => {
-                    outcomes[item] = Some(ItemOutcome::Reject {
-                        reason: error.reason(),
-                        detail: error.to_string(),
-                    });
-                }
-            }
-        }
-        if !lines.is_empty() {
-            self.write_isolating(&buf, &lines, &mut outcomes).await;
-        }
-        self.buffers.give_back(buf);
-        finished(outcomes)
+        self.encode_and_write(items, |buf, point| {
+            encode_point(buf, point, self.precision, &self.limits)
+        })
+        .await
     }
 }
 
@@ -458,25 +471,12 @@ impl BatchWriter for LineWriter {
     }
 
     async fn write(&self, items: &[&Line]) -> Vec<ItemOutcome> {
-        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        let mut buf = self.0.buffers.take();
-        let lines: Vec<EncodedLine> = items
-            .iter()
-            .enumerate()
-            .map(|(item, line)| {
-                let start = buf.len();
+        self.0
+            .encode_and_write(items, |buf, line| {
                 buf.extend_from_slice(line.as_bytes());
-                EncodedLine {
-                    item,
-                    bytes: start..buf.len(),
-                }
+                Ok(())
             })
-            .collect();
-        if !lines.is_empty() {
-            self.0.write_isolating(&buf, &lines, &mut outcomes).await;
-        }
-        self.0.buffers.give_back(buf);
-        finished(outcomes)
+            .await
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sluice_amqp::source::{Incoming, SourceStatus, run_source};
 use sluice_core::ack::Tracked;
-use sluice_core::batch::run_batcher;
+use sluice_core::batch::{RECEIVE_AT_ONCE, run_batcher};
 use sluice_core::dead_letter::{DeadLetter, DeadLetterSender, send_dead_letter};
 use sluice_core::outcome::run_sink;
 use sluice_influx::{InfluxWriter, Line, LineEncoder, LineWriter};
@@ -114,9 +114,6 @@ pub async fn start(
     });
     Ok(MetricsPathHealth { sources, influx })
 }
-
-/// How many waiting deliveries the normalise stage takes off its input at once.
-const RECEIVE_AT_ONCE: usize = 256;
 
 /// Decodes, normalises and encodes each delivery. Lines go on to the batcher (and the points of
 /// deployments with policies to the rule stage); bad input is dead-lettered with its reason; the
