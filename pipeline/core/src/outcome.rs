@@ -35,6 +35,22 @@ pub enum ItemOutcome {
     },
 }
 
+impl ItemOutcome {
+    /// A writer's outcomes, recorded item by item as its requests answered: every item gets one,
+    /// and one that did not (a bug in the writer) is retried rather than lost or delivered.
+    pub fn all_recorded(outcomes: Vec<Option<ItemOutcome>>) -> Vec<ItemOutcome> {
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| ItemOutcome::Retry {
+                    after: None,
+                    detail: "internal error: no outcome recorded".to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// A sink's write half: one request (or a few, when it isolates bad items) per call.
 pub trait BatchWriter: Send + Sync {
     type Item: Send + Sync;
@@ -164,6 +180,17 @@ mod tests {
     use crate::ack::{AckToken, FinishedDelivery, SourceMessage, finished_channel};
     use std::sync::Mutex;
     use tokio::sync::mpsc;
+
+    #[test]
+    fn an_item_without_a_recorded_outcome_is_retried() {
+        let outcomes = ItemOutcome::all_recorded(vec![Some(ItemOutcome::Delivered), None]);
+        assert_eq!(outcomes[0], ItemOutcome::Delivered);
+        assert!(
+            matches!(&outcomes[1], ItemOutcome::Retry { after: None, detail } if detail.contains("no outcome")),
+            "{:?}",
+            outcomes[1]
+        );
+    }
 
     /// Answers from a script: each call pops the next outcome list, and records what it saw.
     struct ScriptedWriter {

@@ -377,16 +377,7 @@ impl BatchWriter for EsWriter {
             self.write_splitting(&buf, &documents, &mut outcomes).await;
         }
         self.buffers.give_back(buf);
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                // Every document gets an outcome above; this only guards the invariant.
-                outcome.unwrap_or_else(|| ItemOutcome::Retry {
-                    after: None,
-                    detail: "internal error: no outcome recorded".to_owned(),
-                })
-            })
-            .collect()
+        ItemOutcome::all_recorded(outcomes)
     }
 }
 

@@ -429,7 +429,7 @@ impl InfluxWriter {
             self.write_isolating(&buf, &lines, &mut outcomes).await;
         }
         self.buffers.give_back(buf);
-        finished(outcomes)
+        ItemOutcome::all_recorded(outcomes)
     }
 
     async fn create_missing_database(&self) {
@@ -478,19 +478,6 @@ impl BatchWriter for LineWriter {
             })
             .await
     }
-}
-
-/// Every line gets an outcome from `write_isolating`; this only guards the invariant.
-fn finished(outcomes: Vec<Option<ItemOutcome>>) -> Vec<ItemOutcome> {
-    outcomes
-        .into_iter()
-        .map(|outcome| {
-            outcome.unwrap_or_else(|| ItemOutcome::Retry {
-                after: None,
-                detail: "internal error: no outcome recorded".to_owned(),
-            })
-        })
-        .collect()
 }
 
 fn set_all(outcomes: &mut [Option<ItemOutcome>], lines: &[EncodedLine], outcome: &ItemOutcome) {
