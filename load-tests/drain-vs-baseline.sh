@@ -12,7 +12,8 @@
 # InfluxDB's CPU (the oldest influxd), how busy the cores were, and the ratio the cores allow.
 # sluice's drain is timed to its last ack (its /metrics on the default admin.listen), and
 # InfluxDB is counted once after it: counting it while it grows would load it more than the
-# writes do.
+# writes do. Where rabbitmqctl may eval on the node (root, or the rabbitmq user), each drain also
+# reports its queue process's garbage collection (broker-queue-gc.sh; BROKER_GC=off skips it).
 set -euo pipefail
 
 count=${1:-100000}
@@ -34,7 +35,12 @@ stop_sluice() {
         sluice_pid=""
     fi
 }
-trap stop_sluice EXIT
+gc_pids=()
+stop_all() {
+    stop_sluice
+    for pid in "${gc_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap stop_all EXIT
 
 # sluice declares sluice.metrics and binds it on its first start: run it once, briefly.
 env "${sluice_env[@]}" "$bin_dir/sluice" run >"$state_dir/sluice-declare.log" 2>&1 &
@@ -47,12 +53,24 @@ stop_sluice
 
 # Let the broker settle after 200,000 publishes, as sluice-load does before the null consumer.
 sleep 5
+# Each tracer waits for its queue to start shrinking: sluice's now, the baseline's after it.
+if [[ ${BROKER_GC:-on} != off ]] && rabbitmqctl -q eval 'ok.' >/dev/null 2>&1; then
+    for queue in sluice.metrics "$baseline_queue"; do
+        "$(dirname "$0")/broker-queue-gc.sh" "$queue" >"$state_dir/gc-$queue.txt" 2>&1 &
+        gc_pids+=($!)
+    done
+fi
 env "${sluice_env[@]}" "$bin_dir/sluice" run >"$state_dir/sluice.log" 2>&1 &
 sluice_pid=$!
 "$bin_dir/sluice-load" --count "$count" --database "$database" --drain-only \
     --sluice-pid "$sluice_pid" --baseline-queue "$baseline_queue" \
     ${broker_pid:+--broker-pid "$broker_pid"} ${json:+--json "$json"}
 stop_sluice
+if ((${#gc_pids[@]})); then
+    wait "${gc_pids[@]}" || true
+    gc_pids=()
+    cat "$state_dir"/gc-*.txt
+fi
 rm -rf "$state_dir"
 # The points were only there to be counted.
 curl -sS -o /dev/null -XPOST "$influx_url/query" --data-urlencode "q=DROP DATABASE \"$database\""

@@ -1,7 +1,7 @@
 //! The null consumer: what the broker alone delivers, as the yardstick for sluice's drain.
 //!
 //! It consumes a queue of the same kind as `sluice.metrics` (durable, no arguments), pre-loaded
-//! with the same bodies, with the same prefetch as sluice (5,000 by default), and does nothing
+//! from the same publishes (see [`preload_beside`]), with the same prefetch as sluice (5,000 by default), and does nothing
 //! with the deliveries but ack them. Like sluice's acker it acks cumulatively
 //! (`basic.ack multiple=true`), once per `ack_every` deliveries and once more for the last, so
 //! the broker's per-ack cost is about the same as sluice's (about one ack frame per 1,000
@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::procfs::{self, Process};
-use crate::publish::publish_confirmed;
 use crate::report::DrainFigures;
 
 /// sluice's default `amqp.prefetch`.
@@ -96,25 +95,54 @@ pub async fn declare_queue(channel: &Channel, queue: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Publishes `bodies` straight into `queue` (through the default exchange), with confirms.
+/// Fills `queue` from the same publishes as sluice's queue: binds it to `exchange` beside
+/// sluice's queue (with `#`, as sluice binds its own), runs `publish`, then unbinds it so that
+/// later live traffic does not pile up in it.
+///
+/// One publish routed to two queues is one message in the broker, so both queues hold the very
+/// same messages. Publishing the bodies a second time, straight into the baseline queue, gave it
+/// copies cut from other socket reads (the broker keeps a body as a slice of the read it came
+/// in): 65,000 read buffers behind 300,000 messages against sluice's queue's 32,000, with a
+/// different garbage-collection load in the queue process during the drain.
 ///
 /// The queue is purged first, so that what an aborted run left behind cannot lengthen this one's
-/// drain: the null consumer expects it to hold exactly `bodies`.
-pub async fn preload(channel: &Channel, queue: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+/// drain: the null consumer expects it to hold exactly what `publish` sends.
+pub async fn preload_beside<F, Fut>(
+    channel: &Channel,
+    exchange: &str,
+    queue: &str,
+    publish: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     declare_queue(channel, queue).await?;
     channel
         .queue_purge(queue.into(), QueuePurgeOptions::default())
         .await
         .with_context(|| format!("purging the queue {queue}"))?;
-    publish_confirmed(
-        channel,
-        bodies.iter().map(|body| ("", queue, body.as_slice())),
-    )
-    .await?;
-    Ok(())
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("binding the baseline queue {queue} to {exchange}"))?;
+    let published = publish().await;
+    channel
+        .queue_unbind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("unbinding the baseline queue {queue} from {exchange}"))?;
+    published
 }
 
 /// Drains `settings.count` pre-loaded messages from `settings.queue`, doing no work on them.

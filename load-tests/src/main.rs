@@ -9,7 +9,8 @@
 //! A drain rate is only comparable across machines and sessions as a ratio to what the broker
 //! alone delivers, so pre-loaded runs can carry a null-consumer baseline measured in the same run:
 //!
-//! - `--publish-only --baseline-queue Q` also pre-loads the same bodies into the queue `Q`.
+//! - `--publish-only --baseline-queue Q` binds the queue `Q` beside sluice's for the pre-load, so
+//!   that both get the same messages from the same publishes.
 //! - `--drain-only --baseline-queue Q --sluice-pid PID` times sluice's drain with the CPU and peak
 //!   RSS of its process, then drains `Q` with the null consumer (`sluice_load::baseline`) and
 //!   prints both and their ratios (`--json FILE` writes them too). `--broker-pid` adds RabbitMQ's
@@ -108,7 +109,7 @@ struct Args {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
-    /// The null consumer's queue: `--publish-only` also pre-loads it with the same bodies, and
+    /// The null consumer's queue: `--publish-only` pre-loads it from the same publishes, and
     /// `--drain-only` drains it with the null consumer after sluice's drain (metrics).
     #[arg(long)]
     baseline_queue: Option<String>,
@@ -203,11 +204,18 @@ async fn main() -> anyhow::Result<()> {
         if let Some(groups) = &args.groups {
             start_policies(&args, &channel, groups).await?;
         }
-        publish(&args, &channel).await?;
-        if args.publish_only {
-            if let Some(queue) = &args.baseline_queue {
-                preload_baseline(&args, &connection, queue).await?;
+        match (&args.baseline_queue, args.publish_only) {
+            (Some(queue), true) => {
+                broker::declare_monitoring_exchange(&channel, &args.exchange).await?;
+                baseline::preload_beside(&channel, &args.exchange, queue, || {
+                    publish(&args, &channel)
+                })
+                .await?;
+                println!("the baseline queue {queue} got the same messages");
             }
+            _ => publish(&args, &channel).await?,
+        }
+        if args.publish_only {
             return Ok(());
         }
     }
@@ -339,20 +347,6 @@ fn cpu_between(before: Option<ProcessSample>, after: Option<ProcessSample>) -> O
     Some(after.cpu.saturating_sub(before.cpu))
 }
 
-/// Pre-loads `--baseline-queue` with the same bodies as the exchange got.
-async fn preload_baseline(args: &Args, connection: &Connection, queue: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let bodies = metric_bodies(args);
-    let channel = connection.create_channel().await?;
-    baseline::preload(&channel, queue, &bodies).await?;
-    println!(
-        "pre-loaded the baseline queue {queue} with {} messages in {:.2}s",
-        bodies.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 /// Drains `--baseline-queue` with the null consumer and prints its figures.
 async fn run_null_consumer(args: &Args) -> anyhow::Result<NullConsumerReport> {
     let Some(queue) = &args.baseline_queue else {
@@ -401,17 +395,6 @@ fn write_json(args: &Args, json: serde_json::Value) -> anyhow::Result<()> {
     };
     let text = serde_json::to_string_pretty(&json)?;
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
-}
-
-/// The bodies of a metrics run: distinct, every `--bad-every`th one malformed.
-fn metric_bodies(args: &Args) -> Vec<Vec<u8>> {
-    let mut bodies = sluice_benches::diamond_bodies(args.count);
-    for (index, body) in bodies.iter_mut().enumerate() {
-        if is_bad(args, index) {
-            *body = BAD_BODY.to_vec();
-        }
-    }
-    bodies
 }
 
 fn is_bad(args: &Args, index: usize) -> bool {

@@ -405,22 +405,28 @@ impl Run<'_> {
         let bodies = drain_bodies(spec.count, spec.bad_every);
         let bad = spec.count.checked_div(spec.bad_every).unwrap_or(0);
         let good = spec.count - bad;
-        publish_confirmed(
+        let publish = || async {
+            publish_confirmed(
+                self.channel,
+                bodies.iter().enumerate().map(|(index, body)| {
+                    let routing_key = if index % 2 == 0 {
+                        "nodecellar"
+                    } else {
+                        "shop.prod.eu"
+                    };
+                    (self.names.exchange.as_str(), routing_key, body.as_slice())
+                }),
+            )
+            .await
+        };
+        baseline::preload_beside(
             self.channel,
-            bodies.iter().enumerate().map(|(index, body)| {
-                let routing_key = if index % 2 == 0 {
-                    "nodecellar"
-                } else {
-                    "shop.prod.eu"
-                };
-                (self.names.exchange.as_str(), routing_key, body.as_slice())
-            }),
+            &self.names.exchange,
+            &self.names.baseline_queue,
+            publish,
         )
         .await
-        .context("pre-loading sluice's queue")?;
-        baseline::preload(self.channel, &self.names.baseline_queue, &bodies)
-            .await
-            .context("pre-loading the baseline queue")?;
+        .context("pre-loading sluice's queue and the baseline queue")?;
         drop(bodies);
         self.wait_for_quiet_broker().await?;
 

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use lapin::options::QueueDeleteOptions;
+use lapin::options::{ConfirmSelectOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use sluice_load::baseline::{self, NullConsumerSettings};
+use sluice_load::broker;
+use sluice_load::publish::publish_confirmed;
 
 fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -22,10 +24,51 @@ async fn drains_every_preloaded_message_and_leaves_the_queue_empty() {
         });
     let channel = connection.create_channel().await.expect("channel");
     let queue = format!("sluice-load.test.null-consumer.{}", std::process::id());
+    let exchange = format!("sluice-load.test.null-consumer.{}", std::process::id());
+    // sluice's own queue, bound as sluice binds it; the baseline queue is bound beside it only
+    // for the pre-load.
+    let sluice_queue = format!("{queue}.sluice");
+    broker::declare_metrics_queue(&channel, &exchange, &sluice_queue)
+        .await
+        .expect("declare the exchange and sluice's queue");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
     let bodies = sluice_benches::diamond_bodies(2_000);
-    baseline::preload(&channel, &queue, &bodies)
+    let publish = || {
+        publish_confirmed(
+            &channel,
+            bodies
+                .iter()
+                .map(|body| (exchange.as_str(), "nodecellar", body.as_slice())),
+        )
+    };
+    baseline::preload_beside(&channel, &exchange, &queue, publish)
         .await
         .expect("pre-load");
+    // Unbound after the pre-load: what is published later does not reach the baseline queue.
+    publish_confirmed(
+        &channel,
+        [(exchange.as_str(), "nodecellar", b"late".as_slice())],
+    )
+    .await
+    .expect("publish after the pre-load");
+    assert_eq!(
+        baseline::passive_depth(&channel, &queue)
+            .await
+            .expect("depth"),
+        2_000
+    );
+    assert_eq!(
+        baseline::passive_depth(&channel, &sluice_queue)
+            .await
+            .expect("depth"),
+        2_001
+    );
+    broker::delete_queue(&channel, &sluice_queue)
+        .await
+        .expect("delete sluice's test queue");
 
     // A prefetch below the count and an ack batch that does not divide it: the final partial
     // batch must still be acked, or the broker would stop after 1,500 unacked.
