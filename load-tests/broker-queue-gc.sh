@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How much garbage collection one classic queue's process does while it is drained: run it just
-# before a drain starts; it waits for the queue process to get busy, counts until the queue holds
+# before a drain starts; it waits for a consumer of the queue, counts until the queue holds
 # nothing (ready or unacked), and prints one line:
 #   queue sluice.metrics: drained 300000 in 9.81 s; 160 minor GCs (2388 ms), 78 major GCs (2068 ms), ...
 # A drain whose queue process spends seconds in major GCs ran in the broker's expensive state
@@ -15,9 +15,6 @@ queue=${1:?usage: broker-queue-gc.sh QUEUE [VHOST]}
 vhost=${2:-/}
 # The longest drain it waits for, and the longest it waits for one to start.
 max_ms=${MAX_SECONDS:-900}000
-# An idle queue process does a few hundred reductions now and then; one being drained does
-# about 400 per message, millions a second. The drain counts as started above this per 20 ms.
-started_above=50000
 
 read -r -d '' tracer <<ERLANG || true
 Name = rabbit_misc:r(<<"${vhost}">>, queue, <<"${queue}">>),
@@ -27,17 +24,14 @@ Depth = fun() -> [{messages, M}] = rabbit_amqqueue:info(Q, [messages]), M end,
 Now = fun() -> erlang:monotonic_time(millisecond) end,
 Deadline = Now() + ${max_ms},
 Initial = Depth(),
-Reductions = fun() -> {reductions, R} = erlang:process_info(QPid, reductions), R end,
-%% Until the drain starts the queue is only watched, never called: a call would keep an idle
+%% Until a consumer comes, the queue is only watched, never called: a call would keep an idle
 %% queue process from hibernating, and that changes how it collects garbage afterwards.
-WaitForStart = fun Wait(Before) ->
-    timer:sleep(20),
-    After = Reductions(),
-    case After - Before > ${started_above} orelse Now() > Deadline of
-        true -> ok;
-        false -> Wait(After)
-    end end,
-WaitForStart(Reductions()),
+Consumed = fun() ->
+    ets:foldl(fun(Consumer, Found) -> Found orelse element(1, element(1, Consumer)) == Name end,
+              false, consumer_created) end,
+WaitForStart = fun Wait() ->
+    case Consumed() orelse Now() > Deadline of true -> ok; false -> timer:sleep(10), Wait() end end,
+WaitForStart(),
 erlang:trace(QPid, true, [garbage_collection, monotonic_timestamp]),
 {reductions, Reductions0} = erlang:process_info(QPid, reductions),
 Started = Now(),
@@ -45,8 +39,10 @@ Count = fun Loop(Acc = #{start := S}) ->
     receive
         {trace_ts, _, Start, _, T} when Start == gc_minor_start; Start == gc_major_start ->
             Loop(Acc#{start := T});
-        {trace_ts, _, gc_minor_end, _, T} ->
-            Loop(Acc#{minor := maps:get(minor, Acc) + 1, minor_t := maps:get(minor_t, Acc) + (T - S)});
+        {trace_ts, _, gc_minor_end, Info, T} ->
+            Heap = proplists:get_value(heap_size, Info, 0) + proplists:get_value(old_heap_size, Info, 0),
+            Loop(Acc#{minor := maps:get(minor, Acc) + 1, minor_t := maps:get(minor_t, Acc) + (T - S),
+                      heap := max(Heap, maps:get(heap, Acc))});
         {trace_ts, _, gc_major_end, Info, T} ->
             Heap = proplists:get_value(heap_size, Info, 0) + proplists:get_value(old_heap_size, Info, 0),
             Loop(Acc#{major := maps:get(major, Acc) + 1, major_t := maps:get(major_t, Acc) + (T - S),

@@ -59,6 +59,9 @@ if [[ ${BROKER_GC:-on} != off ]] && rabbitmqctl -q eval 'ok.' >/dev/null 2>&1; t
         "$(dirname "$0")/broker-queue-gc.sh" "$queue" >"$state_dir/gc-$queue.txt" 2>&1 &
         gc_pids+=($!)
     done
+    # The tracers read the queues' depth once before they wait; rabbitmqctl takes about 1.5 s
+    # to start, and sluice must not have taken anything by then.
+    sleep 4
 fi
 env "${sluice_env[@]}" "$bin_dir/sluice" run >"$state_dir/sluice.log" 2>&1 &
 sluice_pid=$!
