@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions,
-    QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -96,7 +96,8 @@ pub async fn declare_queue(channel: &Channel, queue: &str) -> anyhow::Result<()>
 }
 
 /// Fills `queue` from the same publishes as sluice's queue: binds it to `exchange` beside
-/// sluice's queue (with `#`, as sluice binds its own), runs `publish`, then unbinds it so that
+/// sluice's queue (with `#`, as sluice binds its own, declaring the exchange as sluice does),
+/// runs `publish`, then unbinds it so that
 /// later live traffic does not pile up in it.
 ///
 /// One publish routed to two queues is one message in the broker, so both queues hold the very
@@ -105,8 +106,8 @@ pub async fn declare_queue(channel: &Channel, queue: &str) -> anyhow::Result<()>
 /// in): 65,000 read buffers behind 300,000 messages against sluice's queue's 32,000, with a
 /// different garbage-collection load in the queue process during the drain.
 ///
-/// The queue is purged first, so that what an aborted run left behind cannot lengthen this one's
-/// drain: the null consumer expects it to hold exactly what `publish` sends.
+/// The queue is purged before `publish`, so that what an aborted run left behind cannot lengthen
+/// this one's drain: the null consumer expects it to hold exactly what `publish` sends.
 pub async fn preload_beside<F, Fut>(
     channel: &Channel,
     exchange: &str,
@@ -117,21 +118,12 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    declare_queue(channel, queue).await?;
+    // Declared and bound as sluice's own queue is, then emptied of what an aborted run left.
+    crate::broker::declare_metrics_queue(channel, exchange, queue).await?;
     channel
         .queue_purge(queue.into(), QueuePurgeOptions::default())
         .await
         .with_context(|| format!("purging the queue {queue}"))?;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("binding the baseline queue {queue} to {exchange}"))?;
     let published = publish().await;
     channel
         .queue_unbind(

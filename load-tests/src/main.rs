@@ -206,7 +206,6 @@ async fn main() -> anyhow::Result<()> {
         }
         match (&args.baseline_queue, args.publish_only) {
             (Some(queue), true) => {
-                broker::declare_monitoring_exchange(&channel, &args.exchange).await?;
                 baseline::preload_beside(&channel, &args.exchange, queue, || {
                     publish(&args, &channel)
                 })
