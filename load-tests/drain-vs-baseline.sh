@@ -53,7 +53,7 @@ stop_sluice
 
 # Let the broker settle after 200,000 publishes, as sluice-load does before the null consumer.
 sleep 5
-# Each tracer waits for its queue to start shrinking: sluice's now, the baseline's after it.
+# Each tracer waits for a consumer of its queue: sluice's now, the null consumer's after it.
 if [[ ${BROKER_GC:-on} != off ]] && rabbitmqctl -q eval 'ok.' >/dev/null 2>&1; then
     for queue in sluice.metrics "$baseline_queue"; do
         "$(dirname "$0")/broker-queue-gc.sh" "$queue" >"$state_dir/gc-$queue.txt" 2>&1 &

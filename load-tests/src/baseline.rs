@@ -1,11 +1,11 @@
 //! The null consumer: what the broker alone delivers, as the yardstick for sluice's drain.
 //!
 //! It consumes a queue of the same kind as `sluice.metrics` (durable, no arguments), pre-loaded
-//! from the same publishes (see [`preload_beside`]), with the same prefetch as sluice (5,000 by default), and does nothing
-//! with the deliveries but ack them. Like sluice's acker it acks cumulatively
-//! (`basic.ack multiple=true`), once per `ack_every` deliveries and once more for the last, so
-//! the broker's per-ack cost is about the same as sluice's (about one ack frame per 1,000
-//! messages). Whatever sluice spends above this consumer's time and CPU is sluice's own work:
+//! from the same publishes (see [`preload_beside`]), with the same prefetch as sluice (5,000 by
+//! default), and does nothing with the deliveries but ack them. Like sluice's acker it acks
+//! cumulatively (`basic.ack multiple=true`), once per `ack_every` deliveries and once more for
+//! the last, so the broker's per-ack cost is about the same as sluice's (about one ack frame per
+//! 1,000 messages). Whatever sluice spends above this consumer's time and CPU is sluice's own work:
 //! decoding, normalising, encoding, writing to InfluxDB.
 
 use std::time::{Duration, Instant};
@@ -97,8 +97,7 @@ pub async fn declare_queue(channel: &Channel, queue: &str) -> anyhow::Result<()>
 
 /// Fills `queue` from the same publishes as sluice's queue: binds it to `exchange` beside
 /// sluice's queue (with `#`, as sluice binds its own, declaring the exchange as sluice does),
-/// runs `publish`, then unbinds it so that
-/// later live traffic does not pile up in it.
+/// runs `publish`, then unbinds it so that later live traffic does not pile up in it.
 ///
 /// One publish routed to two queues is one message in the broker, so both queues hold the very
 /// same messages. Publishing the bodies a second time, straight into the baseline queue, gave it
@@ -125,7 +124,7 @@ where
         .await
         .with_context(|| format!("purging the queue {queue}"))?;
     let published = publish().await;
-    channel
+    let unbound = channel
         .queue_unbind(
             queue.into(),
             exchange.into(),
@@ -133,8 +132,11 @@ where
             FieldTable::default(),
         )
         .await
-        .with_context(|| format!("unbinding the baseline queue {queue} from {exchange}"))?;
-    published
+        .with_context(|| format!("unbinding the baseline queue {queue} from {exchange}"));
+    // A failed publish is the error to report; the unbind then usually fails with it.
+    published?;
+    unbound?;
+    Ok(())
 }
 
 /// Drains `settings.count` pre-loaded messages from `settings.queue`, doing no work on them.
