@@ -146,6 +146,10 @@ impl Default for RunNames {
 #[derive(Debug, Clone)]
 pub struct DrainResult {
     pub comparison: Comparison,
+    /// Whether the null consumer drained its queue before sluice drained its own. The rounds
+    /// alternate: the queue that waits longer is the likelier of the two to be drained in the
+    /// broker's expensive garbage-collection state (BENCHMARKS.md).
+    pub null_consumer_first: bool,
     pub good: u64,
     pub written: u64,
     pub dead_lettered: u32,
@@ -155,6 +159,7 @@ pub struct DrainResult {
 impl DrainResult {
     pub fn to_json(&self) -> serde_json::Value {
         let mut json = self.comparison.to_json();
+        json["null_consumer_first"] = json!(self.null_consumer_first);
         json["good"] = json!(self.good);
         json["written"] = json!(self.written);
         json["dead_lettered"] = json!(self.dead_lettered);
@@ -320,6 +325,7 @@ pub async fn measure(
         clock,
         env: &env,
         progress,
+        round,
     };
     let measured = run.measure_all().await;
     run.clean_up().await;
@@ -344,6 +350,8 @@ struct Run<'a> {
     clock: EpochClock,
     env: &'a [(String, String)],
     progress: &'a Progress,
+    /// Which round this is, from 1: even rounds drain the null consumer's queue first.
+    round: u32,
 }
 
 impl Run<'_> {
@@ -430,9 +438,16 @@ impl Run<'_> {
         drop(bodies);
         self.wait_for_quiet_broker().await?;
 
+        let neighbours = Neighbours::find();
+        let null_consumer_first = self.round.is_multiple_of(2);
+        let mut null_consumer = None;
+        if null_consumer_first {
+            null_consumer = Some(self.drain_null_consumer(spec.count, &neighbours).await?);
+            self.wait_for_quiet_broker().await?;
+        }
+
         self.progress
             .phase(&format!("sluice draining {} messages", spec.count));
-        let neighbours = Neighbours::find();
         let neighbours_before = neighbours.sample();
         let sluice = self.start_sluice().await?;
         // A fresh process's counters start at zero, which is the first scrape's baseline.
@@ -461,23 +476,52 @@ impl Run<'_> {
             machine_busy: neighbours_used.machine_busy,
         };
 
-        self.wait_for_quiet_broker().await?;
+        let null_consumer = match null_consumer {
+            Some(figures) => figures,
+            None => {
+                self.wait_for_quiet_broker().await?;
+                self.drain_null_consumer(spec.count, &neighbours).await?
+            }
+        };
+        Ok((
+            DrainResult {
+                comparison: Comparison {
+                    sluice: sluice_figures,
+                    null_consumer,
+                },
+                null_consumer_first,
+                good,
+                written,
+                dead_lettered,
+                stages,
+            },
+            sluice,
+        ))
+    }
+
+    /// Drains the baseline queue with the null consumer, with sluice's prefetch and about one
+    /// ack per sluice batch.
+    async fn drain_null_consumer(
+        &self,
+        count: u64,
+        neighbours: &Neighbours,
+    ) -> anyhow::Result<DrainFigures> {
         let prefetch =
             u16::try_from(self.effective("SLUICE_AMQP__PREFETCH", 5000)).unwrap_or(u16::MAX);
         let batch = self.effective("SLUICE_INFLUX__BATCH_MAX_POINTS", 1000);
         let settings = NullConsumerSettings {
             amqp_url: self.environment.amqp_url.clone(),
             queue: self.names.baseline_queue.clone(),
-            count: spec.count,
+            count,
             prefetch,
             // As sluice acks: about once per batch, and never waiting for more than the prefetch.
             ack_every: u32::try_from(batch.min(u64::from(prefetch)))
                 .unwrap_or(1)
                 .max(1),
-            timeout,
+            timeout: self.scenario.timeout,
         };
         self.progress
-            .phase(&format!("null consumer draining {} messages", spec.count));
+            .phase(&format!("null consumer draining {count} messages"));
         let neighbours_before = neighbours.sample();
         let mut null_consumer = baseline::drain(&settings)
             .await
@@ -486,19 +530,7 @@ impl Run<'_> {
         // The null consumer has no store: InfluxDB's CPU meanwhile is not part of its path.
         null_consumer.figures.broker_cpu = neighbours_used.broker_cpu;
         null_consumer.figures.machine_busy = neighbours_used.machine_busy;
-        Ok((
-            DrainResult {
-                comparison: Comparison {
-                    sluice: sluice_figures,
-                    null_consumer: null_consumer.figures,
-                },
-                good,
-                written,
-                dead_lettered,
-                stages,
-            },
-            sluice,
-        ))
+        Ok(null_consumer.figures)
     }
 
     async fn open_loop(
@@ -828,7 +860,11 @@ impl SweepReport {
             lines.extend(header);
             for point in &self.points {
                 let value = point.value.as_deref().unwrap_or("–");
-                lines.push(table_row(point, format!("{value} #{}", point.round)));
+                let first = match &point.drain {
+                    Some(drain) if drain.null_consumer_first => " (null consumer first)",
+                    _ => "",
+                };
+                lines.push(table_row(point, format!("{value} #{}{first}", point.round)));
             }
         }
         lines.join("\n")
@@ -1033,6 +1069,7 @@ mod tests {
                 sluice: figures(rate),
                 null_consumer: figures(rate * 2.0),
             },
+            null_consumer_first: false,
             good: 99_000,
             written: 99_000,
             dead_lettered: 1_000,
@@ -1240,7 +1277,7 @@ mod tests {
 
     #[test]
     fn with_rounds_the_table_labels_medians_and_lists_every_round() {
-        let sweep = rounds(
+        let mut sweep = rounds(
             vec![
                 ("1", 1, 30_000.0, 40_000.0),
                 ("1", 2, 10_000.0, 40_000.0),
@@ -1248,6 +1285,9 @@ mod tests {
             ],
             3,
         );
+        if let Some(drain) = sweep.points[1].drain.as_mut() {
+            drain.null_consumer_first = true;
+        }
         let table = sweep.table();
         let lines: Vec<&str> = table.lines().collect();
         assert!(
@@ -1259,6 +1299,11 @@ mod tests {
         );
         assert_eq!(lines[4], "Every round:");
         assert!(lines[8].starts_with("| 1 #1 | 30000 |"), "{}", lines[8]);
+        assert!(
+            lines[9].starts_with("| 1 #2 (null consumer first) | 10000 |"),
+            "{}",
+            lines[9]
+        );
         assert!(lines[10].starts_with("| 1 #3 | 20000 |"), "{}", lines[10]);
         assert_eq!(lines.len(), 11);
         let json = sweep.to_json();
@@ -1266,6 +1311,8 @@ mod tests {
         assert_eq!(json["medians"][0]["median_round"], 3);
         assert_eq!(json["medians"][0]["rate_ratio_min"], 0.25);
         assert_eq!(json["points"][1]["round"], 2);
+        assert_eq!(json["points"][1]["drain"]["null_consumer_first"], true);
+        assert_eq!(json["points"][0]["drain"]["null_consumer_first"], false);
     }
 
     #[test]
