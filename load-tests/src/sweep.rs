@@ -697,8 +697,8 @@ pub struct MedianPoint<'a> {
     /// The median, lowest and highest drain ratio over the value's rounds.
     pub ratio: Option<f64>,
     pub ratio_range: Option<(f64, f64)>,
-    /// The median of the rounds' drain rates, and of their open-loop p99s, each taken on its
-    /// own: a round with a fast drain may have had a slow open loop.
+    /// The median of the rounds' drain rates (the median round's own), and of their open-loop
+    /// p99s, taken on its own: a round with a fast drain may have had a slow open loop.
     pub drain_rate: Option<f64>,
     pub p99_ms: Option<f64>,
 }
@@ -743,31 +743,23 @@ impl SweepReport {
                     .reduce(f64::min)
                     .zip(ratios.iter().copied().reduce(f64::max));
                 let ratio = median(ratios);
-                let drain_rate = median(
-                    rounds
-                        .iter()
-                        .filter_map(|point| {
-                            point
-                                .drain
-                                .as_ref()?
-                                .comparison
-                                .sluice
-                                .messages_per_second()
-                        })
-                        .collect(),
-                );
                 let p99_ms = median(
                     rounds
                         .iter()
                         .filter_map(|point| Some(point.open_loop.as_ref()?.report.latency.p99_ms))
                         .collect(),
                 );
+                let point = rounds.get((rounds.len().checked_sub(1)?) / 2)?;
                 Some(MedianPoint {
-                    point: rounds.get((rounds.len().checked_sub(1)?) / 2)?,
+                    point,
                     rounds: rounds.len(),
                     ratio,
                     ratio_range,
-                    drain_rate,
+                    // The rounds are ranked by drain rate, so the median round has the median.
+                    drain_rate: point
+                        .drain
+                        .as_ref()
+                        .and_then(|drain| drain.comparison.sluice.messages_per_second()),
                     p99_ms,
                 })
             })
