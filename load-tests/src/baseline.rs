@@ -167,6 +167,7 @@ pub async fn drain(settings: &NullConsumerSettings) -> anyhow::Result<NullConsum
         .await?;
 
     let cpu_before = procfs::sample(Process::Own)?.cpu;
+    let switches_before = procfs::context_switches(Process::Own)?;
     let started = Instant::now();
     let consumer_tag = format!("sluice-load-null-{}", std::process::id());
     let mut consumer = channel
@@ -205,6 +206,7 @@ pub async fn drain(settings: &NullConsumerSettings) -> anyhow::Result<NullConsum
         })??;
     let elapsed = started.elapsed();
     let after = procfs::sample(Process::Own)?;
+    let switches_after = procfs::context_switches(Process::Own)?;
 
     channel
         .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
@@ -217,6 +219,7 @@ pub async fn drain(settings: &NullConsumerSettings) -> anyhow::Result<NullConsum
             elapsed,
             cpu: Some(after.cpu.saturating_sub(cpu_before)),
             peak_rss_kib: Some(after.peak_rss_kib),
+            context_switches: Some(switches_after.saturating_sub(switches_before)),
             broker_cpu: None,
             store_cpu: None,
             machine_busy: None,

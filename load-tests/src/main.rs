@@ -219,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let sluice_before = args.sluice_pid.map(sample_sluice).transpose()?;
+    let switches_before = args.sluice_pid.map(sluice_context_switches).transpose()?;
     let neighbours = neighbours(&args);
     let neighbours_before = neighbours.sample();
 
@@ -236,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let drained_at = Instant::now();
     let sluice_after = args.sluice_pid.map(sample_sluice).transpose()?;
+    let switches_after = args.sluice_pid.map(sluice_context_switches).transpose()?;
     let neighbours_after = neighbours.sample();
     let (mut landed, mut dead) = (0u64, 0u32);
     while Instant::now() < deadline {
@@ -258,11 +260,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         started.elapsed()
     };
-    let (sluice_after, neighbours_after) = if watch_acks {
-        (sluice_after, neighbours_after)
+    let (sluice_after, switches_after, neighbours_after) = if watch_acks {
+        (sluice_after, switches_after, neighbours_after)
     } else {
         (
             args.sluice_pid.map(sample_sluice).transpose()?,
+            args.sluice_pid.map(sluice_context_switches).transpose()?,
             neighbours.sample(),
         )
     };
@@ -284,6 +287,9 @@ async fn main() -> anyhow::Result<()> {
         elapsed,
         cpu: cpu_between(sluice_before, sluice_after),
         peak_rss_kib: sluice_after.map(|after| after.peak_rss_kib),
+        context_switches: switches_before
+            .zip(switches_after)
+            .map(|(before, after)| after.saturating_sub(before)),
         broker_cpu: neighbours_used.broker_cpu,
         store_cpu: neighbours_used.store_cpu,
         machine_busy: neighbours_used.machine_busy,
@@ -319,6 +325,12 @@ async fn main() -> anyhow::Result<()> {
 fn sample_sluice(pid: u32) -> anyhow::Result<ProcessSample> {
     procfs::sample(Process::Pid(pid))
         .with_context(|| format!("sampling sluice (--sluice-pid {pid})"))
+}
+
+/// Counts the context switches of all the sluice process's threads.
+fn sluice_context_switches(pid: u32) -> anyhow::Result<u64> {
+    procfs::context_switches(Process::Pid(pid))
+        .with_context(|| format!("counting sluice's context switches (--sluice-pid {pid})"))
 }
 
 /// The broker and InfluxDB whose CPU each drain reports: as given, or found by name.

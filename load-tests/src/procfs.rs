@@ -11,6 +11,11 @@
 //! value Linux has reported to user space on every architecture since 2.6 (`USER_HZ` = 100),
 //! whatever the kernel's internal `HZ`. The figures then have a resolution of 10 ms, which is
 //! small beside the seconds of CPU a 100,000-message drain takes.
+//!
+//! Where a consumer's CPU goes is mostly waking threads (see BENCHMARKS.md's profile), so each
+//! consumer's context switches are counted as well: every thread's `voluntary_ctxt_switches` and
+//! `nonvoluntary_ctxt_switches` from `/proc/<pid>/task/*/status`, summed. A thread that ends
+//! during the drain takes its count with it; the consumers' threads live as long as they do.
 
 use std::time::Duration;
 
@@ -57,6 +62,40 @@ pub fn sample(process: Process) -> anyhow::Result<ProcessSample> {
         cpu: ticks_to_duration(ticks),
         peak_rss_kib,
     })
+}
+
+/// Context switches of every thread of `process` so far, voluntary (it waited: a futex, a
+/// socket) and not (it was preempted). `/proc/<pid>/status` alone counts only the main thread.
+pub fn context_switches(process: Process) -> anyhow::Result<u64> {
+    let tasks = format!("{}/task", process.dir());
+    let mut total = 0;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("listing {tasks}"))? {
+        let path = task
+            .with_context(|| format!("listing {tasks}"))?
+            .path()
+            .join("status");
+        // A thread that ended since the listing has nothing left to count.
+        let Ok(status) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        total += thread_context_switches(&status)
+            .with_context(|| format!("parsing {}", path.display()))?;
+    }
+    Ok(total)
+}
+
+/// `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` of one thread's `status` file.
+pub fn thread_context_switches(status: &str) -> anyhow::Result<u64> {
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let Some(value) = status.lines().find_map(|line| line.strip_prefix(name)) else {
+            bail!("no {name} line");
+        };
+        let value = value.trim_start_matches(':').trim();
+        value
+            .parse()
+            .with_context(|| format!("{name} is not a number: {value:?}"))
+    };
+    Ok(field("voluntary_ctxt_switches")? + field("nonvoluntary_ctxt_switches")?)
 }
 
 /// `utime + stime` of one `/proc/<pid>/stat` line, in clock ticks.
@@ -354,6 +393,30 @@ mod tests {
         let own = std::fs::read_to_string("/proc/self/comm").expect("readable");
         assert!(oldest_process_named(own.trim()).is_some());
         assert_eq!(oldest_process_named("no-such-process-name"), None);
+    }
+
+    #[test]
+    fn context_switches_are_voluntary_plus_involuntary() {
+        let status = "Name:\ttokio-runtime-w\nvoluntary_ctxt_switches:\t41000\n\
+                      nonvoluntary_ctxt_switches:\t1200\n";
+        assert_eq!(thread_context_switches(status).expect("parses"), 42_200);
+        assert!(thread_context_switches("voluntary_ctxt_switches:\t1\n").is_err());
+        let garbled = status.replace("1200", "12x");
+        assert!(thread_context_switches(&garbled).is_err());
+    }
+
+    #[test]
+    fn counts_the_context_switches_of_every_thread() {
+        let before = context_switches(Process::Own).expect("/proc/self/task is readable");
+        // A second thread that gives up its core once (sleeping is the switch being counted,
+        // not a wait for something) and reads the count while it is still alive.
+        let during = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(1));
+            context_switches(Process::Own).expect("readable from a second thread")
+        })
+        .join()
+        .expect("the thread finished");
+        assert!(during > before, "{during} <= {before}");
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct DrainFigures {
     pub cpu: Option<Duration>,
     /// The process's peak RSS (`VmHWM`) at the end of the drain, in KiB.
     pub peak_rss_kib: Option<u64>,
+    /// Context switches of all the process's threads during the drain: how often a thread
+    /// stopped to wait for another (a delivery, a wake-up), the cost the profile points at.
+    pub context_switches: Option<u64>,
     /// CPU time the broker (RabbitMQ's `beam.smp`) spent during the drain, if it was measured:
     /// on a shared machine it tells a slow broker from a slow consumer.
     pub broker_cpu: Option<Duration>,
@@ -59,6 +62,12 @@ impl DrainFigures {
         self.micros_per_message(path)
     }
 
+    /// Context switches per message.
+    pub fn context_switches_per_message(&self) -> Option<f64> {
+        let switches = self.context_switches?;
+        (self.messages > 0).then(|| switches as f64 / self.messages as f64)
+    }
+
     fn micros_per_message(&self, cpu: Duration) -> Option<f64> {
         (self.messages > 0).then(|| cpu.as_secs_f64() * 1e6 / self.messages as f64)
     }
@@ -80,6 +89,12 @@ impl DrainFigures {
         }
         if let Some(kib) = self.peak_rss_kib {
             line.push_str(&format!(", peak rss {:.0} MiB", kib as f64 / 1024.0));
+        }
+        if let Some(switches) = self.context_switches {
+            line.push_str(&format!(
+                ", {switches} context switches ({}/msg)",
+                format_option(self.context_switches_per_message(), 3)
+            ));
         }
         if let Some(cpu) = self.broker_cpu {
             line.push_str(&format!(
@@ -109,6 +124,8 @@ impl DrainFigures {
             "cpu_seconds": self.cpu.map(|cpu| cpu.as_secs_f64()),
             "cpu_micros_per_message": self.cpu_micros_per_message(),
             "peak_rss_kib": self.peak_rss_kib,
+            "context_switches": self.context_switches,
+            "context_switches_per_message": self.context_switches_per_message(),
             "broker_cpu_seconds": self.broker_cpu.map(|cpu| cpu.as_secs_f64()),
             "broker_cpu_micros_per_message": self.broker_cpu_micros_per_message(),
             "store_cpu_seconds": self.store_cpu.map(|cpu| cpu.as_secs_f64()),
@@ -210,6 +227,7 @@ mod tests {
             elapsed: Duration::from_millis(millis),
             cpu: cpu_millis.map(Duration::from_millis),
             peak_rss_kib: None,
+            context_switches: None,
             broker_cpu: None,
             store_cpu: None,
             machine_busy: None,
@@ -308,18 +326,20 @@ mod tests {
     fn summary_and_json_carry_the_same_figures() {
         let figures = DrainFigures {
             peak_rss_kib: Some(41 * 1024),
+            context_switches: Some(12_345),
             broker_cpu: Some(Duration::from_millis(1_500)),
             ..drain(100_000, 4_380, Some(2_980))
         };
         assert_eq!(
             figures.summary(),
             "100000 msgs in 4.38s (22831 msgs/s), cpu 2.98s (29.8 µs/msg), peak rss 41 MiB, \
-             broker cpu 1.50s (15.0 µs/msg)"
+             12345 context switches (0.123/msg), broker cpu 1.50s (15.0 µs/msg)"
         );
         let json = figures.to_json();
         assert_eq!(json["messages"], json!(100_000));
         assert_eq!(json["peak_rss_kib"], json!(41 * 1024));
         assert_eq!(json["cpu_seconds"], json!(2.98));
+        assert_eq!(json["context_switches_per_message"], json!(0.12345));
         assert_eq!(json["broker_cpu_micros_per_message"], json!(15.0));
     }
 }

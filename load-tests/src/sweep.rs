@@ -455,6 +455,7 @@ impl Run<'_> {
         let written_all = self.proxy.recorder.wait_for_distinct(good, timeout).await;
         let elapsed = sluice.spawned.elapsed();
         let sample = procfs::sample(Process::Pid(sluice.pid()))?;
+        let context_switches = procfs::context_switches(Process::Pid(sluice.pid()))?;
         let neighbours_used = neighbours_before.until(&neighbours.sample());
         let written = self.proxy.recorder.distinct();
         if !written_all {
@@ -471,6 +472,7 @@ impl Run<'_> {
             elapsed,
             cpu: Some(sample.cpu),
             peak_rss_kib: Some(sample.peak_rss_kib),
+            context_switches: Some(context_switches),
             broker_cpu: neighbours_used.broker_cpu,
             store_cpu: neighbours_used.store_cpu,
             machine_busy: neighbours_used.machine_busy,
@@ -823,9 +825,9 @@ impl SweepReport {
         let key = setting_key(&self.setting);
         let header = [
             format!(
-                "| {key} | drain msgs/s | null consumer msgs/s | ratio | CPU-bound ratio | sluice CPU µs/msg | peak RSS MiB | open-loop msg/s | p50 ms | p99 ms | p99.9 ms | max ms | written | mean write ms |"
+                "| {key} | drain msgs/s | null consumer msgs/s | ratio | CPU-bound ratio | sluice CPU µs/msg | CPU ratio | sluice switches/msg | peak RSS MiB | open-loop msg/s | p50 ms | p99 ms | p99.9 ms | max ms | written | mean write ms |"
             ),
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
         ];
         let mut lines = header.to_vec();
         for median in self.medians() {
@@ -936,7 +938,7 @@ fn table_row(point: &PointResult, label: String) -> String {
         (None, None) => "–".to_owned(),
     };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         label,
         number(sluice.and_then(|figures| figures.messages_per_second()), 0),
         number(
@@ -951,6 +953,11 @@ fn table_row(point: &PointResult, label: String) -> String {
         number(
             sluice.and_then(|figures| figures.cpu_micros_per_message()),
             1
+        ),
+        number(drain.and_then(|drain| drain.comparison.cpu_ratio()), 2),
+        number(
+            sluice.and_then(|figures| figures.context_switches_per_message()),
+            2
         ),
         number(
             sluice
@@ -1052,6 +1059,7 @@ mod tests {
             elapsed: Duration::from_secs_f64(100_000.0 / rate),
             cpu: Some(Duration::from_secs(2)),
             peak_rss_kib: Some(40 * 1024),
+            context_switches: None,
             broker_cpu: None,
             store_cpu: None,
             machine_busy: None,
@@ -1318,13 +1326,13 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("| influx.batch_max_points | drain msgs/s"));
         assert!(
-            lines[2].starts_with("| 100 | 20000 | 40000 | 0.50 | – | 20.0 | 40 | – |"),
+            lines[2].starts_with("| 100 | 20000 | 40000 | 0.50 | – | 20.0 | 1.00 | – | 40 | – |"),
             "{}",
             lines[2]
         );
         assert!(
             lines[3].starts_with(
-                "| 500 | – | – | – | – | – | – | 5000 | 3.0 | 25.0 | 37.5 | 50.0 | 990/990 |"
+                "| 500 | – | – | – | – | – | – | – | – | 5000 | 3.0 | 25.0 | 37.5 | 50.0 | 990/990 |"
             ),
             "{}",
             lines[3]
