@@ -5,6 +5,13 @@
 //! that channel fills, the source stops reading, unacked deliveries reach the prefetch count and
 //! the broker keeps the rest queued: memory stays flat under any backlog.
 //!
+//! lapin's I/O thread wakes the consuming task for every delivery it queues, when that task is
+//! waiting. A task that keeps up with the broker would wait, and be woken, once per delivery:
+//! about one thread switch per message, which costs more CPU than sluice's work on it. So under
+//! load (more than one delivery taken since the last wait) the source pauses for
+//! [`SourceSettings::receive_pause`] once lapin's queue is empty, then takes what queued up
+//! meanwhile in one run: one wake-up per run of deliveries. A lone delivery never waits.
+//!
 //! On a connection or channel failure it reconnects with capped backoff; deliveries that were in
 //! flight are requeued by the broker and come back marked redelivered (sinks write idempotently).
 //! On shutdown it cancels the consumer, forwards what the broker had already pushed, closes its
@@ -13,9 +20,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use sluice_core::ack::{AckToken, SourceMessage, finished_channel};
@@ -48,6 +56,9 @@ pub struct SourceSettings {
     pub topology: SourceTopology,
     /// Unacked deliveries the broker may push before waiting for acks.
     pub prefetch: u16,
+    /// How long to let deliveries queue up in lapin before taking them, while they arrive in
+    /// runs (see the module docs). Zero takes each one as it comes.
+    pub receive_pause: Duration,
     pub reconnect: RetryPolicy,
 }
 
@@ -79,6 +90,36 @@ async fn cancel_consumer(
         .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
         .await
         .map_err(AmqpError::broker("cancelling the consumer"))
+}
+
+/// Decides when the source lets deliveries queue up in lapin instead of waiting for the next one
+/// (see the module docs).
+#[derive(Debug)]
+struct ReceivePacing {
+    pause: Duration,
+    taken_since_wait: usize,
+}
+
+impl ReceivePacing {
+    fn new(pause: Duration) -> Self {
+        Self {
+            pause,
+            taken_since_wait: 0,
+        }
+    }
+
+    fn took_one(&mut self) {
+        self.taken_since_wait += 1;
+    }
+
+    /// Called when lapin's queue is empty: how long to pause before looking again, if at all.
+    /// Only after a run: one delivery since the last wait means they come one at a time, and
+    /// each should be taken the moment it arrives.
+    fn pause_when_empty(&mut self) -> Option<Duration> {
+        let in_runs = self.taken_since_wait > 1;
+        self.taken_since_wait = 0;
+        (in_runs && !self.pause.is_zero()).then_some(self.pause)
+    }
 }
 
 /// A stopped session that still has deliveries in the pipeline.
@@ -224,18 +265,31 @@ async fn consume_session(
 
     let received = metrics::counter!("sluice_received_total", "source" => settings.name.clone());
     let mut cancelled = false;
+    let mut pacing = ReceivePacing::new(settings.receive_pause);
     let end = loop {
-        let next = tokio::select! {
-            biased;
-            () = shutdown.cancelled(), if !cancelled => {
-                cancelled = true;
-                if let Err(error) = cancel_consumer(&channel, &consumer_tag, status).await {
-                    break SessionEnd::Lost(error);
+        let next = match consumer.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                let pause = pacing.pause_when_empty();
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled(), if !cancelled => {
+                        cancelled = true;
+                        if let Err(error) = cancel_consumer(&channel, &consumer_tag, status).await {
+                            break SessionEnd::Lost(error);
+                        }
+                        continue;
+                    }
+                    // Not polling the consumer meanwhile is the point: lapin queues without
+                    // waking anyone.
+                    () = tokio::time::sleep(pause.unwrap_or_default()), if pause.is_some() => {
+                        continue;
+                    }
+                    next = consumer.next(), if pause.is_none() => next,
                 }
-                continue;
             }
-            next = consumer.next() => next,
         };
+        pacing.took_one();
         let delivery = match next {
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => break SessionEnd::Lost(AmqpError::broker("consuming")(error)),
@@ -287,5 +341,45 @@ async fn consume_session(
             acker.abort();
             lost
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAUSE: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn pauses_only_after_a_run_of_deliveries() {
+        let mut pacing = ReceivePacing::new(PAUSE);
+        assert_eq!(pacing.pause_when_empty(), None, "nothing taken yet");
+        pacing.took_one();
+        assert_eq!(pacing.pause_when_empty(), None, "a lone delivery");
+        pacing.took_one();
+        pacing.took_one();
+        assert_eq!(pacing.pause_when_empty(), Some(PAUSE), "a run of two");
+    }
+
+    #[test]
+    fn each_wait_starts_the_count_over() {
+        let mut pacing = ReceivePacing::new(PAUSE);
+        for _ in 0..50 {
+            pacing.took_one();
+        }
+        assert_eq!(pacing.pause_when_empty(), Some(PAUSE));
+        // Nothing queued up during the pause: the rate has dropped, so wait for the next one.
+        assert_eq!(pacing.pause_when_empty(), None);
+        pacing.took_one();
+        assert_eq!(pacing.pause_when_empty(), None);
+    }
+
+    #[test]
+    fn a_zero_pause_never_pauses() {
+        let mut pacing = ReceivePacing::new(Duration::ZERO);
+        for _ in 0..50 {
+            pacing.took_one();
+        }
+        assert_eq!(pacing.pause_when_empty(), None);
     }
 }

@@ -67,6 +67,12 @@ pub struct RawAmqp {
     /// Unacknowledged deliveries per consumer: the bound on what is in flight. Should be at least
     /// `influx.batch_max_points * (influx.concurrency + 1)` so batches fill without waiting.
     pub prefetch: u16,
+    /// While deliveries arrive in runs, how long a consumer lets them queue up before taking
+    /// them: one thread wake-up per run instead of one per delivery, for at most this much
+    /// latency. A lone delivery is taken at once. "0s" takes each delivery as it comes.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub receive_pause: Duration,
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub reconnect_initial_delay: Duration,
@@ -80,6 +86,7 @@ impl Default for RawAmqp {
         Self {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             prefetch: 5000,
+            receive_pause: Duration::from_millis(1),
             reconnect_initial_delay: Duration::from_millis(200),
             reconnect_max_delay: Duration::from_secs(30),
         }
@@ -834,6 +841,7 @@ impl RawConfig {
                         binding_keys: metrics.binding_keys.clone(),
                     },
                     prefetch: self.amqp.prefetch,
+                    receive_pause: self.amqp.receive_pause,
                     reconnect,
                 },
                 consumers: metrics.consumers,
@@ -975,6 +983,7 @@ impl RawConfig {
                     name: topology.queue.name.clone(),
                     topology,
                     prefetch: self.amqp.prefetch,
+                    receive_pause: self.amqp.receive_pause,
                     reconnect,
                 })
             })
