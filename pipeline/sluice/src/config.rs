@@ -39,6 +39,9 @@ use sluice_rules::{EngineLimits, GenericLimits};
 pub const ENV_PREFIX: &str = "SLUICE_";
 /// Enough to spread one queue over several connections; more only adds broker load.
 const MAX_CONSUMERS: u16 = 16;
+/// The longest `amqp.receive_pause`: far past the point where a longer pause saves any wake-ups
+/// (one per run is reached at 1 ms, see BENCHMARKS.md); longer would only hold messages back.
+const MAX_RECEIVE_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -656,6 +659,17 @@ impl RawConfig {
         }
         if self.amqp.prefetch == 0 {
             fail("amqp.prefetch", "must be at least 1".into());
+        }
+        if self.amqp.receive_pause > MAX_RECEIVE_PAUSE {
+            // Each pause is added to the latency of what waits, and a long one throttles the
+            // drain instead of coalescing wake-ups.
+            fail(
+                "amqp.receive_pause",
+                format!(
+                    "must be at most {}",
+                    humantime::format_duration(MAX_RECEIVE_PAUSE)
+                ),
+            );
         }
         let reconnect = backoff(
             (
@@ -1438,6 +1452,7 @@ mod tests {
         let mut raw = RawConfig::default();
         raw.amqp.url = SecretString::from("http://nope");
         raw.amqp.prefetch = 0;
+        raw.amqp.receive_pause = Duration::from_secs(1);
         raw.metrics.consumers = 0;
         raw.influx.api = RawInfluxApi::V2;
         raw.influx.batch_max_points = 0;
@@ -1451,6 +1466,7 @@ mod tests {
         for field in [
             "amqp.url",
             "amqp.prefetch",
+            "amqp.receive_pause",
             "metrics.consumers",
             "influx.org",
             "influx.bucket",
