@@ -19,7 +19,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
-use crate::procfs::{self, Process};
+use crate::procfs::{ConsumerSample, Process};
 use crate::report::DrainFigures;
 
 /// sluice's default `amqp.prefetch`.
@@ -166,8 +166,7 @@ pub async fn drain(settings: &NullConsumerSettings) -> anyhow::Result<NullConsum
         .basic_qos(settings.prefetch, BasicQosOptions { global: false })
         .await?;
 
-    let cpu_before = procfs::sample(Process::Own)?.cpu;
-    let switches_before = procfs::context_switches(Process::Own)?;
+    let before = ConsumerSample::now(Process::Own)?;
     let started = Instant::now();
     let consumer_tag = format!("sluice-load-null-{}", std::process::id());
     let mut consumer = channel
@@ -205,8 +204,7 @@ pub async fn drain(settings: &NullConsumerSettings) -> anyhow::Result<NullConsum
             )
         })??;
     let elapsed = started.elapsed();
-    let after = procfs::sample(Process::Own)?;
-    let switches_after = procfs::context_switches(Process::Own)?;
+    let used = before.until(&ConsumerSample::now(Process::Own)?);
 
     channel
         .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
@@ -214,16 +212,7 @@ pub async fn drain(settings: &NullConsumerSettings) -> anyhow::Result<NullConsum
     let left_in_queue = passive_depth(&channel, &settings.queue).await?;
     connection.close(200, "drained".into()).await?;
     Ok(NullConsumerReport {
-        figures: DrainFigures {
-            messages: received,
-            elapsed,
-            cpu: Some(after.cpu.saturating_sub(cpu_before)),
-            peak_rss_kib: Some(after.peak_rss_kib),
-            context_switches: Some(switches_after.saturating_sub(switches_before)),
-            broker_cpu: None,
-            store_cpu: None,
-            machine_busy: None,
-        },
+        figures: DrainFigures::consumed(received, elapsed, Some(used)),
         ack_frames,
         left_in_queue,
     })

@@ -41,7 +41,7 @@ use sluice_elasticsearch::fake::FakeElasticsearch;
 use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
 use sluice_load::broker;
 use sluice_load::open_loop::BAD_BODY;
-use sluice_load::procfs::{self, Neighbours, Process, ProcessSample};
+use sluice_load::procfs::{ConsumerSample, Neighbours, Process};
 use sluice_load::publish::publish_confirmed;
 use sluice_load::report::{Comparison, DrainFigures};
 use sluice_load::scrape;
@@ -219,7 +219,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let sluice_before = args.sluice_pid.map(sample_sluice).transpose()?;
-    let switches_before = args.sluice_pid.map(sluice_context_switches).transpose()?;
     let neighbours = neighbours(&args);
     let neighbours_before = neighbours.sample();
 
@@ -237,7 +236,6 @@ async fn main() -> anyhow::Result<()> {
     }
     let drained_at = Instant::now();
     let sluice_after = args.sluice_pid.map(sample_sluice).transpose()?;
-    let switches_after = args.sluice_pid.map(sluice_context_switches).transpose()?;
     let neighbours_after = neighbours.sample();
     let (mut landed, mut dead) = (0u64, 0u32);
     while Instant::now() < deadline {
@@ -260,12 +258,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         started.elapsed()
     };
-    let (sluice_after, switches_after, neighbours_after) = if watch_acks {
-        (sluice_after, switches_after, neighbours_after)
+    let (sluice_after, neighbours_after) = if watch_acks {
+        (sluice_after, neighbours_after)
     } else {
         (
             args.sluice_pid.map(sample_sluice).transpose()?,
-            args.sluice_pid.map(sluice_context_switches).transpose()?,
             neighbours.sample(),
         )
     };
@@ -282,23 +279,20 @@ async fn main() -> anyhow::Result<()> {
     if landed < good as u64 || (dead as usize) < bad {
         bail!("timed out: expected {good} stored and {bad} dead letters");
     }
+    let sluice_used = sluice_before
+        .zip(sluice_after)
+        .map(|(before, after)| before.until(&after));
     let sluice = DrainFigures {
-        messages: args.count as u64,
-        elapsed,
-        cpu: cpu_between(sluice_before, sluice_after),
-        peak_rss_kib: sluice_after.map(|after| after.peak_rss_kib),
-        context_switches: switches_before
-            .zip(switches_after)
-            .map(|(before, after)| after.saturating_sub(before)),
         broker_cpu: neighbours_used.broker_cpu,
         store_cpu: neighbours_used.store_cpu,
         machine_busy: neighbours_used.machine_busy,
+        ..DrainFigures::consumed(args.count as u64, elapsed, sluice_used)
     };
     if let (Some(before), Some(pid)) = (sluice_before, args.sluice_pid) {
         println!(
             "sluice (pid {pid}): {} (it had used {:.2}s of cpu before the drain was timed)",
             sluice.summary(),
-            before.cpu.as_secs_f64()
+            before.process.cpu.as_secs_f64()
         );
     }
     if args.baseline_queue.is_none() {
@@ -321,16 +315,10 @@ async fn main() -> anyhow::Result<()> {
     write_json(&args, json)
 }
 
-/// Reads the sluice process's CPU and peak RSS.
-fn sample_sluice(pid: u32) -> anyhow::Result<ProcessSample> {
-    procfs::sample(Process::Pid(pid))
+/// Reads the sluice process's CPU, peak RSS and context switches.
+fn sample_sluice(pid: u32) -> anyhow::Result<ConsumerSample> {
+    ConsumerSample::now(Process::Pid(pid))
         .with_context(|| format!("sampling sluice (--sluice-pid {pid})"))
-}
-
-/// Counts the context switches of all the sluice process's threads.
-fn sluice_context_switches(pid: u32) -> anyhow::Result<u64> {
-    procfs::context_switches(Process::Pid(pid))
-        .with_context(|| format!("counting sluice's context switches (--sluice-pid {pid})"))
 }
 
 /// The broker and InfluxDB whose CPU each drain reports: as given, or found by name.
@@ -351,11 +339,6 @@ async fn wait_for_quiet_broker(pid: u32) -> anyhow::Result<()> {
         if quiet { "" } else { " (it did not)" }
     );
     Ok(())
-}
-
-fn cpu_between(before: Option<ProcessSample>, after: Option<ProcessSample>) -> Option<Duration> {
-    let (before, after) = before.zip(after)?;
-    Some(after.cpu.saturating_sub(before.cpu))
 }
 
 /// Drains `--baseline-queue` with the null consumer and prints its figures.

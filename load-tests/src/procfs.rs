@@ -64,6 +64,39 @@ pub fn sample(process: Process) -> anyhow::Result<ProcessSample> {
     })
 }
 
+/// A consumer's reading for a drain: [`sample`] and its threads' [`context_switches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerSample {
+    pub process: ProcessSample,
+    pub context_switches: u64,
+}
+
+/// What a consumer used between two [`ConsumerSample`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerUse {
+    pub cpu: Duration,
+    pub context_switches: u64,
+    /// The later sample's peak RSS: a peak is not a difference.
+    pub peak_rss_kib: u64,
+}
+
+impl ConsumerSample {
+    pub fn now(process: Process) -> anyhow::Result<Self> {
+        Ok(Self {
+            process: sample(process)?,
+            context_switches: context_switches(process)?,
+        })
+    }
+
+    pub fn until(&self, later: &ConsumerSample) -> ConsumerUse {
+        ConsumerUse {
+            cpu: later.process.cpu.saturating_sub(self.process.cpu),
+            context_switches: later.context_switches.saturating_sub(self.context_switches),
+            peak_rss_kib: later.process.peak_rss_kib,
+        }
+    }
+}
+
 /// Context switches of every thread of `process` so far, voluntary (it waited: a futex, a
 /// socket) and not (it was preempted). `/proc/<pid>/status` alone counts only the main thread.
 pub fn context_switches(process: Process) -> anyhow::Result<u64> {
@@ -417,6 +450,26 @@ mod tests {
         .join()
         .expect("the thread finished");
         assert!(during > before, "{during} <= {before}");
+    }
+
+    #[test]
+    fn consumer_use_is_the_difference_and_the_later_peak() {
+        let reading = |cpu_ticks: u64, peak_rss_kib: u64, context_switches: u64| ConsumerSample {
+            process: ProcessSample {
+                cpu: ticks_to_duration(cpu_ticks),
+                peak_rss_kib,
+            },
+            context_switches,
+        };
+        let used = reading(100, 30_000, 5_000).until(&reading(350, 42_000, 105_000));
+        assert_eq!(
+            used,
+            ConsumerUse {
+                cpu: Duration::from_millis(2_500),
+                context_switches: 100_000,
+                peak_rss_kib: 42_000,
+            }
+        );
     }
 
     #[test]

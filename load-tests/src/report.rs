@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::procfs::ConsumerUse;
+
 /// What one consumer did while draining a pre-loaded queue.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DrainFigures {
@@ -34,6 +36,21 @@ pub struct DrainFigures {
 }
 
 impl DrainFigures {
+    /// A consumer's drain of `messages` in `elapsed`, using `used`; the neighbours' figures are
+    /// left for the caller, who measured them.
+    pub fn consumed(messages: u64, elapsed: Duration, used: Option<ConsumerUse>) -> Self {
+        Self {
+            messages,
+            elapsed,
+            cpu: used.map(|used| used.cpu),
+            peak_rss_kib: used.map(|used| used.peak_rss_kib),
+            context_switches: used.map(|used| used.context_switches),
+            broker_cpu: None,
+            store_cpu: None,
+            machine_busy: None,
+        }
+    }
+
     /// Messages per second; `None` for a drain that took no measurable time.
     pub fn messages_per_second(&self) -> Option<f64> {
         let seconds = self.elapsed.as_secs_f64();

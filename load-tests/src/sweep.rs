@@ -31,7 +31,7 @@ use crate::broker;
 use crate::latency_proxy::LatencyProxy;
 use crate::open_loop::{self, BAD_BODY, OpenLoopReport, OpenLoopSettings};
 use crate::plot::{PlotPoint, plot_sweep};
-use crate::procfs::{self, Neighbours, Process};
+use crate::procfs::{ConsumerSample, Neighbours, Process};
 use crate::publish::publish_confirmed;
 use crate::report::{Comparison, DrainFigures};
 use crate::scenario::{Scenario, env_value, setting_key};
@@ -454,8 +454,7 @@ impl Run<'_> {
         let scraper = Scraper::start_from_zero(&sluice.metrics_url(), SCRAPE_INTERVAL).await?;
         let written_all = self.proxy.recorder.wait_for_distinct(good, timeout).await;
         let elapsed = sluice.spawned.elapsed();
-        let sample = procfs::sample(Process::Pid(sluice.pid()))?;
-        let context_switches = procfs::context_switches(Process::Pid(sluice.pid()))?;
+        let sample = ConsumerSample::now(Process::Pid(sluice.pid()))?;
         let neighbours_used = neighbours_before.until(&neighbours.sample());
         let written = self.proxy.recorder.distinct();
         if !written_all {
@@ -470,9 +469,9 @@ impl Run<'_> {
         let sluice_figures = DrainFigures {
             messages: spec.count,
             elapsed,
-            cpu: Some(sample.cpu),
-            peak_rss_kib: Some(sample.peak_rss_kib),
-            context_switches: Some(context_switches),
+            cpu: Some(sample.process.cpu),
+            peak_rss_kib: Some(sample.process.peak_rss_kib),
+            context_switches: Some(sample.context_switches),
             broker_cpu: neighbours_used.broker_cpu,
             store_cpu: neighbours_used.store_cpu,
             machine_busy: neighbours_used.machine_busy,
