@@ -1,21 +1,24 @@
-//! The action executor: runs what the rules ask for against the Cloudify manager's REST API
-//! (or a webhook), and reports each outcome as a Cloudify event.
+//! The rule stage and the action executor: runs the rule engines on the metrics stream, and
+//! what they ask for against the Cloudify manager's REST API (or a webhook), reporting each
+//! outcome as a Cloudify event.
 //!
-//! In the flow, the rule engine (pure, no I/O; design invariant 5) emits
-//! [`Action`](sluice_core::action::Action)s; this crate turns each into at most one request
-//! that succeeds, applying the policy's restraints, de-duplication and retries, and answers an
-//! [`Execution`]: the [`Outcome`] (counted as `sluice_actions_total{kind, outcome}`) and the
-//! outcome events (`processing_trigger`, `trigger_succeeded`, `trigger_failed`) the old
-//! Riemann policy engine put on the events path, for the caller to send to Elasticsearch
-//! beside the manager's events.
+//! In the flow, the rule engines (pure, no I/O; design invariant 5) emit
+//! [`Action`](sluice_core::action::Action)s; the [`stage`] (the rule stage) hands each to the
+//! [`Executor`], which turns it into at most one request that succeeds, applying its
+//! [`Restraints`], de-duplication and retries, and answers an [`Execution`]: the [`Outcome`]
+//! (counted as `sluice_actions_total{kind, outcome}`) and the [`OutcomeEvent`]s
+//! (`processing_trigger`, `trigger_succeeded`, `trigger_failed`) the old Riemann policy engine
+//! put on the events path, for the stage to send to Elasticsearch beside the manager's events.
 //!
 //! Modules:
 //!
+//! - [`stage`]: the rule stage ([`stage::start`], [`stage::RuleFeed`]) and its checkpoint.
 //! - `settings`: [`ManagerSettings`] (URL, [`ManagerApi`] V3 or V4 with its token as a
-//!   [`secrecy::SecretString`], retry policy and deadline) and the per-policy [`Restraints`].
+//!   [`secrecy::SecretString`], retry policy and deadline).
 //! - `executor`: [`Executor`], the restraints, the requests and the answer-to-outcome table.
-//! - `events`: the outcome events' JSON bodies, in the manager's event shape, and
-//!   [`policy_event`] for the caller to emit when a policy fires.
+//! - `outcome_events`: the typed outcome events ([`OutcomeEvent`] of an [`OutcomeEventKind`]),
+//!   their JSON bodies in the manager's event shape, and [`policy_event`], emitted when a policy
+//!   fires.
 //! - `error`: [`RestError`], for [`Executor::new`] only; executing never errors.
 //! - `telemetry` (private): the one place that both logs and counts outcomes.
 //! - `fake` (feature `fake-manager`): an axum double of the manager's REST API for tests.
@@ -55,14 +58,18 @@
 //! reported without user information or query.
 
 mod error;
-mod events;
 mod executor;
 #[cfg(feature = "fake-manager")]
 pub mod fake;
+mod outcome_events;
 mod settings;
+pub mod stage;
 mod telemetry;
 
 pub use error::RestError;
-pub use events::policy_event;
 pub use executor::{Execution, Executor, Outcome, TriggerTime};
-pub use settings::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings, Restraints};
+pub use outcome_events::{OutcomeEvent, OutcomeEventKind, policy_event};
+pub use settings::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings};
+/// The restraints an action runs under: one type for the groups file, the rule stage and the
+/// executor.
+pub use sluice_core::action::Restraints;

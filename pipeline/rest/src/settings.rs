@@ -1,5 +1,4 @@
-//! Where the manager is and how to call it: [`ManagerSettings`], [`ManagerApi`], and the
-//! per-policy [`Restraints`].
+//! Where the manager is and how to call it: [`ManagerSettings`] and [`ManagerApi`].
 
 use std::time::Duration;
 
@@ -48,26 +47,6 @@ impl Default for ManagerSettings {
             api: ManagerApi::V3,
             retry: RetryPolicy::default(),
             retry_deadline: Duration::from_secs(60),
-        }
-    }
-}
-
-/// A policy's restraints (its `is_node_started_before_workflow` and
-/// `interval_between_workflows` properties).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Restraints {
-    /// Only trigger when the origin's node instance is `started` (default true).
-    pub is_node_started_before_workflow: bool,
-    /// The least time between two triggers for one (deployment, node); zero disables
-    /// (default 300 s).
-    pub interval_between_workflows: Duration,
-}
-
-impl Default for Restraints {
-    fn default() -> Self {
-        Self {
-            is_node_started_before_workflow: true,
-            interval_between_workflows: Duration::from_secs(300),
         }
     }
 }

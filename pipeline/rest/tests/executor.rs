@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use sluice_core::action::{Action, ActionOrigin, ExecuteWorkflow, Webhook};
 use sluice_core::retry::RetryPolicy;
 use sluice_rest::fake::FakeManager;
-use sluice_rest::{Execution, Executor, ManagerApi, ManagerSettings, Outcome, Restraints};
+use sluice_rest::{
+    Execution, Executor, ManagerApi, ManagerSettings, Outcome, OutcomeEvent, Restraints,
+};
 
 const NOW_MS: i64 = 1_465_985_600_123;
 
@@ -35,7 +37,7 @@ fn origin() -> ActionOrigin {
         node_name: Some("nodejs_host".into()),
         diagnose: "heart-beat-failure".into(),
         event_time_ms: NOW_MS,
-        event_json: r#"{"host":"nodejs_host_x7k2p"}"#.into(),
+        event: json!({"host": "nodejs_host_x7k2p"}),
     }
 }
 
@@ -43,9 +45,8 @@ fn heal(workflow_id: &str) -> Action {
     Action::ExecuteWorkflow(ExecuteWorkflow {
         deployment_id: "nodecellar".into(),
         workflow_id: workflow_id.into(),
-        parameters_json:
-            r#"{"node_instance_id":"nodejs_host_x7k2p","diagnose_value":"heart-beat-failure"}"#
-                .into(),
+        parameters: json!({"node_instance_id": "nodejs_host_x7k2p",
+                           "diagnose_value": "heart-beat-failure"}),
         force: false,
         allow_custom_parameters: false,
         socket_timeout: Duration::from_secs(1),
@@ -57,7 +58,7 @@ fn heal(workflow_id: &str) -> Action {
 fn no_restraints() -> Restraints {
     Restraints {
         is_node_started_before_workflow: false,
-        interval_between_workflows: Duration::ZERO,
+        interval_between_workflows: None,
     }
 }
 
@@ -71,7 +72,7 @@ fn events(execution: &Execution) -> Vec<Value> {
     execution
         .events
         .iter()
-        .map(|body| serde_json::from_str(body).expect("events are JSON"))
+        .map(OutcomeEvent::to_value)
         .collect()
 }
 
@@ -118,7 +119,7 @@ async fn v4_posts_to_api_v3_with_token_and_tenant() {
     let executor = Executor::new(settings(&manager, api)).expect("valid settings");
     let restraints = Restraints {
         is_node_started_before_workflow: true,
-        interval_between_workflows: Duration::ZERO,
+        interval_between_workflows: None,
     };
     let execution = executor.execute(&heal("heal"), &restraints, NOW_MS).await;
     assert_eq!(
@@ -168,7 +169,7 @@ async fn a_node_not_started_or_unknown_is_skipped_without_a_post() {
     let executor = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid settings");
     let restraints = Restraints {
         is_node_started_before_workflow: true,
-        interval_between_workflows: Duration::ZERO,
+        interval_between_workflows: None,
     };
     manager.set_node_state("nodejs_host_x7k2p", "stopped");
     let stopped = executor.execute(&heal("heal"), &restraints, NOW_MS).await;
@@ -216,7 +217,7 @@ async fn the_interval_skips_a_second_trigger_and_allows_one_after_it() {
     let executor = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid settings");
     let restraints = Restraints {
         is_node_started_before_workflow: false,
-        interval_between_workflows: Duration::from_secs(300),
+        interval_between_workflows: Some(Duration::from_secs(300)),
     };
     let first = executor.execute(&heal("heal"), &restraints, NOW_MS).await;
     assert!(matches!(first.outcome, Outcome::Succeeded { .. }));
@@ -240,7 +241,7 @@ async fn interval_records_survive_an_export_and_restore_into_a_new_executor() {
     let manager = started_manager().await;
     let restraints = Restraints {
         is_node_started_before_workflow: false,
-        interval_between_workflows: Duration::from_secs(300),
+        interval_between_workflows: Some(Duration::from_secs(300)),
     };
     let before_restart = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid");
     let first = before_restart
@@ -296,7 +297,7 @@ async fn the_interval_is_per_deployment_and_node() {
     let executor = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid settings");
     let restraints = Restraints {
         is_node_started_before_workflow: false,
-        interval_between_workflows: Duration::from_secs(300),
+        interval_between_workflows: Some(Duration::from_secs(300)),
     };
     executor.execute(&heal("heal"), &restraints, NOW_MS).await;
     manager.finish_all_executions();
@@ -320,7 +321,7 @@ async fn the_interval_is_recorded_even_when_the_call_fails() {
     let executor = Executor::new(settings(&manager, ManagerApi::V3)).expect("valid settings");
     let restraints = Restraints {
         is_node_started_before_workflow: false,
-        interval_between_workflows: Duration::from_secs(300),
+        interval_between_workflows: Some(Duration::from_secs(300)),
     };
     let failed = executor
         .execute(&heal("no_such_workflow"), &restraints, NOW_MS)
@@ -542,7 +543,7 @@ async fn invalid_parameters_fail_permanently_without_a_request() {
     let Action::ExecuteWorkflow(mut action) = heal("heal") else {
         unreachable!()
     };
-    action.parameters_json = "[1, 2]".into();
+    action.parameters = json!([1, 2]);
     let execution = executor
         .execute(&Action::ExecuteWorkflow(action), &no_restraints(), NOW_MS)
         .await;
@@ -578,7 +579,7 @@ async fn the_token_never_shows_in_debug_or_failures() {
         execution
             .events
             .iter()
-            .all(|event| !event.contains("hunter2"))
+            .all(|event| !event.to_json().contains("hunter2"))
     );
 
     let bad = ManagerSettings {
@@ -617,7 +618,7 @@ fn webhook(url: String) -> Action {
     Action::Webhook(Webhook {
         url,
         headers: BTreeMap::from([("X-Api-Key".to_owned(), "hook-secret".to_owned())]),
-        body_json: r#"{"alert":"host down"}"#.into(),
+        body: json!({"alert": "host down"}),
         timeout: Duration::from_secs(1),
         origin: origin(),
     })
@@ -635,7 +636,7 @@ async fn a_webhook_posts_its_body_and_headers() {
     };
     let body = r#"{"deployment_id":"hooks","workflow_id":"heal"}"#;
     let hook = Webhook {
-        body_json: body.into(),
+        body: serde_json::from_str(body).expect("a JSON body"),
         ..hook
     };
     let execution = executor
@@ -655,7 +656,7 @@ async fn a_webhook_posts_its_body_and_headers() {
         execution
             .events
             .iter()
-            .all(|event| !event.contains("secret"))
+            .all(|event| !event.to_json().contains("secret"))
     );
 }
 

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde_json::{Map, Value};
+/// The restraints the executor applies before a trigger runs: one type for the groups file, the
+/// rule stage and the executor.
+pub use sluice_core::action::Restraints;
 
 /// `cloudify.policies.types.threshold`
 pub const THRESHOLD_TYPE: &str = "cloudify.policies.types.threshold";
@@ -121,15 +124,6 @@ impl ThresholdSpec {
             value <= self.threshold
         }
     }
-}
-
-/// The restraints the executor applies before a trigger runs (wire formats section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Restraints {
-    /// `is_node_started_before_workflow` (default true).
-    pub is_node_started_before_workflow: bool,
-    /// `interval_between_workflows` (default 300 s); `None` when it was <= 0 (disabled).
-    pub interval_between_workflows: Option<Duration>,
 }
 
 /// One `cloudify.policies.triggers.execute_workflow` trigger.

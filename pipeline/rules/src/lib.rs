@@ -3,11 +3,11 @@
 //! # Place in the flow
 //!
 //! ```text
-//! normalise ──► route ──► rules (this crate) ──► Action ──► rest (executor: restraints, REST, outcomes)
-//!                           ▲ groups files (manager-riemann start/stop), clock ticks, checkpoints
+//! normalise ──► rule stage (sluice-rest) ──RulePoint──► engines (this crate) ──► Action ──► executor
+//!                 ▲ groups files (manager-riemann start/stop), clock ticks, checkpoints   (restraints, REST, outcomes)
 //! ```
 //!
-//! The caller turns each Diamond metric into a [`MetricEvent`] and hands it to
+//! The rule stage drives both engines through [`RuleEngine`]. Directly, the caller turns each Diamond metric into a [`MetricEvent`] and hands it to
 //! [`Engine::on_metric`]; every 5 s it calls [`Engine::sweep`] (host-failure expiry, forgetting
 //! idle keys). Both return [`sluice_core::action::Action`]s for the executor, which applies the
 //! restraints (`is_node_started_before_workflow`, `interval_between_workflows`) exposed per
@@ -46,20 +46,20 @@
 //! # Modules
 //!
 //! - [`groups`]: the deployment's `groups` file, parsed and validated ([`Groups::parse`]).
-//! - [`engine`]: the [`Engine`], its per-key state, and the exact semantics chosen (see there).
+//! - [`manager_policies`]: the [`Engine`] of the manager's policies, its per-key state, and the
+//!   exact semantics chosen (see there).
+//! - [`RuleEngine`] (module `rule_engine`): what the rule stage asks of both engines, fed one
+//!   [`RulePoint`] per metric, with one checkpoint form, [`RuleStates`].
 //! - [`generic`]: the standalone tier's [`GenericEngine`]: threshold, absence and state-change
 //!   rules over moving windows, from a TOML [`RuleSet`] (its layout and semantics are there).
 
-pub mod engine;
 mod exact_float;
 pub mod generic;
 pub mod groups;
 mod keyed;
+pub mod manager_policies;
+mod rule_engine;
 
-pub use engine::{
-    DIAGNOSE_EWMA, DIAGNOSE_HOST_FAILURE, DIAGNOSE_THRESHOLD, Engine, EngineLimits, EngineState,
-    MetricEvent, RestoreError,
-};
 pub use generic::{
     CompareOp, Comparison, Condition, GenericEngine, GenericLimits, GenericRestoreError,
     GenericState, RestoreOutcome, Rule, RuleAction, RuleConfigError, RuleSet, Sample, Stat,
@@ -68,3 +68,8 @@ pub use generic::{
 pub use groups::{
     Group, Groups, GroupsError, Policy, PolicyKind, Restraints, ThresholdSpec, Trigger,
 };
+pub use manager_policies::{
+    DIAGNOSE_EWMA, DIAGNOSE_HOST_FAILURE, DIAGNOSE_THRESHOLD, Engine, EngineLimits, EngineState,
+    MetricEvent, RestoreError,
+};
+pub use rule_engine::{RuleEngine, RulePoint, RuleRestoreError, RuleStates};

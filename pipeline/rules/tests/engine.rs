@@ -196,7 +196,7 @@ fn threshold_action_is_filled_from_the_event() {
     assert!(!workflow.force);
     assert!(!workflow.allow_custom_parameters);
     assert_eq!(workflow.socket_timeout, Duration::from_millis(1000));
-    let parameters: Value = serde_json::from_str(&workflow.parameters_json).unwrap();
+    let parameters: Value = workflow.parameters.clone();
     assert_eq!(
         parameters,
         json!({
@@ -220,7 +220,7 @@ fn threshold_action_is_filled_from_the_event() {
     assert_eq!(origin.node_name.as_deref(), Some("nodejs_host"));
     assert_eq!(origin.diagnose, "threshold-breached");
     assert_eq!(origin.event_time_ms, T0);
-    let event: Value = serde_json::from_str(&origin.event_json).unwrap();
+    let event: Value = origin.event.clone();
     assert_eq!(event["metric"], json!(95.5));
     assert_eq!(
         event["service"],
@@ -281,7 +281,7 @@ fn state_is_per_node_unless_the_policy_operates_on_the_group() {
         panic!("one action expected")
     };
     assert_eq!(workflow.origin.node_id, None, "group state has no node");
-    let parameters: Value = serde_json::from_str(&workflow.parameters_json).unwrap();
+    let parameters: Value = workflow.parameters.clone();
     assert_eq!(
         parameters["node_instance_id"],
         json!("b"),
@@ -301,7 +301,7 @@ fn ewma_starts_at_zero_and_fires_when_the_average_crosses() {
         let time = T0 + i64::try_from(index).unwrap() * 10_000;
         let actions = engine.on_metric(&metric("a", 100.0, time), time);
         if let [workflow] = workflows(&actions)[..] {
-            let event: Value = serde_json::from_str(&workflow.origin.event_json).unwrap();
+            let event: Value = workflow.origin.event.clone();
             assert_eq!(
                 event["metric"],
                 json!(expected_ewma),
@@ -351,10 +351,10 @@ fn host_failure_fires_at_the_first_sweep_after_ttl_and_once() {
     assert_eq!(workflow.origin.diagnose, "heart-beat-failure");
     assert_eq!(workflow.origin.node_id.as_deref(), Some("a"));
     assert_eq!(workflow.origin.event_time_ms, T0 + 65_000);
-    let event: Value = serde_json::from_str(&workflow.origin.event_json).unwrap();
+    let event: Value = workflow.origin.event.clone();
     assert_eq!(event["state"], json!("expired"));
     assert_eq!(event["last_seen_ms"], json!(T0));
-    let parameters: Value = serde_json::from_str(&workflow.parameters_json).unwrap();
+    let parameters: Value = workflow.parameters.clone();
     assert_eq!(parameters["node_instance_id"], json!("a"));
     assert_eq!(parameters["diagnose_value"], json!("heart-beat-failure"));
     // Once per expiry.
@@ -631,7 +631,7 @@ fn every_trigger_of_a_policy_fires_and_deployments_are_independent() {
         "in trigger name order"
     );
     assert!(workflows(&actions)[1].allow_custom_parameters);
-    assert_eq!(workflows(&actions)[0].parameters_json, "{}");
+    assert_eq!(workflows(&actions)[0].parameters, json!({}));
 
     engine.unload_deployment(DEPLOYMENT);
     let mut elsewhere = metric("a", 95.0, T0);

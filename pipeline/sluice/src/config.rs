@@ -32,6 +32,7 @@ use sluice_core::retry::RetryPolicy;
 use sluice_elasticsearch::{EsAuth, EsSettings};
 use sluice_influx::{InfluxApi, InfluxSettings, Precision};
 use sluice_normalise::{IndexPattern, Naming, TemplateSet};
+use sluice_rest::stage::RuleStageSettings;
 use sluice_rest::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings};
 use sluice_rules::{EngineLimits, GenericLimits};
 
@@ -1074,7 +1075,7 @@ impl RawConfig {
         broker: Option<&BrokerUrl>,
         reconnect: RetryPolicy,
         errors: &mut Vec<ConfigError>,
-    ) -> Option<RulesPathSettings> {
+    ) -> Option<RulesSettings> {
         let mut fail = collect_into(errors);
         let rules = &self.rules;
         if rules.state_dir.is_empty() {
@@ -1155,7 +1156,7 @@ impl RawConfig {
                 auto_delete: false,
             });
         let max_keys = max_keys?.get();
-        Some(RulesPathSettings {
+        let stage = RuleStageSettings {
             rule_files: rules.files.iter().map(std::path::PathBuf::from).collect(),
             state_dir: std::path::PathBuf::from(&rules.state_dir),
             sweep_interval: rules.sweep_interval,
@@ -1178,6 +1179,9 @@ impl RawConfig {
                 retry,
                 retry_deadline: manager.retry_deadline,
             },
+        };
+        Some(RulesSettings {
+            stage,
             events: EventPublisherSettings {
                 url: broker?.clone(),
                 exchange,
@@ -1255,7 +1259,7 @@ pub struct Settings {
     /// `None` when the events path is disabled.
     pub events: Option<EventsPathSettings>,
     /// `None` when the rule stage is disabled (or the metrics path is).
-    pub rules: Option<RulesPathSettings>,
+    pub rules: Option<RulesSettings>,
     pub dead_letter: DeadLetterSettings,
     pub admin_listen: Option<SocketAddr>,
     pub shutdown_deadline: Duration,
@@ -1287,18 +1291,9 @@ pub struct EventsPathSettings {
     pub write_retry: RetryPolicy,
 }
 
-pub struct RulesPathSettings {
-    /// Generic rule files, read at start (and by `sluice validate`).
-    pub rule_files: Vec<std::path::PathBuf>,
-    pub state_dir: std::path::PathBuf,
-    pub sweep_interval: Duration,
-    pub checkpoint_interval: Duration,
-    pub startup_grace: Duration,
-    pub engine_limits: EngineLimits,
-    pub generic_limits: GenericLimits,
-    pub max_actions_in_flight: NonZeroUsize,
-    pub max_actions_queued: NonZeroUsize,
-    pub manager: ManagerSettings,
+/// The rule stage's settings, and where its events are published.
+pub struct RulesSettings {
+    pub stage: RuleStageSettings,
     /// Where the policy and trigger events are published.
     pub events: EventPublisherSettings,
 }
@@ -1395,9 +1390,9 @@ mod tests {
             .expect("valid")
             .rules
             .expect("the rule stage is on by default");
-        assert_eq!(rules.manager.url.as_str(), "http://127.0.0.1:8101/");
-        assert!(matches!(rules.manager.api, ManagerApi::V3));
-        assert_eq!(rules.sweep_interval, Duration::from_secs(5));
+        assert_eq!(rules.stage.manager.url.as_str(), "http://127.0.0.1:8101/");
+        assert!(matches!(rules.stage.manager.api, ManagerApi::V3));
+        assert_eq!(rules.stage.sweep_interval, Duration::from_secs(5));
         assert_eq!(rules.events.exchange, "cloudify-events");
         assert_eq!(rules.events.routing_key, "");
         let declared = rules

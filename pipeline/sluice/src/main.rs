@@ -1,5 +1,5 @@
 //! `sluice`: the binary. Parses the command line, loads and validates the configuration, wires
-//! the paths (`metrics_path`, `events_path`, and `rules_path`, which the metrics path feeds),
+//! the paths (`metrics_path`, `events_path`, and `rule_stage`, which the metrics path feeds),
 //! serves the admin endpoint, and turns SIGTERM/Ctrl-C into a drain-flush-ack-exit within the
 //! configured deadline. `normalise_command` and `test_command` show what bodies and rules do
 //! without running the pipeline.
@@ -14,7 +14,7 @@ mod config;
 mod events_path;
 mod metrics_path;
 mod normalise_command;
-mod rules_path;
+mod rule_stage;
 mod test_command;
 
 use std::path::PathBuf;
@@ -119,9 +119,9 @@ fn main() -> ExitCode {
                     let rule_files = settings
                         .rules
                         .as_ref()
-                        .map(|rules| rules.rule_files.as_slice())
+                        .map(|rules| rules.stage.rule_files.as_slice())
                         .unwrap_or_default();
-                    if let Err(error) = rules_path::load_rule_files(rule_files) {
+                    if let Err(error) = sluice_rest::stage::load_rule_files(rule_files) {
                         eprintln!("{error:#}");
                         return ExitCode::FAILURE;
                     }
@@ -196,7 +196,7 @@ async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     ));
     let rule_feed = match settings.rules {
         Some(rules_settings) => Some(
-            rules_path::start(
+            rule_stage::start(
                 rules_settings,
                 dead_letter_tx.clone(),
                 // Leaves time for the final checkpoint within the shutdown deadline.

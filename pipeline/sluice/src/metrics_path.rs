@@ -3,7 +3,7 @@
 //! ```text
 //! run_source ─Incoming─► normalise stage ─Tracked<Line>─► run_batcher ─Vec<..>─► run_sink ─► InfluxDB
 //!     ▲                       │ bad input  │ metrics, control messages                   │ rejected lines
-//!     │                       ▼            └──► rule stage (rules_path)                    ▼
+//!     │                       ▼            └──► rule stage (sluice_rest::stage)                    ▼
 //!   acker ◄── finished deliveries ◄── tokens ◄─────────── dead-letter publisher (confirms)
 //! ```
 //!
@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MetricsPathSettings;
-use crate::rules_path::{RuleFeed, RuleInput, metric_event};
+use sluice_rest::stage::{RuleFeed, RuleInput, metric_event};
 
 /// What the admin endpoint needs to answer `/readyz` for this path.
 pub struct MetricsPathHealth {
@@ -150,12 +150,7 @@ async fn run_normalise_stage(
                     decoded.increment(1);
                     if let Some(feed) = &rules {
                         // A gone rule stage has logged its error and stops the pipeline.
-                        if let Some(event) = for_rules {
-                            let _ = feed.send(RuleInput::Metric(event)).await;
-                        }
-                        if feed.wants_points() {
-                            let _ = feed.send(RuleInput::Point(point.to_point())).await;
-                        }
+                        let _ = feed.send_point(for_rules, || point.to_point()).await;
                     }
                     match encoder.encode_line(&point) {
                         Ok(line) => {

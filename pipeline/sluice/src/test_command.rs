@@ -38,10 +38,12 @@ use serde_json::{Map, Value, json};
 use sluice_core::action::Action;
 use sluice_core::point::Point;
 use sluice_normalise::{NormalisedRef, Normaliser, Scratch};
-use sluice_rules::{Engine, EngineLimits, GenericEngine, GenericLimits, Groups};
+use sluice_rules::{
+    Engine, EngineLimits, GenericEngine, GenericLimits, Groups, RuleEngine, RulePoint,
+};
 
 use crate::config::RawConfig;
-use crate::rules_path::{load_rule_files, metric_event};
+use sluice_rest::stage::{load_rule_files, metric_event};
 
 pub fn run(
     config_file: Option<&Path>,
@@ -111,7 +113,8 @@ struct Expect {
     expect: Expectation,
 }
 
-/// The simulated world: both engines, the clock and its sweeps.
+/// The simulated world: the engines (fed through [`RuleEngine`], as the rule stage feeds them),
+/// the clock and its sweeps.
 struct Simulation {
     manager: Engine,
     groups: Vec<Groups>,
@@ -134,10 +137,7 @@ impl Simulation {
         };
         while self.next_sweep_ms <= time_ms {
             let now = self.next_sweep_ms;
-            let mut fired = self.manager.sweep(now);
-            for engine in &mut self.generic {
-                fired.extend(engine.sweep(now));
-            }
+            let fired = self.feed_all(|engine| engine.sweep(now));
             self.record(now, fired, out);
             self.next_sweep_ms = now.saturating_add(self.sweep_interval_ms);
         }
@@ -146,6 +146,18 @@ impl Simulation {
 
     fn now(&self) -> i64 {
         self.clock_ms.unwrap_or(0)
+    }
+
+    /// Runs `step` on every engine, the manager's policies first, as the rule stage does.
+    fn feed_all(
+        &mut self,
+        mut step: impl FnMut(&mut dyn RuleEngine) -> Vec<Action>,
+    ) -> Vec<Action> {
+        let mut fired = step(&mut self.manager);
+        for engine in &mut self.generic {
+            fired.extend(step(engine));
+        }
+        fired
     }
 
     fn record(&mut self, at_ms: i64, fired: Vec<Action>, out: &mut impl FnMut(i64, &Action)) {
@@ -278,11 +290,11 @@ fn run_checked(
                 .with_context(|| format!("line {line_number}: not a point"))?;
             simulation.advance_to(point.timestamp / 1_000_000, &mut print_action);
             let now = simulation.now();
-            let fired: Vec<Action> = simulation
-                .generic
-                .iter_mut()
-                .flat_map(|engine| engine.on_point(&point, now))
-                .collect();
+            let input = RulePoint {
+                metric: None,
+                point: Some(point),
+            };
+            let fired = simulation.feed_all(|engine| engine.on_point(&input, now));
             simulation.record(now, fired, &mut print_action);
         } else {
             let mut event = None;
@@ -302,10 +314,11 @@ fn run_checked(
             simulation.advance_to(event.time_ms, &mut print_action);
             let now = simulation.now();
             simulation.load_groups_for(&event.deployment_id);
-            let mut fired = simulation.manager.on_metric(&event, now);
-            for engine in &mut simulation.generic {
-                fired.extend(engine.on_point(&point, now));
-            }
+            let input = RulePoint {
+                metric: Some(event),
+                point: Some(point),
+            };
+            let fired = simulation.feed_all(|engine| engine.on_point(&input, now));
             simulation.record(now, fired, &mut print_action);
         }
     }
@@ -346,7 +359,7 @@ fn describe(action: &Action) -> Value {
             "policy": workflow.origin.policy,
             "node_id": workflow.origin.node_id,
             "diagnose": workflow.origin.diagnose,
-            "parameters": serde_json::from_str::<Value>(&workflow.parameters_json).unwrap_or_default(),
+            "parameters": workflow.parameters,
             "force": workflow.force,
             "allow_custom_parameters": workflow.allow_custom_parameters,
         }),
@@ -357,7 +370,7 @@ fn describe(action: &Action) -> Value {
             "policy": webhook.origin.policy,
             "node_id": webhook.origin.node_id,
             "diagnose": webhook.origin.diagnose,
-            "parameters": serde_json::from_str::<Value>(&webhook.body_json).unwrap_or_default(),
+            "parameters": webhook.body,
         }),
     }
 }

@@ -13,7 +13,7 @@ use humantime_serde::re::humantime;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::template::{Template, TemplateJson};
+use super::action_template::{Template, TemplateJson};
 use super::window::Stat;
 
 /// `origin.group` of actions unless [`RuleSet::with_group_name`] says otherwise.

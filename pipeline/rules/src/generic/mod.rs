@@ -99,29 +99,35 @@
 //! `origin.group` the rule set's group name (`rules` unless [`RuleSet::with_group_name`]),
 //! `origin.policy` the rule name, `origin.trigger` the action's `name` (or its index), `node_id`
 //! and `node_name` from the point's tags of those names, `diagnose` `threshold`, `absence`,
-//! `state_change:breached` or `state_change:ok`, and `event_json` an object with the point
+//! `state_change:breached` or `state_change:ok`, and `origin.event` an object with the point
 //! (`point`), `rule`, `key`, `state`, `stat` and `value`.
 //!
 //! # Modules
 //!
 //! - `config`: the TOML layout, parsed and validated into [`RuleSet`].
 //! - `window`: the per-key samples and the [`Stat`]s over them.
-//! - `template`: the `{{...}}` templates of actions.
-//! - `engine`: [`GenericEngine`], its per-key state, checkpoints.
+//! - `action_template`: the `{{...}}` templates of actions.
+//! - `rules_engine`: [`GenericEngine`]: points and sweeps through the rules, restore.
+//! - `key_state`: the per-rule, per-key state and its checkpoint form, [`GenericState`].
+//! - `firing`: a firing rendered into its actions.
 
+mod action_template;
 mod config;
-mod engine;
-mod template;
+mod firing;
+mod key_state;
+mod rules_engine;
 mod window;
 
 pub use config::{
     CompareOp, Comparison, Condition, DEFAULT_GROUP_NAME, Rule, RuleAction, RuleConfigError,
     RuleSet, TagMatcher,
 };
-pub use engine::{
+pub use key_state::{
+    GENERIC_STATE_FORMAT_VERSION, GenericRestoreError, GenericState, RestoreOutcome,
+};
+pub use rules_engine::{
     DIAGNOSE_ABSENCE, DIAGNOSE_STATE_CHANGE_BREACHED, DIAGNOSE_STATE_CHANGE_OK, DIAGNOSE_THRESHOLD,
-    GENERIC_STATE_FORMAT_VERSION, GenericEngine, GenericLimits, GenericRestoreError, GenericState,
-    RestoreOutcome,
+    GenericEngine, GenericLimits,
 };
 pub use window::{Sample, Stat};
 

@@ -1,4 +1,5 @@
-//! [`GenericEngine`]: per-rule, per-key state, the transitions that fire, and checkpoints.
+//! [`GenericEngine`]: feeding points and sweeps to the rules, the transitions that fire, and
+//! checkpoints (the state itself is in `key_state`, the rendering of a firing in `firing`).
 //!
 //! The semantics are described once, in the module above (`generic`); this file is their
 //! implementation. Keys are the JSON text of the `by` tag values (unambiguous whatever the values
@@ -22,16 +23,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use sluice_core::action::{Action, ActionOrigin, ExecuteWorkflow, Webhook};
+use sluice_core::action::Action;
 use sluice_core::point::{FieldValue, Point};
 
-use super::config::{ActionTemplate, Comparison, Condition, Rule, RuleSet};
+use super::config::{Comparison, Condition, Rule, RuleSet};
 use super::duration_ms;
-use super::template::TemplateContext;
-use super::window::{Sample, Stat, Window};
-use crate::keyed::{KeyedStates, Stamped};
+use super::firing::Firing;
+use super::key_state::{
+    AbsenceKey, ComparisonKey, GENERIC_STATE_FORMAT_VERSION, GenericRestoreError, GenericState,
+    RestoreOutcome, RuleCheckpoint, RuleState, SavedPoint,
+};
+use super::window::Sample;
+use crate::keyed::KeyedStates;
 
 /// `diagnose` of a threshold rule's breach.
 pub const DIAGNOSE_THRESHOLD: &str = "threshold";
@@ -41,8 +44,6 @@ pub const DIAGNOSE_ABSENCE: &str = "absence";
 pub const DIAGNOSE_STATE_CHANGE_BREACHED: &str = "state_change:breached";
 /// `diagnose` of a state_change rule going breached -> ok.
 pub const DIAGNOSE_STATE_CHANGE_OK: &str = "state_change:ok";
-/// The version of [`GenericState`]'s layout.
-pub const GENERIC_STATE_FORMAT_VERSION: u32 = 1;
 
 const STATE_BREACHED: &str = "breached";
 const STATE_OK: &str = "ok";
@@ -81,300 +82,6 @@ pub struct GenericEngine {
     /// Where `on_point` writes each rule's key text, reused so a known key costs no allocation.
     key_buffer: Vec<u8>,
 }
-
-/// One rule's live state: its keys, with their eviction order (derived from the keys, so rebuilt
-/// on restore instead of saved). A checkpoint saves the plain maps ([`RuleKeys`]).
-#[derive(Debug)]
-enum RuleState {
-    Comparison(KeyedStates<ComparisonKey>),
-    Absence(KeyedStates<AbsenceKey>),
-}
-
-impl RuleState {
-    fn fresh(condition: &Condition) -> RuleState {
-        match condition {
-            Condition::Threshold(_) | Condition::StateChange(_) => {
-                RuleState::Comparison(KeyedStates::default())
-            }
-            Condition::Absence { .. } => RuleState::Absence(KeyedStates::default()),
-        }
-    }
-
-    /// Saved keys with the limits applied: beyond the key limit the least recently seen keys go
-    /// (those eviction would have taken first), and each window keeps its newest samples.
-    fn restored(keys: RuleKeys, limits: &GenericLimits) -> RuleState {
-        match keys {
-            RuleKeys::Comparison { keys } => {
-                let mut keys = KeyedStates::from(keys);
-                for key in keys.values_mut() {
-                    key.window.truncate(limits.max_samples_per_window);
-                }
-                keys.truncate(limits.max_keys_per_rule);
-                RuleState::Comparison(keys)
-            }
-            RuleKeys::Absence { keys } => {
-                let mut keys = KeyedStates::from(keys);
-                keys.truncate(limits.max_keys_per_rule);
-                RuleState::Absence(keys)
-            }
-        }
-    }
-
-    /// What a checkpoint saves.
-    fn saved(&self) -> RuleKeys {
-        match self {
-            RuleState::Comparison(keys) => RuleKeys::Comparison {
-                keys: keys.as_map().clone(),
-            },
-            RuleState::Absence(keys) => RuleKeys::Absence {
-                keys: keys.as_map().clone(),
-            },
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            RuleState::Comparison(keys) => keys.len(),
-            RuleState::Absence(keys) => keys.len(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum RuleKeys {
-    Comparison {
-        keys: BTreeMap<String, ComparisonKey>,
-    },
-    Absence {
-        keys: BTreeMap<String, AbsenceKey>,
-    },
-}
-
-impl RuleKeys {
-    /// True when these keys are of the kind `condition`'s rule keeps.
-    fn fits(&self, condition: &Condition) -> bool {
-        matches!(
-            (self, condition),
-            (
-                RuleKeys::Comparison { .. },
-                Condition::Threshold(_) | Condition::StateChange(_)
-            ) | (RuleKeys::Absence { .. }, Condition::Absence { .. })
-        )
-    }
-}
-
-/// Keys are evicted and forgotten by the caller's clock at their last observation.
-impl Stamped for ComparisonKey {
-    fn stamp(&self) -> i64 {
-        self.last_seen_ms
-    }
-}
-
-impl Stamped for AbsenceKey {
-    fn stamp(&self) -> i64 {
-        self.last_seen_ms
-    }
-}
-
-/// One key of a threshold or state_change rule: its window and its ok/breached state machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ComparisonKey {
-    window: Window,
-    /// The state the actions have been told about (every key starts ok).
-    breached: bool,
-    /// The comparison's latest result and the event time it started holding at.
-    candidate_breached: bool,
-    candidate_since_ms: i64,
-    /// Caller's clock at the last observation: eviction and idle forgetting.
-    last_seen_ms: i64,
-    /// Caller's clock at the last firing: `min_interval`.
-    last_fired_ms: Option<i64>,
-}
-
-impl ComparisonKey {
-    fn new(event_ms: i64, now_ms: i64) -> ComparisonKey {
-        ComparisonKey {
-            window: Window::default(),
-            breached: false,
-            candidate_breached: false,
-            candidate_since_ms: event_ms,
-            last_seen_ms: now_ms,
-            last_fired_ms: None,
-        }
-    }
-
-    /// Feeds one evaluation at the key's event clock; the new state when it just changed.
-    fn evaluate(
-        &mut self,
-        breached_now: bool,
-        at_ms: i64,
-        comparison: &Comparison,
-    ) -> Option<bool> {
-        if breached_now != self.candidate_breached {
-            self.candidate_breached = breached_now;
-            self.candidate_since_ms = at_ms;
-        }
-        let required = if self.candidate_breached {
-            comparison.hold_for
-        } else {
-            comparison.recover_for
-        };
-        let held_ms = at_ms.saturating_sub(self.candidate_since_ms);
-        if self.candidate_breached != self.breached && held_ms >= duration_ms(required) {
-            self.breached = self.candidate_breached;
-            return Some(self.breached);
-        }
-        None
-    }
-}
-
-/// One key of an absence rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct AbsenceKey {
-    /// Newest event time observed, Unix ms.
-    last_event_ms: i64,
-    /// The point of that observation, for the templates.
-    last_point: SavedPoint,
-    /// Fired for the current silence; cleared when it is alive again.
-    fired: bool,
-    last_seen_ms: i64,
-    last_fired_ms: Option<i64>,
-}
-
-/// A [`Point`] with its floats stored exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SavedPoint {
-    measurement: String,
-    tags: BTreeMap<String, String>,
-    fields: BTreeMap<String, SavedField>,
-    timestamp: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "value", rename_all = "snake_case")]
-enum SavedField {
-    Integer(i64),
-    Float(#[serde(with = "crate::exact_float::exact_f64")] f64),
-    Boolean(bool),
-    String(String),
-}
-
-impl From<&FieldValue> for SavedField {
-    fn from(value: &FieldValue) -> SavedField {
-        match value {
-            FieldValue::Integer(integer) => SavedField::Integer(*integer),
-            FieldValue::Float(float) => SavedField::Float(*float),
-            FieldValue::Boolean(boolean) => SavedField::Boolean(*boolean),
-            FieldValue::String(text) => SavedField::String(text.clone()),
-        }
-    }
-}
-
-impl SavedField {
-    /// Becomes a copy of `value`; a string into a string reuses the buffer.
-    fn update_from(&mut self, value: &FieldValue) {
-        if let (SavedField::String(saved), FieldValue::String(text)) = (&mut *self, value) {
-            saved.clone_from(text);
-            return;
-        }
-        *self = SavedField::from(value);
-    }
-}
-
-impl From<&Point> for SavedPoint {
-    fn from(point: &Point) -> SavedPoint {
-        let fields = point
-            .fields
-            .iter()
-            .map(|(name, value)| (name.clone(), SavedField::from(value)))
-            .collect();
-        SavedPoint {
-            measurement: point.measurement.clone(),
-            tags: point.tags.clone(),
-            fields,
-            timestamp: point.timestamp,
-        }
-    }
-}
-
-impl SavedPoint {
-    /// Becomes a copy of `point`, reusing this copy's allocations: the measurement's and field
-    /// names' buffers, and the tags when they are unchanged (a series' tags rarely change).
-    fn update_from(&mut self, point: &Point) {
-        self.measurement.clone_from(&point.measurement);
-        if self.tags != point.tags {
-            self.tags.clone_from(&point.tags);
-        }
-        let same_field_names = self.fields.len() == point.fields.len()
-            && self
-                .fields
-                .keys()
-                .zip(point.fields.keys())
-                .all(|(saved, new)| saved == new);
-        if same_field_names {
-            for (saved, value) in self.fields.values_mut().zip(point.fields.values()) {
-                saved.update_from(value);
-            }
-        } else {
-            self.fields = SavedPoint::from(point).fields;
-        }
-        self.timestamp = point.timestamp;
-    }
-
-    fn to_point(&self) -> Point {
-        let fields = self
-            .fields
-            .iter()
-            .map(|(name, saved)| {
-                let value = match saved {
-                    SavedField::Integer(integer) => FieldValue::Integer(*integer),
-                    SavedField::Float(float) => FieldValue::Float(*float),
-                    SavedField::Boolean(boolean) => FieldValue::Boolean(*boolean),
-                    SavedField::String(text) => FieldValue::String(text.clone()),
-                };
-                (name.clone(), value)
-            })
-            .collect();
-        Point {
-            measurement: self.measurement.clone(),
-            tags: self.tags.clone(),
-            fields,
-            timestamp: self.timestamp,
-        }
-    }
-}
-
-/// The engine's state, serde-serialisable, for checkpoints. It holds state only: restore it into
-/// an engine built from the same rules file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GenericState {
-    pub format_version: u32,
-    rules: BTreeMap<String, RuleCheckpoint>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct RuleCheckpoint {
-    /// The rule's condition, field and key, as text: state is only restored into the same rule.
-    fingerprint: String,
-    state: RuleKeys,
-}
-
-/// Why a checkpoint was not restored at all.
-#[derive(Debug, thiserror::Error)]
-pub enum GenericRestoreError {
-    #[error("checkpoint format version {found} is not {expected}; nothing restored")]
-    Version { found: u32, expected: u32 },
-}
-
-/// Which rules of a checkpoint were restored. A rule of the engine not in `restored_rules` starts
-/// clean; `discarded_rules` are in the checkpoint but no longer exist, or were changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoreOutcome {
-    pub restored_rules: Vec<String>,
-    pub discarded_rules: Vec<String>,
-}
-
 /// True when `min_interval` allows a firing now (and records it).
 fn allow_firing(
     last_fired_ms: &mut Option<i64>,
@@ -415,7 +122,7 @@ fn observed_value(rule: &Rule, point: &Point) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-fn by_values<'a>(rule: &'a Rule, point: &'a Point) -> impl Iterator<Item = &'a str> {
+pub(super) fn by_values<'a>(rule: &'a Rule, point: &'a Point) -> impl Iterator<Item = &'a str> {
     rule.by
         .iter()
         .map(|tag| point.tags.get(tag).map_or("", String::as_str))
@@ -438,105 +145,9 @@ fn write_state_key<'b>(rule: &Rule, point: &Point, buffer: &'b mut Vec<u8>) -> &
     // serde_json writes UTF-8, and so does the rest.
     std::str::from_utf8(buffer).unwrap_or_default()
 }
-
-/// `{{key}}`: `name=value,name=value` in `by` order.
-fn key_display(rule: &Rule, point: &Point) -> String {
-    rule.by
-        .iter()
-        .zip(by_values(rule, point))
-        .map(|(tag, value)| format!("{tag}={value}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn event_ms(point: &Point) -> i64 {
     point.timestamp.div_euclid(1_000_000)
 }
-
-/// Everything a firing renders its actions from.
-struct Firing<'a> {
-    group: &'a str,
-    rule: &'a Rule,
-    diagnose: &'static str,
-    state: &'static str,
-    stat: Option<Stat>,
-    value: Option<f64>,
-    point: &'a Point,
-    event_time_ms: i64,
-}
-
-impl Firing<'_> {
-    fn actions(&self) -> Vec<Action> {
-        let key = key_display(self.rule, self.point);
-        let context = TemplateContext {
-            rule: &self.rule.name,
-            key: &key,
-            value: self.value,
-            state: self.state,
-            point: self.point,
-            time_ms: self.event_time_ms,
-        };
-        let event_json = json!({
-            "rule": self.rule.name,
-            "key": key,
-            "state": self.state,
-            "stat": self.stat.map(|stat| stat.to_string()),
-            "value": self.value,
-            "point": serde_json::to_value(self.point).unwrap_or(Value::Null),
-        })
-        .to_string();
-        let origin = |trigger: &str| ActionOrigin {
-            group: self.group.to_owned(),
-            policy: self.rule.name.clone(),
-            trigger: trigger.to_owned(),
-            node_id: self.point.tags.get("node_id").cloned(),
-            node_name: self.point.tags.get("node_name").cloned(),
-            diagnose: self.diagnose.to_owned(),
-            event_time_ms: self.event_time_ms,
-            event_json: event_json.clone(),
-        };
-        self.rule
-            .actions
-            .iter()
-            .map(|action| match &action.template {
-                ActionTemplate::ExecuteWorkflow {
-                    deployment_id,
-                    workflow,
-                    parameters,
-                    force,
-                    allow_custom_parameters,
-                    socket_timeout,
-                    connect_timeout,
-                } => Action::ExecuteWorkflow(ExecuteWorkflow {
-                    deployment_id: deployment_id.render_text(&context),
-                    workflow_id: workflow.render_text(&context),
-                    parameters_json: parameters.render(&context).to_string(),
-                    force: *force,
-                    allow_custom_parameters: *allow_custom_parameters,
-                    socket_timeout: *socket_timeout,
-                    connect_timeout: *connect_timeout,
-                    origin: origin(&action.trigger),
-                }),
-                ActionTemplate::Webhook {
-                    url,
-                    headers,
-                    body,
-                    timeout,
-                } => Action::Webhook(Webhook {
-                    url: url.render_text(&context),
-                    headers: headers
-                        .iter()
-                        .map(|(name, value)| (name.clone(), value.render_text(&context)))
-                        .collect(),
-                    body_json: body.render(&context).to_string(),
-                    timeout: *timeout,
-                    origin: origin(&action.trigger),
-                }),
-            })
-            .collect()
-    }
-}
-
 impl GenericEngine {
     pub fn new(rules: RuleSet, limits: GenericLimits) -> GenericEngine {
         let states = rules

@@ -1,4 +1,5 @@
-//! The outcome events: Cloudify event bodies (`type: "cloudify_event"`) as the old policy
+//! The outcome events: typed [`OutcomeEvent`]s of an [`OutcomeEventKind`], published as Cloudify
+//! event bodies (`type: "cloudify_event"`, [`OutcomeEvent::to_json`]) as the old policy
 //! engine put them on the events path, so that they sit beside the manager's own events in
 //! Elasticsearch and the manager's queries read them.
 //!
@@ -11,25 +12,90 @@
 //! not `arguments`); `timestamp` is the policy engine's `2016-06-15 10:13:20.123` (UTC, no
 //! zone); `message_code` is null.
 
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use sluice_core::action::{Action, ActionOrigin};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventType {
+/// The `event_type` of an outcome event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutcomeEventKind {
+    /// A policy (or generic rule) fired, before any restraint.
     Policy,
+    /// A trigger passed its restraints; its request is about to be made.
     ProcessingTrigger,
     TriggerSucceeded,
     TriggerFailed,
 }
 
-impl EventType {
-    fn as_str(self) -> &'static str {
+impl OutcomeEventKind {
+    /// The `event_type` text.
+    pub fn as_str(self) -> &'static str {
         match self {
-            EventType::Policy => "policy",
-            EventType::ProcessingTrigger => "processing_trigger",
-            EventType::TriggerSucceeded => "trigger_succeeded",
-            EventType::TriggerFailed => "trigger_failed",
+            OutcomeEventKind::Policy => "policy",
+            OutcomeEventKind::ProcessingTrigger => "processing_trigger",
+            OutcomeEventKind::TriggerSucceeded => "trigger_succeeded",
+            OutcomeEventKind::TriggerFailed => "trigger_failed",
         }
+    }
+}
+
+/// One outcome event, typed. [`OutcomeEvent::to_json`] gives the body published on the events
+/// path; nothing else about the event is turned into text on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeEvent {
+    pub kind: OutcomeEventKind,
+    /// When it happened (the caller's clock, Unix ms).
+    pub time_ms: i64,
+    /// `message.text`.
+    pub text: String,
+    /// `message.args`.
+    pub args: Value,
+    pub deployment_id: Option<String>,
+    pub workflow_id: Option<String>,
+    /// `context.trigger-parameters`: the workflow parameters, or the webhook body.
+    pub trigger_parameters: Value,
+    pub group: String,
+    pub policy: String,
+    pub trigger: String,
+    pub node_id: Option<String>,
+    pub node_name: Option<String>,
+}
+
+impl OutcomeEvent {
+    /// The event in the manager's event shape.
+    pub fn to_value(&self) -> Value {
+        json!({
+            "type": "cloudify_event",
+            "event_type": self.kind.as_str(),
+            "message_code": null,
+            "timestamp": policy_engine_timestamp(self.time_ms),
+            "message": {"text": self.text, "args": self.args},
+            "context": {
+                "blueprint_id": null,
+                "deployment_id": self.deployment_id,
+                // The execution these events belong to: none; the one created is in `args`, so
+                // the manager's per-execution event queries do not pick these up.
+                "execution_id": null,
+                "workflow_id": self.workflow_id,
+                "group": self.group,
+                "policy": self.policy,
+                "trigger": self.trigger,
+                "trigger-parameters": self.trigger_parameters,
+                "node_id": self.node_id,
+                "node_name": self.node_name,
+            },
+        })
+    }
+
+    /// The JSON body published on the events path.
+    pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+}
+
+impl Serialize for OutcomeEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
     }
 }
 
@@ -37,66 +103,53 @@ impl EventType {
 pub(crate) struct EventContext<'a> {
     pub(crate) deployment_id: Option<&'a str>,
     pub(crate) workflow_id: Option<&'a str>,
-    /// The workflow parameters (or the webhook body), as JSON.
+    /// The workflow parameters (or the webhook body).
     pub(crate) trigger_parameters: &'a Value,
     pub(crate) origin: &'a ActionOrigin,
 }
 
-/// One outcome event's JSON body.
+/// One outcome event of the action `context` describes.
 pub(crate) fn outcome_event(
-    event_type: EventType,
+    kind: OutcomeEventKind,
     context: &EventContext<'_>,
     text: &str,
     args: Value,
     time_ms: i64,
-) -> String {
+) -> OutcomeEvent {
     let origin = context.origin;
-    json!({
-        "type": "cloudify_event",
-        "event_type": event_type.as_str(),
-        "message_code": null,
-        "timestamp": policy_engine_timestamp(time_ms),
-        "message": {"text": text, "args": args},
-        "context": {
-            "blueprint_id": null,
-            "deployment_id": context.deployment_id,
-            // The execution these events belong to: none; the one created is in `args`, so
-            // the manager's per-execution event queries do not pick these up.
-            "execution_id": null,
-            "workflow_id": context.workflow_id,
-            "group": origin.group,
-            "policy": origin.policy,
-            "trigger": origin.trigger,
-            "trigger-parameters": context.trigger_parameters,
-            "node_id": origin.node_id,
-            "node_name": origin.node_name,
-        },
-    })
-    .to_string()
+    OutcomeEvent {
+        kind,
+        time_ms,
+        text: text.to_owned(),
+        args,
+        deployment_id: context.deployment_id.map(str::to_owned),
+        workflow_id: context.workflow_id.map(str::to_owned),
+        trigger_parameters: context.trigger_parameters.clone(),
+        group: origin.group.clone(),
+        policy: origin.policy.clone(),
+        trigger: origin.trigger.clone(),
+        node_id: origin.node_id.clone(),
+        node_name: origin.node_name.clone(),
+    }
 }
 
 /// The `policy` event of an action the rules emitted: which policy fired, why, and on what
 /// event. The caller emits it when the action is handed to the executor, so the events path
 /// shows every firing, also those a restraint then skips.
-pub fn policy_event(action: &Action, time_ms: i64) -> String {
+pub fn policy_event(action: &Action, time_ms: i64) -> OutcomeEvent {
     let (origin, deployment_id, workflow_id, parameters) = match action {
         Action::ExecuteWorkflow(workflow) => (
             &workflow.origin,
             Some(workflow.deployment_id.as_str()),
             Some(workflow.workflow_id.as_str()),
-            serde_json::from_str(&workflow.parameters_json).unwrap_or(Value::Null),
+            &workflow.parameters,
         ),
-        Action::Webhook(webhook) => (
-            &webhook.origin,
-            None,
-            None,
-            serde_json::from_str(&webhook.body_json).unwrap_or(Value::Null),
-        ),
+        Action::Webhook(webhook) => (&webhook.origin, None, None, &webhook.body),
     };
     let context = EventContext {
         deployment_id,
         workflow_id,
-        trigger_parameters: &parameters,
+        trigger_parameters: parameters,
         origin,
     };
     let node = origin.node_id.as_deref().unwrap_or("(group)");
@@ -104,10 +157,9 @@ pub fn policy_event(action: &Action, time_ms: i64) -> String {
         "Policy '{}' of group '{}' fired for {node}: {}",
         origin.policy, origin.group, origin.diagnose
     );
-    let triggering_event = serde_json::from_str(&origin.event_json).unwrap_or(Value::Null);
     let args =
-        json!({"diagnose": origin.diagnose, "trigger": origin.trigger, "event": triggering_event});
-    outcome_event(EventType::Policy, &context, &text, args, time_ms)
+        json!({"diagnose": origin.diagnose, "trigger": origin.trigger, "event": origin.event});
+    outcome_event(OutcomeEventKind::Policy, &context, &text, args, time_ms)
 }
 
 /// Unix milliseconds as `YYYY-MM-DD hh:mm:ss.mmm`, UTC, without a zone: the policy engine's
@@ -144,7 +196,7 @@ mod tests {
         let action = Action::ExecuteWorkflow(sluice_core::action::ExecuteWorkflow {
             deployment_id: "nodecellar".into(),
             workflow_id: "heal".into(),
-            parameters_json: r#"{"node_instance_id":"vm_1"}"#.into(),
+            parameters: json!({"node_instance_id": "vm_1"}),
             force: false,
             allow_custom_parameters: false,
             socket_timeout: std::time::Duration::from_secs(1),
@@ -157,10 +209,11 @@ mod tests {
                 node_name: Some("vm".into()),
                 diagnose: "heart-beat-failure".into(),
                 event_time_ms: 0,
-                event_json: r#"{"service":"cpu"}"#.into(),
+                event: json!({"service": "cpu"}),
             },
         });
-        let value: Value = serde_json::from_str(&policy_event(&action, 0)).unwrap_or_default();
+        let value: Value =
+            serde_json::from_str(&policy_event(&action, 0).to_json()).unwrap_or_default();
         assert_eq!(value["event_type"], "policy");
         assert_eq!(value["context"]["deployment_id"], "nodecellar");
         assert_eq!(value["context"]["policy"], "down");
@@ -186,7 +239,7 @@ mod tests {
             node_name: Some("nodejs".into()),
             diagnose: "threshold-breached".into(),
             event_time_ms: 0,
-            event_json: "{}".into(),
+            event: json!({}),
         };
         let parameters = json!({"node_id": "nodejs_x1"});
         let context = EventContext {
@@ -196,13 +249,13 @@ mod tests {
             origin: &origin,
         };
         let body = outcome_event(
-            EventType::ProcessingTrigger,
+            OutcomeEventKind::ProcessingTrigger,
             &context,
             "processing trigger",
             json!({"workflow": "scale"}),
             1_465_985_600_123,
         );
-        let value: Value = serde_json::from_str(&body).unwrap_or_default();
+        let value: Value = serde_json::from_str(&body.to_json()).unwrap_or_default();
         assert_eq!(
             value,
             json!({
@@ -215,6 +268,51 @@ mod tests {
                     "trigger-parameters": {"node_id": "nodejs_x1"},
                     "node_id": "nodejs_x1", "node_name": "nodejs"}
             })
+        );
+    }
+
+    #[test]
+    fn the_published_body_has_the_keys_in_the_order_it_always_had() {
+        let origin = ActionOrigin {
+            group: "web_tier".into(),
+            policy: "cpu_high".into(),
+            trigger: "scale".into(),
+            node_id: Some("nodejs_x1".into()),
+            node_name: Some("nodejs".into()),
+            diagnose: "threshold-breached".into(),
+            event_time_ms: 0,
+            event: json!({}),
+        };
+        let parameters = json!({"node_id": "nodejs_x1"});
+        let context = EventContext {
+            deployment_id: Some("nodecellar"),
+            workflow_id: Some("scale"),
+            trigger_parameters: &parameters,
+            origin: &origin,
+        };
+        let event = outcome_event(
+            OutcomeEventKind::ProcessingTrigger,
+            &context,
+            "processing trigger",
+            json!({"workflow": "scale"}),
+            1_465_985_600_123,
+        );
+        assert_eq!(
+            event.to_json(),
+            concat!(
+                r#"{"context":{"blueprint_id":null,"deployment_id":"nodecellar","#,
+                r#""execution_id":null,"group":"web_tier","node_id":"nodejs_x1","#,
+                r#""node_name":"nodejs","policy":"cpu_high","trigger":"scale","#,
+                r#""trigger-parameters":{"node_id":"nodejs_x1"},"workflow_id":"scale"},"#,
+                r#""event_type":"processing_trigger","#,
+                r#""message":{"args":{"workflow":"scale"},"text":"processing trigger"},"#,
+                r#""message_code":null,"timestamp":"2016-06-15 10:13:20.123","#,
+                r#""type":"cloudify_event"}"#
+            )
+        );
+        assert_eq!(
+            serde_json::to_string(&event).unwrap_or_default(),
+            event.to_json()
         );
     }
 }

@@ -31,7 +31,7 @@
 //! `policy_operates_on_group` does not merge host series (each series expires on its own); it
 //! only leaves `node_id` out of the action's origin, as for the other policies.
 //! The action's `event_time_ms` is the sweep's `now` (Riemann stamps the expired event with the
-//! time it expired); `event_json` carries the last event's fields plus `last_seen_ms`.
+//! time it expired); `origin.event` carries the last event's fields plus `last_seen_ms`.
 //!
 //! **Bounds.** Per policy at most `max_keys_per_policy` keys; a new key beyond that evicts the
 //! least recently seen. `sweep` forgets threshold/EWMA keys not seen (caller's clock) for
@@ -365,7 +365,7 @@ impl Firing<'_> {
         for (key, value) in self.extra {
             put(key, value);
         }
-        let event_json = Value::Object(fields.clone()).to_string();
+        let event = Value::Object(fields.clone());
         let (origin_node_id, origin_node_name) = if self.policy.operates_on_group {
             (None, None)
         } else {
@@ -383,7 +383,7 @@ impl Firing<'_> {
                 Action::ExecuteWorkflow(ExecuteWorkflow {
                     deployment_id: self.deployment_id.to_owned(),
                     workflow_id: trigger.workflow.clone(),
-                    parameters_json: parameters.to_string(),
+                    parameters,
                     force: trigger.force,
                     allow_custom_parameters: trigger.allow_custom_parameters,
                     socket_timeout: trigger.socket_timeout,
@@ -396,7 +396,7 @@ impl Firing<'_> {
                         node_name: origin_node_name.clone(),
                         diagnose: self.diagnose.to_owned(),
                         event_time_ms: self.event_time_ms,
-                        event_json: event_json.clone(),
+                        event: event.clone(),
                     },
                 })
             })
