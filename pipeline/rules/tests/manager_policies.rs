@@ -1,4 +1,4 @@
-//! Engine behaviour with a controlled clock: every time is given, nothing sleeps.
+//! The manager's policies (`Engine`) with a controlled clock: every time is given, nothing sleeps.
 
 #![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
