@@ -15,7 +15,6 @@
 //!
 //! A POST that timed out may still have created the execution; its retry then meets
 //! `existing_running_execution_error` and answers `AlreadyRunning`, which is the truth.
-
 //!
 //! # Modules
 //!

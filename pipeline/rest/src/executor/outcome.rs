@@ -1,10 +1,10 @@
 //! What became of an action: its [`Outcome`] and the [`Execution`] (outcome and events) the
 //! executor answers, with the helpers that build them.
 
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::outcome_events::{EventContext, OutcomeEvent, OutcomeEventKind, outcome_event};
-use serde_json::json;
 
 /// What became of one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
