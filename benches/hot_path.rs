@@ -8,11 +8,15 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_core::ack::SourceMessage;
+use sluice_core::path::{Decoded, Decoder, Encode, Sink};
 use sluice_core::point::PointLimits;
 use sluice_elasticsearch::encode_document;
-use sluice_influx::{LineEncoder, Precision, encode_point};
+use sluice_influx::{
+    InfluxApi, InfluxSettings, InfluxWriter, LineEncoder, Precision, encode_point,
+};
 use sluice_normalise::{
-    EventDecoder, IndexPattern, Naming, Normalised, NormalisedRef, Normaliser, Scratch, TemplateSet,
+    DiamondDecoder, EventDecoder, IndexPattern, Naming, Normalised, NormalisedRef, Normaliser,
+    Scratch, TemplateSet,
 };
 
 const BATCH: usize = 1000;
@@ -21,29 +25,48 @@ fn hot_path(c: &mut Criterion) {
     let bodies = sluice_benches::diamond_bodies(BATCH);
     let limits = PointLimits::default();
     let normaliser = Normaliser::new(Naming::Templates(TemplateSet::default_diamond()), limits);
-    let legacy = Normaliser::new(Naming::CloudifyLegacy, limits);
 
     let mut group = c.benchmark_group("diamond");
     group.throughput(Throughput::Elements(BATCH as u64));
 
-    // What the metrics path's normalise stage does per message: copy the body into scratch
-    // (simd-json parses in place), decode, normalise into a borrowed point, and encode it into a
-    // line cut from a shared buffer. The lines are kept until the batch is done, as the batcher
-    // keeps them.
-    let mut scratch = Scratch::default();
+    // What the metrics path's encode stage does per message (`sluice_core::path`): the Diamond
+    // decoder copies the body into its scratch (simd-json parses in place), decodes and
+    // normalises it into a borrowed point, and the InfluxDB sink encodes that into a line cut
+    // from a shared buffer. The lines are kept until the batch is done, as the batcher keeps
+    // them.
+    let messages: Vec<SourceMessage> = bodies
+        .iter()
+        .map(|body| SourceMessage {
+            body: body.clone().into(),
+            ..SourceMessage::default()
+        })
+        .collect();
+    let url = "http://127.0.0.1:8086".parse().expect("a url");
+    let api = InfluxApi::V1 {
+        database: "bench".into(),
+        retention_policy: None,
+        username: None,
+        password: None,
+    };
+    let mut settings = InfluxSettings::new(url, api);
+    settings.precision = Precision::Nanoseconds;
+    let sink = InfluxWriter::new(settings).expect("valid settings");
     let mut lines = Vec::with_capacity(BATCH);
-    for (name, normaliser) in [
-        ("decode_normalise_encode", &normaliser),
-        ("legacy_decode_normalise_encode", &legacy),
+    for (name, naming) in [
+        (
+            "decode_normalise_encode",
+            Naming::Templates(TemplateSet::default_diamond()),
+        ),
+        ("legacy_decode_normalise_encode", Naming::CloudifyLegacy),
     ] {
-        let mut encoder = LineEncoder::new(Precision::Nanoseconds, limits);
+        let mut decoder = DiamondDecoder::new(Normaliser::new(naming, limits), ());
+        let mut encoder = sink.encoder();
         group.bench_function(name, |b| {
             b.iter(|| {
                 lines.clear();
-                for body in &bodies {
-                    if let Ok(NormalisedRef::Point(point)) =
-                        normaliser.normalise_borrowed(body, &mut scratch, |_| {})
-                        && let Ok(line) = encoder.encode_line(&point)
+                for message in &messages {
+                    if let Decoded::Item(point) = decoder.decode(message)
+                        && let Ok(line) = sink.encode(&mut encoder, &point)
                     {
                         lines.push(line);
                     }
@@ -53,6 +76,7 @@ fn hot_path(c: &mut Criterion) {
         });
     }
 
+    let mut scratch = Scratch::default();
     group.bench_function("decode_normalise", |b| {
         b.iter(|| {
             let mut tags = 0usize;

@@ -146,7 +146,7 @@ async fn publish(
     channel: &Channel,
     letter: &DeadLetter,
 ) -> Result<PublisherConfirm, AmqpError> {
-    let message = letter.ack.message();
+    let message = letter.message();
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(letter_headers(letter));
@@ -174,12 +174,12 @@ fn settle(confirmation: Result<Confirmation, lapin::Error>, letter: DeadLetter) 
                 "reason" => letter.reason
             )
             .increment(1);
-            letter.ack.dead_lettered();
+            letter.published();
         }
         Ok(Confirmation::Ack(Some(_returned))) => {
             tracing::error!(
-                stage = letter.stage,
-                reason = letter.reason,
+                stage = %letter.stage,
+                reason = %letter.reason,
                 "dead letter was unroutable: bind a queue to the dead-letter exchange; \
                  the original delivery returns to its queue"
             );
@@ -202,11 +202,11 @@ fn settle(confirmation: Result<Confirmation, lapin::Error>, letter: DeadLetter) 
 }
 
 fn letter_headers(letter: &DeadLetter) -> FieldTable {
-    let message = letter.ack.message();
+    let message = letter.message();
     let mut table = FieldTable::default();
     let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
-    table.insert(headers::STAGE.into(), text(letter.stage));
-    table.insert(headers::REASON.into(), text(letter.reason));
+    table.insert(headers::STAGE.into(), text(letter.stage.as_str()));
+    table.insert(headers::REASON.into(), text(letter.reason.as_str()));
     table.insert(
         headers::ERROR.into(),
         text(truncate(&letter.detail, MAX_ERROR_HEADER_BYTES)),

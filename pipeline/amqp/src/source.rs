@@ -1,7 +1,7 @@
 //! Consuming one queue, with acknowledgements deferred to the deliveries' outcomes.
 //!
 //! [`run_source`] connects, declares the topology, sets the prefetch, consumes, and hands every
-//! delivery on as an [`Incoming`] through a bounded channel. When the pipeline behind it is slow,
+//! delivery on as an [`AckToken`] (which also carries the message) through a bounded channel. When the pipeline behind it is slow,
 //! that channel fills, the source stops reading, unacked deliveries reach the prefetch count and
 //! the broker keeps the rest queued: memory stays flat under any backlog.
 //!
@@ -35,18 +35,6 @@ use crate::AmqpError;
 use crate::acker::run_acker;
 use crate::connection::{BrokerUrl, connect};
 use crate::topology::{SourceTopology, declare_source};
-
-/// A delivery on its way into the pipeline. Its token also carries the original body.
-#[derive(Debug)]
-pub struct Incoming {
-    pub ack: AckToken,
-}
-
-impl Incoming {
-    pub fn message(&self) -> &SourceMessage {
-        self.ack.message()
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
@@ -157,7 +145,7 @@ enum SessionEnd {
 /// example a topology that conflicts with what the broker has); later failures are retried.
 pub async fn run_source(
     settings: SourceSettings,
-    output: mpsc::Sender<Incoming>,
+    output: mpsc::Sender<AckToken>,
     status: Arc<SourceStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), AmqpError> {
@@ -212,7 +200,7 @@ pub async fn run_source(
 
 async fn consume_session(
     settings: &SourceSettings,
-    output: &mpsc::Sender<Incoming>,
+    output: &mpsc::Sender<AckToken>,
     status: &SourceStatus,
     shutdown: &CancellationToken,
     consumed: &mut bool,
@@ -312,7 +300,7 @@ async fn consume_session(
         // first, the delivery's token is dropped unfinished and it goes back to the queue.
         let handed_on = tokio::select! {
             biased;
-            sent = output.send(Incoming { ack }) => sent.is_ok(),
+            sent = output.send(ack) => sent.is_ok(),
             () = shutdown.cancelled(), if !cancelled => {
                 cancelled = true;
                 if let Err(error) = cancel_consumer(&channel, &consumer_tag, status).await {

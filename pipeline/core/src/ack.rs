@@ -1,12 +1,16 @@
 //! Tying every item back to the broker delivery it came from.
 //!
-//! A delivery is acknowledged only after everything it became has an outcome (design invariant 1).
+//! A delivery is acknowledged only after everything it became has an outcome
+//! ([invariant 1](crate#invariants)).
 //! The mechanism has two halves:
 //!
-//! - Each item carries an [`AckToken`]. A token must be *finished* — [`AckToken::delivered`] when
-//!   the item is durably written, [`AckToken::dead_lettered`] when the broker confirmed its
-//!   dead-letter publish. A token dropped unfinished (a bug, a shutdown deadline, a task that
-//!   panicked) marks its delivery as failed, and the delivery is returned to the queue instead of
+//! - Each item carries an [`AckToken`]. A token must be *finished*, and only the stage that owns
+//!   the item's outcome can finish it: the sink driver ([`outcome`](crate::outcome)) when the
+//!   item is durably written, the dead-letter publisher through [`DeadLetter::published`] when
+//!   the broker confirmed its dead-letter publish, and the handler of a control message through
+//!   [`ControlAck::applied`] once it acted on it. The token records which of these it was
+//!   ([`Finish`]). A token dropped unfinished (a bug, a shutdown deadline, a task that panicked)
+//!   marks its delivery as failed, and the delivery is returned to the queue instead of
 //!   acknowledged: nothing is ever acked by accident.
 //! - When the last token of a delivery goes away, the delivery reports a [`FinishedDelivery`] to
 //!   its channel's acker, which feeds an [`AckRangeTracker`]. The tracker releases the highest tag
@@ -22,6 +26,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+
+#[cfg(doc)]
+use crate::dead_letter::DeadLetter;
 
 /// Where a message came from: kept with its items so that a rejection can be dead-lettered with
 /// the original body and routing, and replayed later.
@@ -77,11 +84,22 @@ impl Drop for DeliveryState {
 
 /// One item's claim on its broker delivery. Not `Clone`: use [`AckToken::split`] when a delivery
 /// fans out to several items or outputs, so that each of them has to be finished.
+/// How a token was finished: what its item became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Durably written by a sink.
+    Written,
+    /// Published to the dead-letter exchange, and the broker confirmed it.
+    DeadLettered,
+    /// A control message its handler acted on (the rule stage loaded or unloaded policies).
+    Applied,
+}
+
 #[derive(Debug)]
 #[must_use = "an AckToken dropped unfinished returns its delivery to the queue"]
 pub struct AckToken {
     delivery: Arc<DeliveryState>,
-    finished: bool,
+    finished: Option<Finish>,
 }
 
 impl AckToken {
@@ -107,7 +125,7 @@ impl AckToken {
                 any_unfinished: AtomicBool::new(false),
                 report_to,
             }),
-            finished: false,
+            finished: None,
         }
     }
 
@@ -115,7 +133,7 @@ impl AckToken {
     pub fn split(&self) -> AckToken {
         AckToken {
             delivery: Arc::clone(&self.delivery),
-            finished: false,
+            finished: None,
         }
     }
 
@@ -128,22 +146,56 @@ impl AckToken {
         self.delivery.delivery_tag
     }
 
+    /// Finishes the token. Crate-private: the owners of outcomes reach it through the sink
+    /// driver, [`DeadLetter::published`] and [`ControlAck::applied`].
+    pub(crate) fn finish(mut self, how: Finish) {
+        self.finished = Some(how);
+    }
+
     /// The item was durably written.
-    pub fn delivered(mut self) {
-        self.finished = true;
+    pub(crate) fn delivered(self) {
+        self.finish(Finish::Written);
     }
 
     /// The item was published to the dead-letter exchange and the broker confirmed it.
-    pub fn dead_lettered(mut self) {
-        self.finished = true;
+    pub(crate) fn dead_lettered(self) {
+        self.finish(Finish::DeadLettered);
     }
 }
 
 impl Drop for AckToken {
     fn drop(&mut self) {
-        if !self.finished {
+        if self.finished.is_none() {
             self.delivery.any_unfinished.store(true, Ordering::Release);
         }
+    }
+}
+
+/// A control message's claim on its delivery, handed to the stage that acts on it (the rule
+/// stage), which alone can finish it: [`ControlAck::applied`] once acted on, or dead-letter it.
+#[derive(Debug)]
+#[must_use = "a ControlAck dropped unfinished returns its delivery to the queue"]
+pub struct ControlAck(AckToken);
+
+impl ControlAck {
+    /// Made by the path that decoded the control message.
+    pub(crate) fn new(ack: AckToken) -> Self {
+        Self(ack)
+    }
+
+    /// The message the control message came in.
+    pub fn message(&self) -> &SourceMessage {
+        self.0.message()
+    }
+
+    /// The handler acted on the control message: its delivery may be acked.
+    pub fn applied(self) {
+        self.0.finish(Finish::Applied);
+    }
+
+    /// The claim, for a dead letter of a control message that could not be acted on.
+    pub fn into_token(self) -> AckToken {
+        self.0
     }
 }
 

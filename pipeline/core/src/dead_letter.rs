@@ -7,23 +7,50 @@
 
 use tokio::sync::mpsc;
 
-use crate::ack::AckToken;
+use crate::ack::{AckToken, SourceMessage};
+use crate::rejection::{Reason, Refusal, Stage};
 
 #[derive(Debug)]
 pub struct DeadLetter {
-    /// The stage that refused the item: `normalise`, `influx`, ...
-    pub stage: &'static str,
-    /// A short machine-readable label, also the counter label: `invalid_json`, `not_finite`, ...
-    pub reason: &'static str,
+    /// The stage that refused the item.
+    pub stage: Stage,
+    /// A short machine-readable label, also the counter label.
+    pub reason: Reason,
     /// The error text for a human. Never contains secrets.
     pub detail: String,
     /// How many write attempts were made before the item was refused (0 for decode errors).
     pub attempts: u32,
     /// The claim on the original delivery, which also carries the original body and routing.
-    pub ack: AckToken,
+    /// Private: only [`DeadLetter::published`] finishes it.
+    ack: AckToken,
 }
 
 impl DeadLetter {
+    pub fn new(stage: Stage, refusal: Refusal, attempts: u32, ack: AckToken) -> Self {
+        Self {
+            stage,
+            reason: refusal.reason,
+            detail: refusal.detail,
+            attempts,
+            ack,
+        }
+    }
+
+    /// The message that was refused, with its original body and routing.
+    pub fn message(&self) -> &SourceMessage {
+        self.ack.message()
+    }
+
+    pub fn delivery_tag(&self) -> u64 {
+        self.ack.delivery_tag()
+    }
+
+    /// The broker confirmed this letter's publish: the original delivery may now be acked.
+    /// Called by the dead-letter publisher alone.
+    pub fn published(self) {
+        self.ack.dead_lettered();
+    }
+
     /// The routing key it is published with: `<stage>.<reason>`, so binding `#` sees every dead
     /// letter and `influx.#` only the sink's.
     pub fn routing_key(&self) -> String {
@@ -45,15 +72,15 @@ pub async fn send_dead_letter(dead_letters: &DeadLetterSender, letter: DeadLette
     )
     .increment(1);
     tracing::debug!(
-        stage = letter.stage,
-        reason = letter.reason,
+        stage = %letter.stage,
+        reason = %letter.reason,
         detail = %letter.detail,
         "item rejected"
     );
     if let Err(mpsc::error::SendError(letter)) = dead_letters.send(letter).await {
         tracing::warn!(
-            stage = letter.stage,
-            reason = letter.reason,
+            stage = %letter.stage,
+            reason = %letter.reason,
             "dead-letter publisher is gone; the delivery returns to its queue"
         );
     }

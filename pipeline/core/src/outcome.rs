@@ -1,12 +1,11 @@
-//! Per-item sink outcomes, and the driver that acts on them (design invariant 2).
+//! Per-item sink outcomes, and the driver that acts on them ([invariant 2](crate#invariants)).
 //!
-//! A [`BatchWriter`] writes a batch and answers one [`ItemOutcome`] per item. [`deliver_batch`]
+//! A [`Sink`](crate::path::Sink) writes a batch and answers one [`ItemOutcome`] per item. [`deliver_batch`]
 //! then finishes delivered items, dead-letters rejected ones, and retries only the retryable
 //! subset with capped backoff, holding those items' deliveries unacked until they land. Retries do
 //! not give up: a store that is down holds the pipeline (and, through prefetch, the broker's
 //! queue) until it comes back, which is what "nothing lost" means.
 
-use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::ack::Tracked;
 use crate::dead_letter::{DeadLetter, DeadLetterSender, send_dead_letter};
+use crate::path::Sink;
+use crate::rejection::{Reason, Refusal};
 use crate::retry::RetryPolicy;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,10 +30,7 @@ pub enum ItemOutcome {
         detail: String,
     },
     /// The store refused this item and will refuse it again: it is dead-lettered.
-    Reject {
-        reason: &'static str,
-        detail: String,
-    },
+    Reject { reason: Reason, detail: String },
 }
 
 impl ItemOutcome {
@@ -51,22 +49,19 @@ impl ItemOutcome {
     }
 }
 
-/// A sink's write half: one request (or a few, when it isolates bad items) per call.
-pub trait BatchWriter: Send + Sync {
-    type Item: Send + Sync;
-
-    /// The stage name used in metrics and dead-letter routing keys.
-    fn stage(&self) -> &'static str;
-
-    /// Writes `items` and answers one outcome per item, in the same order. Must not fail as a
-    /// whole: a request that failed becomes a `Retry` (or `Reject`) for each of its items.
-    fn write(&self, items: &[&Self::Item]) -> impl Future<Output = Vec<ItemOutcome>> + Send;
+impl From<Refusal> for ItemOutcome {
+    fn from(refusal: Refusal) -> Self {
+        ItemOutcome::Reject {
+            reason: refusal.reason,
+            detail: refusal.detail,
+        }
+    }
 }
 
 /// Writes a batch until every item is delivered or dead-lettered.
-pub async fn deliver_batch<W: BatchWriter>(
+pub async fn deliver_batch<W: Sink>(
     writer: &W,
-    batch: Vec<Tracked<W::Item>>,
+    batch: Vec<Tracked<W::Encoded>>,
     retry_policy: &RetryPolicy,
     dead_letters: &DeadLetterSender,
 ) {
@@ -76,7 +71,7 @@ pub async fn deliver_batch<W: BatchWriter>(
     while !pending.is_empty() {
         let started = Instant::now();
         let outcomes = {
-            let items: Vec<&W::Item> = pending.iter().map(|tracked| &tracked.item).collect();
+            let items: Vec<&W::Encoded> = pending.iter().map(|tracked| &tracked.item).collect();
             writer.write(&items).await
         };
         metrics::histogram!("sluice_sink_write_seconds", "sink" => stage)
@@ -85,7 +80,7 @@ pub async fn deliver_batch<W: BatchWriter>(
 
         if outcomes.len() != pending.len() {
             tracing::error!(
-                sink = stage,
+                sink = %stage,
                 items = pending.len(),
                 outcomes = outcomes.len(),
                 "sink answered the wrong number of outcomes; retrying the whole batch"
@@ -105,13 +100,8 @@ pub async fn deliver_batch<W: BatchWriter>(
                     tracked.ack.delivered();
                 }
                 ItemOutcome::Reject { reason, detail } => {
-                    let letter = DeadLetter {
-                        stage,
-                        reason,
-                        detail,
-                        attempts: attempt,
-                        ack: tracked.ack,
-                    };
+                    let refusal = Refusal { reason, detail };
+                    let letter = DeadLetter::new(stage, refusal, attempt, tracked.ack);
                     send_dead_letter(dead_letters, letter).await;
                 }
                 ItemOutcome::Retry { after, detail } => {
@@ -128,7 +118,7 @@ pub async fn deliver_batch<W: BatchWriter>(
         metrics::counter!("sluice_retried_total", "sink" => stage).increment(retry.len() as u64);
         let delay = retry_policy.delay(attempt - 1, retry_after);
         tracing::warn!(
-            sink = stage,
+            sink = %stage,
             items = retry.len(),
             attempt,
             delay_ms = delay.as_millis() as u64,
@@ -144,16 +134,13 @@ pub async fn deliver_batch<W: BatchWriter>(
 /// [`deliver_batch`]. Returns when `batches` closes and every write has finished: the last step of
 /// a clean shutdown's drain. Taking a batch waits for a free slot, so a slow store stops the
 /// batcher, and through it the source.
-pub async fn run_sink<W>(
-    mut batches: mpsc::Receiver<Vec<Tracked<W::Item>>>,
+pub async fn run_sink<W: Sink>(
+    mut batches: mpsc::Receiver<Vec<Tracked<W::Encoded>>>,
     writer: Arc<W>,
     concurrency: NonZeroUsize,
     retry_policy: RetryPolicy,
     dead_letters: DeadLetterSender,
-) where
-    W: BatchWriter + 'static,
-    W::Item: 'static,
-{
+) {
     let slots = Arc::new(Semaphore::new(concurrency.get()));
     let mut writes = JoinSet::new();
     loop {
@@ -178,6 +165,8 @@ pub async fn run_sink<W>(
 mod tests {
     use super::*;
     use crate::ack::{AckToken, FinishedDelivery, SourceMessage, finished_channel};
+    use crate::batch::ByteSize;
+    use crate::rejection::Stage;
     use std::sync::Mutex;
     use tokio::sync::mpsc;
 
@@ -198,11 +187,19 @@ mod tests {
         calls: Mutex<Vec<Vec<u32>>>,
     }
 
-    impl BatchWriter for ScriptedWriter {
-        type Item = u32;
-        fn stage(&self) -> &'static str {
-            "scripted"
+    impl ByteSize for u32 {
+        fn byte_size(&self) -> usize {
+            4
         }
+    }
+
+    impl Sink for ScriptedWriter {
+        type Encoded = u32;
+        type Encoder = ();
+        fn stage(&self) -> Stage {
+            Stage::Influx
+        }
+        fn encoder(&self) {}
         async fn write(&self, items: &[&u32]) -> Vec<ItemOutcome> {
             self.calls
                 .lock()
@@ -227,7 +224,7 @@ mod tests {
                     ItemOutcome::Delivered,
                     retry(),
                     ItemOutcome::Reject {
-                        reason: "bad_line",
+                        reason: Reason::BadLine,
                         detail: "bad".into(),
                     },
                     retry(),
@@ -255,11 +252,11 @@ mod tests {
         );
         let letter = dead_rx.try_recv().expect("item 3 is dead-lettered");
         assert_eq!(
-            (letter.reason, letter.attempts, letter.ack.delivery_tag()),
-            ("bad_line", 1, 3)
+            (letter.reason, letter.attempts, letter.delivery_tag()),
+            (Reason::BadLine, 1, 3)
         );
         // Item 3's delivery finishes only when the dead-letter publisher finishes its token.
-        letter.ack.dead_lettered();
+        letter.published();
         let mut finished: Vec<FinishedDelivery> = Vec::new();
         while let Ok(report) = finished_rx.try_recv() {
             finished.push(report);

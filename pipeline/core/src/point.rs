@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::batch::ByteSize;
+use crate::rejection::{Reason, Rejection};
 
 /// One field value. Serialised untagged: floats always print with a fraction or exponent, so an
 /// integer and a float never read back as each other.
@@ -84,14 +85,16 @@ pub enum InvalidPoint {
     },
 }
 
-impl InvalidPoint {
-    pub fn reason(&self) -> &'static str {
+impl Rejection for InvalidPoint {
+    fn reason(&self) -> Reason {
         match self {
-            InvalidPoint::Empty { .. } => "empty_name",
-            InvalidPoint::NameTooLong { .. } => "name_too_long",
-            InvalidPoint::LineBreak { .. } | InvalidPoint::CommentMeasurement(_) => "unsafe_name",
-            InvalidPoint::NotFinite { .. } => "not_finite",
-            InvalidPoint::TooMany { .. } => "too_many_keys",
+            InvalidPoint::Empty { .. } => Reason::EmptyName,
+            InvalidPoint::NameTooLong { .. } => Reason::NameTooLong,
+            InvalidPoint::LineBreak { .. } | InvalidPoint::CommentMeasurement(_) => {
+                Reason::UnsafeName
+            }
+            InvalidPoint::NotFinite { .. } => Reason::NotFinite,
+            InvalidPoint::TooMany { .. } => Reason::TooManyKeys,
         }
     }
 }

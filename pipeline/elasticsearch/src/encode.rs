@@ -13,6 +13,7 @@
 
 use serde::de::IgnoredAny;
 use sluice_core::document::Document;
+use sluice_core::rejection::{Reason, Rejection};
 
 /// Elasticsearch refuses a whole bulk request (`action_request_validation_exception`) when an
 /// `_id` is longer than this.
@@ -39,10 +40,9 @@ pub enum InvalidDocument {
     IdTooLong { length: usize },
 }
 
-impl InvalidDocument {
-    /// The dead-letter reason.
-    pub fn reason(&self) -> &'static str {
-        "invalid_document"
+impl Rejection for InvalidDocument {
+    fn reason(&self) -> Reason {
+        Reason::InvalidDocument
     }
 }
 

@@ -1,12 +1,12 @@
 //! The Elasticsearch sink: batches of [`Document`](sluice_core::document::Document)s become one
 //! NDJSON `_bulk` request, and every document gets its own outcome.
 //!
-//! In the flow `source -> decode -> normalise -> route -> batch -> sink -> outcomes -> ack`,
-//! this crate is the sink of events and logs. The core crate's batcher hands it a batch,
-//! [`deliver_batch`](sluice_core::outcome::deliver_batch) calls [`EsWriter`] through the
-//! [`BatchWriter`](sluice_core::outcome::BatchWriter) trait, and the per-document
-//! [`ItemOutcome`](sluice_core::outcome::ItemOutcome)s it answers decide what is acked, retried
-//! or dead-lettered.
+//! In the path (`sluice_core::path`: decode and encode -> batch -> sink -> outcomes -> ack)
+//! this crate is the sink of events and logs, and it owns its wire form: [`EsWriter`] is a
+//! [`Sink`](sluice_core::path::Sink) that turns each document into its bulk action and source
+//! lines in the encode stage, and whose writes answer one
+//! [`ItemOutcome`](sluice_core::outcome::ItemOutcome) per document, which decides what is
+//! acked, retried or dead-lettered.
 //!
 //! Modules:
 //!
@@ -15,8 +15,9 @@
 //! - [`encode`]: one document to its action and source lines ([`encode_document`]), and
 //!   [`validate_document`], which keeps out what would spoil the request for the others.
 //! - `response` (private): a bulk answer read item by item into outcomes.
-//! - [`writer`]: [`EsWriter`]: the HTTP requests, the whole-request status mapping, the split of
-//!   requests that are too large, `ping` and `install_index_template`.
+//! - [`writer`]: [`EsWriter`] and its [`BulkItem`]s: the HTTP requests, what each whole-request
+//!   answer means (the split of requests that are too large is `sluice_http::write_batch`'s),
+//!   `ping` and `install_index_template`.
 //! - [`error`]: [`EsError`], for the calls that answer one result, with
 //!   [`EsError::is_retryable`].
 //! - `fake` (feature `fake-server`): [`FakeElasticsearch`](fake::FakeElasticsearch), an
@@ -27,7 +28,7 @@
 //! # Why at-least-once stores exactly once
 //!
 //! A broker delivery is acked only after its document is delivered, so after a crash, a lost
-//! connection or a retried request the same document can be written again (design invariant 4).
+//! connection or a retried request the same document can be written again ([invariant 4](sluice_core#invariants)).
 //! Three things make that harmless:
 //!
 //! 1. Every document carries a deterministic `_id`, a hash of the message's content and
@@ -54,4 +55,4 @@ pub mod writer;
 pub use api::{EsAuth, EsSettings};
 pub use encode::{InvalidDocument, encode_document, validate_document};
 pub use error::EsError;
-pub use writer::EsWriter;
+pub use writer::{BulkItem, EsWriter};

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use sluice_core::outcome::ItemOutcome;
+use sluice_core::rejection::Reason;
 
 use sluice_http::truncate_detail;
 
@@ -150,15 +151,15 @@ fn item_detail(result: &ItemResult<'_>) -> String {
 }
 
 /// The dead-letter reason for a document Elasticsearch refused, from its error `type`.
-pub(crate) fn rejection_reason(error_type: &str) -> &'static str {
+pub(crate) fn rejection_reason(error_type: &str) -> Reason {
     match error_type {
         // Elasticsearch 7 and OpenSearch say `mapper_parsing_exception`, 8 says
         // `document_parsing_exception`; a strict mapping refuses a new field with the third.
         "mapper_parsing_exception"
         | "document_parsing_exception"
-        | "strict_dynamic_mapping_exception" => "mapping_conflict",
-        "illegal_argument_exception" => "illegal_argument",
-        _ => "rejected",
+        | "strict_dynamic_mapping_exception" => Reason::MappingConflict,
+        "illegal_argument_exception" => Reason::IllegalArgument,
+        _ => Reason::Rejected,
     }
 }
 
@@ -251,7 +252,7 @@ mod tests {
     fn the_documented_error_example_is_read_item_by_item() {
         let read = read_bulk_response(DOCS_ERRORS.as_bytes(), 3).expect("readable");
         let missing = |id: u8| ItemOutcome::Reject {
-            reason: "rejected",
+            reason: Reason::Rejected,
             detail: format!("document_missing_exception: [{id}]: document missing"),
         };
         assert_eq!(
@@ -276,26 +277,26 @@ mod tests {
                      primary_operation_bytes=512, max_coordinating_and_primary_bytes=107374182]"
                 ),
                 ItemOutcome::Reject {
-                    reason: "mapping_conflict",
+                    reason: Reason::MappingConflict,
                     detail: "document_parsing_exception: [1:27] failed to parse field \
                              [context.node_id] of type [long] in document with id 'd'. Preview \
                              of field's value: 'nodejs_q1w2e'"
                         .into(),
                 },
                 ItemOutcome::Reject {
-                    reason: "mapping_conflict",
+                    reason: Reason::MappingConflict,
                     detail: "mapper_parsing_exception: failed to parse field [x] of type [long] \
                              in document with id 'e'"
                         .into(),
                 },
                 ItemOutcome::Reject {
-                    reason: "rejected",
+                    reason: Reason::Rejected,
                     detail: "invalid_index_name_exception: Invalid index name [Bad], must be \
                              lowercase"
                         .into(),
                 },
                 ItemOutcome::Reject {
-                    reason: "illegal_argument",
+                    reason: Reason::IllegalArgument,
                     detail: "illegal_argument_exception: Limit of total fields [1000] has been \
                              exceeded"
                         .into(),

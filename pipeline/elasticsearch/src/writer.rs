@@ -1,4 +1,5 @@
-//! [`EsWriter`]: writes batches of documents with `_bulk` and answers one outcome per document.
+//! [`EsWriter`]: the Elasticsearch [`Sink`]. Each document becomes its two NDJSON lines in the
+//! path's encode stage; batches of them are written with `_bulk`, one outcome per document.
 //!
 //! # From answers to outcomes
 //!
@@ -13,28 +14,24 @@
 //! | any other status                    | `Retry`, logged as an error (the request itself was refused) |
 //!
 //! A document that would break the request for the others (a raw newline in its source, a
-//! source that is not a JSON object, an empty or over-long id) is `Reject`ed as
-//! `invalid_document` and never sent: see [`validate_document`].
+//! source that is not a JSON object, an empty or over-long id) is refused as
+//! `invalid_document` when it is encoded, and never sent: see [`validate_document`].
 //!
-//! # Splitting a request that is too large
-//!
-//! All documents of a call are encoded once, into one buffer that is pooled across calls; each
-//! document's byte range is kept, so any run of consecutive documents is a slice of that buffer
-//! and a split costs no re-encoding. Segments are written one after another from a stack (no
-//! recursion, no boxed futures). When a segment gets an answer that is not about its size
-//! (5xx, 429, no answer, bad credentials), the segments still waiting are not sent: they get the
-//! same `Retry`, because the next request would very likely fail the same way. Sending a
-//! document twice is harmless: the second `create` answers 409, which counts as delivered.
+//! The statuses are classed by [`sluice_http::classify`]; the split of a request that is too
+//! large, and the retry of what waits behind a failed request, are
+//! [`sluice_http::write_batch`]'s. Sending a document twice is harmless: the second `create`
+//! answers 409, which counts as delivered.
 
 use std::fmt;
-use std::ops::Range;
-use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::ExposeSecret;
+use sluice_core::batch::ByteSize;
 use sluice_core::document::Document;
-use sluice_core::outcome::{BatchWriter, ItemOutcome};
+use sluice_core::outcome::ItemOutcome;
+use sluice_core::path::{Encode, Sink};
+use sluice_core::rejection::{Reason, Refusal, Stage};
 use url::Url;
 
 use crate::api::{Endpoints, EsAuth, EsSettings};
@@ -43,7 +40,8 @@ use crate::error::EsError;
 use crate::response::read_bulk_response;
 use crate::telemetry;
 use sluice_http::{
-    BufferPool, endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail,
+    BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name,
+    error_chain, gzip, read_capped, retry_after, truncate_detail, write_batch,
 };
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
@@ -75,23 +73,24 @@ impl fmt::Debug for EsWriter {
     }
 }
 
-/// What one bulk request came back with, before it becomes outcomes.
-enum BulkAnswer {
-    /// 2xx, read item by item: one outcome per document sent, in order.
-    Items(Vec<ItemOutcome>),
-    /// 413: the body is over the server's `http.max_content_length` (or a proxy's limit).
-    TooLarge { message: String },
-    /// Nothing about these documents in particular: retry them all.
-    Failed {
-        retry_after: Option<Duration>,
-        detail: String,
-    },
+/// A whole-request 4xx is never about the documents (their refusals come item by item in a
+/// 2xx answer): it is retried, and logged, because the request itself was refused.
+const REFUSED_DOCUMENTS: Refusals = Refusals::Only(&[]);
+
+/// One document in its wire form: its action line and its source line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkItem(Vec<u8>);
+
+impl BulkItem {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
-/// One encoded document: which item it is and where its two lines sit in the buffer.
-struct EncodedDocument {
-    item: usize,
-    bytes: Range<usize>,
+impl ByteSize for BulkItem {
+    fn byte_size(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl EsWriter {
@@ -132,7 +131,9 @@ impl EsWriter {
     /// `create_doc` on the indices).
     pub async fn ping(&self) -> Result<(), EsError> {
         let request = self.client.get(self.endpoints.root.clone());
-        let response = self.send(request, &self.endpoints.root).await?;
+        let response = self
+            .send_authenticated(request, &self.endpoints.root)
+            .await?;
         expect_success(response, &self.endpoints.root).await
     }
 
@@ -167,12 +168,16 @@ impl EsWriter {
             .put(url.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        let response = self.send(request, &url).await?;
+        let response = self.send_authenticated(request, &url).await?;
         expect_success(response, &url).await
     }
 
     /// Adds the credentials and sends; a missing answer becomes [`EsError::Transport`].
-    async fn send(&self, request: RequestBuilder, endpoint: &Url) -> Result<Response, EsError> {
+    async fn send_authenticated(
+        &self,
+        request: RequestBuilder,
+        endpoint: &Url,
+    ) -> Result<Response, EsError> {
         let request = request.header(ACCEPT, "application/json");
         let request = match (&self.auth, &self.api_key_header) {
             (EsAuth::Basic { username, password }, _) => {
@@ -191,9 +196,47 @@ impl EsWriter {
         })
     }
 
+    /// Reads a 2xx answer item by item.
+    async fn read_items(&self, response: Response, documents: usize) -> BatchAnswer {
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(error) => {
+                let detail = format!(
+                    "could not read the bulk response: {}",
+                    truncate_detail(error_chain(&error.without_url()))
+                );
+                telemetry::bulk_request_failed(&endpoint_name(&self.endpoints.bulk), &detail);
+                return BatchAnswer::Failed {
+                    retry_after: None,
+                    detail,
+                };
+            }
+        };
+        match read_bulk_response(&body, documents) {
+            Ok(read) => {
+                telemetry::items_answered(&read.statuses);
+                if let Some(status) = read.unauthorized {
+                    telemetry::item_authorization_failed(status);
+                }
+                BatchAnswer::Items(read.outcomes)
+            }
+            Err(error) => {
+                let detail = error.to_string();
+                telemetry::unreadable_bulk_response(&detail);
+                BatchAnswer::Failed {
+                    retry_after: None,
+                    detail,
+                }
+            }
+        }
+    }
+}
+
+impl BatchEndpoint for EsWriter {
     /// Sends one `_bulk` request of `documents` documents and classifies the answer.
-    async fn send_bulk(&self, body: &[u8], documents: usize) -> BulkAnswer {
+    async fn send(&self, body: &[u8], documents: usize) -> BatchAnswer {
         let endpoint = &self.endpoints.bulk;
+        let plain_bytes = body.len();
         let mut request = self
             .client
             .post(endpoint.clone())
@@ -207,12 +250,12 @@ impl EsWriter {
             Ok(None) | Err(_) => body.to_vec(),
         };
         telemetry::bulk_request_sent(body.len());
-        let response = match self.send(request.body(body), endpoint).await {
+        let response = match self.send_authenticated(request.body(body), endpoint).await {
             Ok(response) => response,
             Err(error) => {
                 let detail = error.to_string();
                 telemetry::bulk_request_failed(&endpoint_name(endpoint), &detail);
-                return BulkAnswer::Failed {
+                return BatchAnswer::Failed {
                     retry_after: None,
                     detail,
                 };
@@ -221,163 +264,71 @@ impl EsWriter {
 
         let status = response.status();
         telemetry::bulk_request_answered(status.as_u16());
-        if status.is_success() {
+        let Some(class) = classify(status, response.headers(), REFUSED_DOCUMENTS) else {
             return self.read_items(response, documents).await;
-        }
-        let retry_after = retry_after(response.headers());
-        match status.as_u16() {
-            413 => BulkAnswer::TooLarge {
-                message: error_message(&read_capped(response).await),
-            },
-            status @ (401 | 403) => {
+        };
+        let status = status.as_u16();
+        match class {
+            RetryClass::Split | RetryClass::DeadLetter => {
+                let message = error_message(&read_capped(response).await);
+                if documents > 1 {
+                    telemetry::too_large_request_split(documents, &message);
+                }
+                let detail = truncate_detail(format!(
+                    "elasticsearch answered 413 to this document alone ({plain_bytes} bytes): \
+                     {message}"
+                ));
+                BatchAnswer::Split {
+                    alone: Refusal::new(Reason::TooLarge, detail),
+                }
+            }
+            RetryClass::Hold => {
                 telemetry::authentication_failed(&endpoint_name(endpoint), status);
-                BulkAnswer::Failed {
+                BatchAnswer::Failed {
                     retry_after: None,
                     detail: format!("authentication failed (status {status})"),
                 }
             }
-            status => {
+            RetryClass::Retry { after } => {
                 let message = error_message(&read_capped(response).await);
                 if status != 429 && !(500..=599).contains(&status) {
                     telemetry::bulk_request_refused(status, &message);
                 }
-                BulkAnswer::Failed {
-                    retry_after,
+                BatchAnswer::Failed {
+                    retry_after: after,
                     detail: truncate_detail(format!("elasticsearch answered {status}: {message}")),
                 }
             }
         }
     }
+}
 
-    /// Reads a 2xx answer item by item.
-    async fn read_items(&self, response: Response, documents: usize) -> BulkAnswer {
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(error) => {
-                let detail = format!(
-                    "could not read the bulk response: {}",
-                    truncate_detail(error_chain(&error.without_url()))
-                );
-                telemetry::bulk_request_failed(&endpoint_name(&self.endpoints.bulk), &detail);
-                return BulkAnswer::Failed {
-                    retry_after: None,
-                    detail,
-                };
-            }
-        };
-        match read_bulk_response(&body, documents) {
-            Ok(read) => {
-                telemetry::items_answered(&read.statuses);
-                if let Some(status) = read.unauthorized {
-                    telemetry::item_authorization_failed(status);
-                }
-                BulkAnswer::Items(read.outcomes)
-            }
-            Err(error) => {
-                let detail = error.to_string();
-                telemetry::unreadable_bulk_response(&detail);
-                BulkAnswer::Failed {
-                    retry_after: None,
-                    detail,
-                }
-            }
-        }
+impl Sink for EsWriter {
+    type Encoded = BulkItem;
+    type Encoder = ();
+
+    fn stage(&self) -> Stage {
+        Stage::Elasticsearch
     }
 
-    /// Writes `documents` (consecutive runs of `buf`), splitting requests that are too large
-    /// until each fits or stands alone; fills in the outcome of every document's item.
-    async fn write_splitting(
-        &self,
-        buf: &[u8],
-        documents: &[EncodedDocument],
-        outcomes: &mut [Option<ItemOutcome>],
-    ) {
-        let mut pending: Vec<&[EncodedDocument]> = vec![documents];
-        while let Some(segment) = pending.pop() {
-            let (Some(first), Some(last)) = (segment.first(), segment.last()) else {
-                continue;
-            };
-            let answer = self
-                .send_bulk(&buf[first.bytes.start..last.bytes.end], segment.len())
-                .await;
-            let retry = match answer {
-                BulkAnswer::Items(item_outcomes) => {
-                    for (document, outcome) in segment.iter().zip(item_outcomes) {
-                        outcomes[document.item] = Some(outcome);
-                    }
-                    continue;
-                }
-                BulkAnswer::TooLarge { message } if segment.len() > 1 => {
-                    telemetry::too_large_request_split(segment.len(), &message);
-                    let (front, back) = segment.split_at(segment.len() / 2);
-                    pending.push(back);
-                    pending.push(front);
-                    continue;
-                }
-                BulkAnswer::TooLarge { message } => {
-                    let reject = ItemOutcome::Reject {
-                        reason: "too_large",
-                        detail: truncate_detail(format!(
-                            "elasticsearch answered 413 to this document alone ({} bytes): \
-                             {message}",
-                            first.bytes.len()
-                        )),
-                    };
-                    set_all(outcomes, segment, &reject);
-                    continue;
-                }
-                BulkAnswer::Failed {
-                    retry_after,
-                    detail,
-                } => ItemOutcome::Retry {
-                    after: retry_after,
-                    detail,
-                },
-            };
-            // Not about these documents: the waiting segments would very likely fail the same.
-            set_all(outcomes, segment, &retry);
-            for waiting in pending.drain(..) {
-                set_all(outcomes, waiting, &retry);
-            }
-        }
+    fn encoder(&self) {}
+
+    async fn write(&self, items: &[&BulkItem]) -> Vec<ItemOutcome> {
+        let items: Vec<&[u8]> = items.iter().map(|item| item.as_bytes()).collect();
+        write_batch(self, &self.buffers, &items).await
     }
 }
 
-impl BatchWriter for EsWriter {
-    type Item = Document;
-
-    fn stage(&self) -> &'static str {
-        "elasticsearch"
-    }
-
-    async fn write(&self, items: &[&Document]) -> Vec<ItemOutcome> {
-        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        let mut buf = self.buffers.take();
-        let mut documents = Vec::with_capacity(items.len());
-        for (item, document) in items.iter().enumerate() {
-            match validate_document(document) {
-                Ok(()) => {
-                    let start = buf.len();
-                    encode_document(&mut buf, document);
-                    documents.push(EncodedDocument {
-                        item,
-                        bytes: start..buf.len(),
-                    });
-                }
-                Err(error) => {
-                    telemetry::invalid_document(&document.index, &document.id, &error);
-                    outcomes[item] = Some(ItemOutcome::Reject {
-                        reason: error.reason(),
-                        detail: error.to_string(),
-                    });
-                }
-            }
+/// A document that would spoil the request for the others is refused here, never sent.
+impl Encode<Document> for EsWriter {
+    fn encode(&self, _encoder: &mut (), document: &Document) -> Result<BulkItem, Refusal> {
+        if let Err(error) = validate_document(document) {
+            telemetry::invalid_document(&document.index, &document.id, &error);
+            return Err(Refusal::of(&error));
         }
-        if !documents.is_empty() {
-            self.write_splitting(&buf, &documents, &mut outcomes).await;
-        }
-        self.buffers.give_back(buf);
-        ItemOutcome::all_recorded(outcomes)
+        let mut lines = Vec::with_capacity(document.byte_size());
+        encode_document(&mut lines, document);
+        Ok(BulkItem(lines))
     }
 }
 
@@ -433,16 +384,6 @@ async fn expect_success(response: Response, endpoint: &Url) -> Result<(), EsErro
         message: truncate_detail(error_message(&body)),
         retry_after,
     })
-}
-
-fn set_all(
-    outcomes: &mut [Option<ItemOutcome>],
-    documents: &[EncodedDocument],
-    outcome: &ItemOutcome,
-) {
-    for document in documents {
-        outcomes[document.item] = Some(outcome.clone());
-    }
 }
 
 /// The server's error text: `<type>: <reason>` from Elasticsearch's

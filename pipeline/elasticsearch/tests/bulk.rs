@@ -7,6 +7,7 @@ mod target;
 
 use serde_json::{Value, json};
 use sluice_core::outcome::ItemOutcome;
+use sluice_core::rejection::Reason;
 use sluice_elasticsearch::EsWriter;
 
 use target::{Target, assert_all_delivered, document, event, write};
@@ -129,7 +130,7 @@ async fn documents_that_would_spoil_the_request_are_rejected_unsent_and_the_rest
             matches!(
                 outcome,
                 ItemOutcome::Reject {
-                    reason: "invalid_document",
+                    reason: Reason::InvalidDocument,
                     ..
                 }
             ),

@@ -1,8 +1,19 @@
-//! HTTP plumbing shared by sluice's HTTP clients: the InfluxDB and Elasticsearch sinks (and,
-//! next, the action executor). Each client keeps what is its own (endpoints, status mapping,
-//! its store's error bodies); what every one of them needs the same way lives here, once:
-//! readable error texts that never carry a secret, a bounded read of error bodies,
-//! `Retry-After`, and request-body compression.
+//! HTTP plumbing shared by sluice's HTTP clients: the InfluxDB and Elasticsearch sinks and the
+//! action executor. Each client keeps what is its own (endpoints, its store's error bodies);
+//! what every one of them needs the same way lives here, once:
+//!
+//! - [`retry_class`]: what a status (and `Retry-After`) asks for: retry, split, dead-letter or
+//!   hold;
+//! - [`batch`]: the sinks' batch writer, with the split on 413 and the bisection of a partial
+//!   failure;
+//! - readable error texts that never carry a secret, a bounded read of error bodies,
+//!   `Retry-After`, request-body compression and pooled request buffers.
+
+pub mod batch;
+pub mod retry_class;
+
+pub use batch::{BatchAnswer, BatchEndpoint, write_batch};
+pub use retry_class::{Refusals, RetryClass, classify};
 
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};

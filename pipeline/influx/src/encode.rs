@@ -28,6 +28,7 @@ use influxdb_line_protocol::LineProtocolBuilder;
 use influxdb_line_protocol::builder::{self, AfterField, AfterMeasurement};
 use sluice_core::batch::ByteSize;
 use sluice_core::point::{FieldRef, InvalidPoint, Point, PointLimits, PointRef, ValidPoint};
+use sluice_core::rejection::{Reason, Rejection};
 
 use crate::api::Precision;
 
@@ -45,11 +46,11 @@ pub enum EncodeError {
     Backslash { what: &'static str, name: String },
 }
 
-impl EncodeError {
-    pub fn reason(&self) -> &'static str {
+impl Rejection for EncodeError {
+    fn reason(&self) -> Reason {
         match self {
             EncodeError::Invalid(invalid) => invalid.reason(),
-            EncodeError::Backslash { .. } => "unsafe_name",
+            EncodeError::Backslash { .. } => Reason::UnsafeName,
         }
     }
 }

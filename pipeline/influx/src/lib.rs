@@ -1,12 +1,12 @@
-//! The InfluxDB sink: batches of [`Point`](sluice_core::point::Point)s become line protocol
-//! written over HTTP, and every point gets its own outcome.
+//! The InfluxDB sink: points become line protocol written over HTTP, and every point gets its
+//! own outcome.
 //!
-//! In the flow `source -> decode -> normalise -> route -> batch -> sink -> outcomes -> ack`,
-//! this crate is the metrics sink. The core crate's batcher hands it a batch,
-//! [`deliver_batch`](sluice_core::outcome::deliver_batch) calls [`InfluxWriter`] through the
-//! [`BatchWriter`](sluice_core::outcome::BatchWriter) trait, and the per-point
-//! [`ItemOutcome`](sluice_core::outcome::ItemOutcome)s it answers decide what is acked, retried
-//! or dead-lettered.
+//! In the path (`sluice_core::path`: decode and encode -> batch -> sink -> outcomes -> ack)
+//! this crate is the metrics sink, and it owns its wire form: [`InfluxWriter`] is a
+//! [`Sink`](sluice_core::path::Sink) whose encoder ([`LineEncoder`]) turns each validated point
+//! into its line in the encode stage, and whose writes answer one
+//! [`ItemOutcome`](sluice_core::outcome::ItemOutcome) per line, which decides what is acked,
+//! retried or dead-lettered.
 //!
 //! Modules:
 //!
@@ -16,8 +16,8 @@
 //! - [`encode`]: one point to one line, through the `influxdb-line-protocol` builder, which
 //!   escapes by construction; [`encode_point`] first refuses what the builder cannot carry
 //!   (see [`EncodeError`]).
-//! - [`writer`]: [`InfluxWriter`]: the HTTP requests, the status-to-outcome mapping and the
-//!   isolation of refused lines.
+//! - [`writer`]: [`InfluxWriter`]: the HTTP requests and what each answer means for the lines
+//!   (the isolation of refused lines is `sluice_http::write_batch`'s).
 //! - [`error`]: [`InfluxError`], for the calls that answer one result (`ping`,
 //!   `ensure_database`), with [`InfluxError::is_retryable`].
 //! - `telemetry` (private): the one place that both logs and counts what happens to requests.
@@ -26,11 +26,11 @@
 //!
 //! InfluxDB answers 400 (v2: 422) when it refused some lines of a request, but it still wrote
 //! the others (a "partial write"), and it does not say which lines it refused in a form we can
-//! rely on. So the writer splits a refused request in halves and writes each half again,
+//! rely on. So a refused request is split in halves and each half written again,
 //! recursively, until each refused line stands alone and can be dead-lettered with the
 //! server's reason, while every other line lands. Resending a line that was already written is
 //! harmless: a point is identified by its series (measurement and tags) and timestamp, and
-//! writing the same point again overwrites it with the same field values (design invariant 4).
+//! writing the same point again overwrites it with the same field values ([invariant 4](sluice_core#invariants)).
 //! The cost is bounded: isolating one bad line among `n` resends about `2n` lines in
 //! `2 log2(n)` requests, and only when something was refused.
 
@@ -43,4 +43,4 @@ pub mod writer;
 pub use api::{InfluxApi, InfluxSettings, Precision};
 pub use encode::{EncodeError, Line, LineEncoder, encode_point};
 pub use error::InfluxError;
-pub use writer::{InfluxWriter, LineWriter};
+pub use writer::InfluxWriter;

@@ -1,5 +1,5 @@
-//! [`InfluxWriter`]: writes batches of points and answers one outcome per point; [`LineWriter`]
-//! does the same for lines already encoded upstream (the metrics path).
+//! [`InfluxWriter`]: the InfluxDB [`Sink`]. Its encoder turns each point into its line in the
+//! path's encode stage; its writes send batches of lines and answer one outcome per line.
 //!
 //! # From answers to outcomes
 //!
@@ -13,37 +13,29 @@
 //! | 404 `database not found` (v1)       | `CREATE DATABASE`, then `Retry`                      |
 //! | 429, 5xx, anything else, no answer  | `Retry`, with the server's `Retry-After`             |
 //!
-//! A point that fails encoding is `Reject`ed with the encoder's reason and never sent.
-//!
-//! # Isolating refused lines
-//!
-//! All points of a call are encoded once, into one buffer that is pooled across calls; each
-//! line's byte range is kept, so any run of consecutive lines is a slice of that buffer and
-//! splitting a refused request costs no re-encoding. Segments are written one after another
-//! from a stack (no recursion, no boxed futures). When a segment gets an answer that is not
-//! about its lines (5xx, 429, no answer, bad credentials), the segments still waiting are not
-//! sent: they get the same `Retry`, because the next request would very likely fail the same
-//! way. Resending lines is safe because InfluxDB overwrites a point with the same series and
-//! timestamp (see the crate documentation).
+//! A point that fails encoding is refused with the encoder's reason and never sent. The statuses
+//! are classed by [`sluice_http::classify`]; the splitting and the retry of what waits behind a
+//! failed request are [`sluice_http::write_batch`]'s. Resending lines is safe because InfluxDB
+//! overwrites a point with the same series and timestamp (see the crate documentation).
 
 use std::fmt;
-use std::ops::Range;
-use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::ExposeSecret;
-use sluice_core::outcome::{BatchWriter, ItemOutcome};
-use sluice_core::point::{Point, PointLimits};
+use sluice_core::outcome::ItemOutcome;
+use sluice_core::path::{Encode, Sink};
+use sluice_core::point::{PointLimits, ValidPoint};
+use sluice_core::rejection::{Reason, Refusal, Stage};
 use url::Url;
 
 use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
-use crate::encode::{EncodeError, Line, encode_point};
+use crate::encode::{Line, LineEncoder};
 use crate::error::InfluxError;
 use crate::telemetry;
 use sluice_http::{
-    BufferPool, endpoint_name, error_chain, gzip, read_capped, retry_after, truncate_detail,
+    BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name,
+    error_chain, gzip, read_capped, retry_after, truncate_detail, write_batch,
 };
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
@@ -75,38 +67,8 @@ impl fmt::Debug for InfluxWriter {
     }
 }
 
-/// What one write request came back with, before it becomes outcomes.
-enum WriteAnswer {
-    Written,
-    /// 400 or 422: the server refused some of the lines.
-    Refused {
-        status: u16,
-        message: String,
-    },
-    /// 413: the body is over the server's limit.
-    TooLarge {
-        message: String,
-    },
-    /// v1's 404 `database not found`.
-    DatabaseNotFound {
-        message: String,
-    },
-    /// 401 or 403.
-    Unauthorized {
-        status: u16,
-    },
-    /// Anything that may pass: no answer, 429, 5xx, other statuses.
-    Transient {
-        retry_after: Option<Duration>,
-        detail: String,
-    },
-}
-
-/// One encoded point: which item it is and where its line sits in the buffer.
-struct EncodedLine {
-    item: usize,
-    bytes: Range<usize>,
-}
+/// The statuses by which InfluxDB refuses lines (in part: a partial write).
+const REFUSED_LINES: Refusals = Refusals::Only(&[400, 422]);
 
 impl InfluxWriter {
     /// Checks the settings and builds the HTTP client; does no I/O.
@@ -160,7 +122,9 @@ impl InfluxWriter {
             .post(self.endpoints.query.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body);
-        let response = self.send(request, &self.endpoints.query).await?;
+        let response = self
+            .send_authenticated(request, &self.endpoints.query)
+            .await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             telemetry::authentication_failed(
@@ -204,7 +168,9 @@ impl InfluxWriter {
     /// `GET /ping`, for the readiness endpoint: Ok when the server answers 2xx.
     pub async fn ping(&self) -> Result<(), InfluxError> {
         let request = self.client.get(self.endpoints.ping.clone());
-        let response = self.send(request, &self.endpoints.ping).await?;
+        let response = self
+            .send_authenticated(request, &self.endpoints.ping)
+            .await?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -224,7 +190,11 @@ impl InfluxWriter {
     }
 
     /// Adds the credentials and sends; a missing answer becomes [`InfluxError::Transport`].
-    async fn send(&self, request: RequestBuilder, endpoint: &Url) -> Result<Response, InfluxError> {
+    async fn send_authenticated(
+        &self,
+        request: RequestBuilder,
+        endpoint: &Url,
+    ) -> Result<Response, InfluxError> {
         let request = match (&self.api, &self.token_header) {
             (
                 InfluxApi::V1 {
@@ -250,8 +220,20 @@ impl InfluxWriter {
         })
     }
 
+    async fn create_missing_database(&self) {
+        let InfluxApi::V1 { database, .. } = &self.api else {
+            return;
+        };
+        telemetry::database_missing(database);
+        if let Err(error) = self.ensure_database().await {
+            telemetry::database_creation_failed(database, &error);
+        }
+    }
+}
+
+impl BatchEndpoint for InfluxWriter {
     /// Writes one run of lines and classifies the answer.
-    async fn write_lines(&self, lines: &[u8]) -> WriteAnswer {
+    async fn send(&self, lines: &[u8], line_count: usize) -> BatchAnswer {
         let mut request = self
             .client
             .post(self.endpoints.write.clone())
@@ -265,12 +247,15 @@ impl InfluxWriter {
             Ok(None) | Err(_) => lines.to_vec(),
         };
         telemetry::write_request_sent(body.len());
-        let response = match self.send(request.body(body), &self.endpoints.write).await {
+        let response = match self
+            .send_authenticated(request.body(body), &self.endpoints.write)
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
                 let detail = error.to_string();
                 telemetry::write_request_failed(&endpoint_name(&self.endpoints.write), &detail);
-                return WriteAnswer::Transient {
+                return BatchAnswer::Failed {
                     retry_after: None,
                     detail,
                 };
@@ -279,223 +264,94 @@ impl InfluxWriter {
 
         let status = response.status();
         telemetry::write_request_answered(status.as_u16());
-        if status.is_success() {
-            return WriteAnswer::Written;
-        }
-        let retry_after = retry_after(response.headers());
-        match status.as_u16() {
-            status @ (401 | 403) => {
+        let Some(class) = classify(status, response.headers(), REFUSED_LINES) else {
+            return BatchAnswer::Written;
+        };
+        let status = status.as_u16();
+        match class {
+            RetryClass::Hold => {
                 telemetry::authentication_failed(&endpoint_name(&self.endpoints.write), status);
-                WriteAnswer::Unauthorized { status }
-            }
-            status @ (400 | 422) => WriteAnswer::Refused {
-                status,
-                message: error_message(&read_capped(response).await),
-            },
-            413 => WriteAnswer::TooLarge {
-                message: error_message(&read_capped(response).await),
-            },
-            404 => {
-                let message = error_message(&read_capped(response).await);
-                if matches!(self.api, InfluxApi::V1 { .. })
-                    && message.contains("database not found")
-                {
-                    WriteAnswer::DatabaseNotFound { message }
-                } else {
-                    WriteAnswer::Transient {
-                        retry_after,
-                        detail: truncate_detail(format!("influxdb answered 404: {message}")),
-                    }
+                BatchAnswer::Failed {
+                    retry_after: None,
+                    detail: format!("authentication failed (status {status})"),
                 }
             }
-            status => {
+            RetryClass::DeadLetter | RetryClass::Split => {
                 let message = error_message(&read_capped(response).await);
-                WriteAnswer::Transient {
-                    retry_after,
+                if line_count > 1 {
+                    telemetry::refused_request_bisected(line_count, status, &message);
+                }
+                let reason = if status == 413 {
+                    Reason::TooLarge
+                } else {
+                    refusal_reason(&message)
+                };
+                let detail = truncate_detail(format!("influxdb answered {status}: {message}"));
+                BatchAnswer::Split {
+                    alone: Refusal::new(reason, detail),
+                }
+            }
+            RetryClass::Retry { after } => {
+                let message = error_message(&read_capped(response).await);
+                if status == 404
+                    && matches!(self.api, InfluxApi::V1 { .. })
+                    && message.contains("database not found")
+                {
+                    // Created once per batch: the answer ends the batch's attempt.
+                    self.create_missing_database().await;
+                    return BatchAnswer::Failed {
+                        retry_after: None,
+                        detail: truncate_detail(format!("influxdb answered 404: {message}")),
+                    };
+                }
+                BatchAnswer::Failed {
+                    retry_after: after,
                     detail: truncate_detail(format!("influxdb answered {status}: {message}")),
                 }
             }
         }
     }
+}
 
-    /// Writes `lines` (consecutive runs of `buf`), splitting refused runs until each refused
-    /// line stands alone; fills in the outcome of every line's item.
-    async fn write_isolating(
-        &self,
-        buf: &[u8],
-        lines: &[EncodedLine],
-        outcomes: &mut [Option<ItemOutcome>],
-    ) {
-        let mut pending: Vec<&[EncodedLine]> = vec![lines];
-        let mut created_database = false;
-        while let Some(segment) = pending.pop() {
-            let (Some(first), Some(last)) = (segment.first(), segment.last()) else {
-                continue;
-            };
-            let answer = self
-                .write_lines(&buf[first.bytes.start..last.bytes.end])
-                .await;
-            let retry = match answer {
-                WriteAnswer::Written => {
-                    set_all(outcomes, segment, &ItemOutcome::Delivered);
-                    continue;
-                }
-                WriteAnswer::Refused { status, message } if segment.len() > 1 => {
-                    telemetry::refused_request_bisected(segment.len(), status, &message);
-                    let (front, back) = segment.split_at(segment.len() / 2);
-                    pending.push(back);
-                    pending.push(front);
-                    continue;
-                }
-                WriteAnswer::TooLarge { message } if segment.len() > 1 => {
-                    telemetry::refused_request_bisected(segment.len(), 413, &message);
-                    let (front, back) = segment.split_at(segment.len() / 2);
-                    pending.push(back);
-                    pending.push(front);
-                    continue;
-                }
-                WriteAnswer::Refused { status, message } => {
-                    let reject = ItemOutcome::Reject {
-                        reason: refusal_reason(&message),
-                        detail: truncate_detail(format!("influxdb answered {status}: {message}")),
-                    };
-                    set_all(outcomes, segment, &reject);
-                    continue;
-                }
-                WriteAnswer::TooLarge { message } => {
-                    let reject = ItemOutcome::Reject {
-                        reason: "too_large",
-                        detail: truncate_detail(format!("influxdb answered 413: {message}")),
-                    };
-                    set_all(outcomes, segment, &reject);
-                    continue;
-                }
-                WriteAnswer::DatabaseNotFound { message } => {
-                    if !created_database {
-                        created_database = true;
-                        self.create_missing_database().await;
-                    }
-                    ItemOutcome::Retry {
-                        after: None,
-                        detail: truncate_detail(format!("influxdb answered 404: {message}")),
-                    }
-                }
-                WriteAnswer::Unauthorized { status } => ItemOutcome::Retry {
-                    after: None,
-                    detail: format!("authentication failed (status {status})"),
-                },
-                WriteAnswer::Transient {
-                    retry_after,
-                    detail,
-                } => ItemOutcome::Retry {
-                    after: retry_after,
-                    detail,
-                },
-            };
-            // Not about these lines: the waiting segments would very likely fail the same way.
-            set_all(outcomes, segment, &retry);
-            for waiting in pending.drain(..) {
-                set_all(outcomes, waiting, &retry);
-            }
-        }
+impl Sink for InfluxWriter {
+    type Encoded = Line;
+    type Encoder = LineEncoder;
+
+    fn stage(&self) -> Stage {
+        Stage::Influx
     }
 
-    /// One batch: each item is encoded into one request body (an item `encode` refuses is
-    /// rejected with the reason), then what was encoded is written, isolating refused lines.
-    async fn encode_and_write<T>(
-        &self,
-        items: &[&T],
-        mut encode: impl FnMut(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
-    ) -> Vec<ItemOutcome> {
-        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        let mut buf = self.buffers.take();
-        let mut lines = Vec::with_capacity(items.len());
-        for (item, value) in items.iter().enumerate() {
-            let start = buf.len();
-            match encode(&mut buf, value) {
-                Ok(()) => lines.push(EncodedLine {
-                    item,
-                    bytes: start..buf.len(),
-                }),
-                Err(error) => {
-                    outcomes[item] = Some(ItemOutcome::Reject {
-                        reason: error.reason(),
-                        detail: error.to_string(),
-                    });
-                }
-            }
-        }
-        if !lines.is_empty() {
-            self.write_isolating(&buf, &lines, &mut outcomes).await;
-        }
-        self.buffers.give_back(buf);
-        ItemOutcome::all_recorded(outcomes)
+    fn encoder(&self) -> LineEncoder {
+        LineEncoder::new(self.precision, self.limits)
     }
 
-    async fn create_missing_database(&self) {
-        let InfluxApi::V1 { database, .. } = &self.api else {
-            return;
-        };
-        telemetry::database_missing(database);
-        if let Err(error) = self.ensure_database().await {
-            telemetry::database_creation_failed(database, &error);
-        }
+    async fn write(&self, lines: &[&Line]) -> Vec<ItemOutcome> {
+        let lines: Vec<&[u8]> = lines.iter().map(|line| line.as_bytes()).collect();
+        write_batch(self, &self.buffers, &lines).await
     }
 }
 
-impl BatchWriter for InfluxWriter {
-    type Item = Point;
-
-    fn stage(&self) -> &'static str {
-        "influx"
-    }
-
-    async fn write(&self, items: &[&Point]) -> Vec<ItemOutcome> {
-        self.encode_and_write(items, |buf, point| {
-            encode_point(buf, point, self.precision, &self.limits)
-        })
-        .await
-    }
-}
-
-/// The metrics path's sink: lines encoded upstream, in the normalise stage, where each message
-/// is still in the cache, so this only copies them into the request.
-#[derive(Debug)]
-pub struct LineWriter(pub Arc<InfluxWriter>);
-
-impl BatchWriter for LineWriter {
-    type Item = Line;
-
-    fn stage(&self) -> &'static str {
-        "influx"
-    }
-
-    async fn write(&self, items: &[&Line]) -> Vec<ItemOutcome> {
-        self.0
-            .encode_and_write(items, |buf, line| {
-                buf.extend_from_slice(line.as_bytes());
-                Ok(())
-            })
-            .await
-    }
-}
-
-fn set_all(outcomes: &mut [Option<ItemOutcome>], lines: &[EncodedLine], outcome: &ItemOutcome) {
-    for line in lines {
-        outcomes[line.item] = Some(outcome.clone());
+/// A point the normalise stage validated becomes its line here, while the message is still in
+/// the cache. A name InfluxDB 1.x would not read back unchanged is refused (see
+/// [`crate::encode`]).
+impl<'p> Encode<ValidPoint<'p>> for InfluxWriter {
+    fn encode(&self, encoder: &mut LineEncoder, point: &ValidPoint<'p>) -> Result<Line, Refusal> {
+        encoder
+            .encode_line(point)
+            .map_err(|error| Refusal::of(&error))
     }
 }
 
 /// The dead-letter reason for one line the server refused, from its error text.
-fn refusal_reason(message: &str) -> &'static str {
+fn refusal_reason(message: &str) -> Reason {
     if message.contains("field type conflict") {
-        "field_type_conflict"
+        Reason::FieldTypeConflict
     } else if message.contains("beyond retention") {
-        "beyond_retention"
+        Reason::BeyondRetention
     } else if message.contains("unable to parse") {
-        "bad_line"
+        Reason::BadLine
     } else {
-        "rejected"
+        Reason::Rejected
     }
 }
 

@@ -5,6 +5,9 @@
 #[path = "support/fake_influx.rs"]
 mod fake_influx;
 
+#[path = "support/through_sink.rs"]
+mod through_sink;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use secrecy::SecretString;
-use sluice_core::outcome::{BatchWriter, ItemOutcome};
+use sluice_core::outcome::ItemOutcome;
 use sluice_core::point::{FieldValue, Point};
+use sluice_core::rejection::Reason;
 use sluice_influx::{InfluxApi, InfluxError, InfluxSettings, InfluxWriter, Precision};
 use url::Url;
+
+use through_sink::write_points;
 
 use fake_influx::{Captured, FakeInflux, Reply};
 
@@ -57,7 +63,7 @@ fn points(count: usize) -> Vec<Point> {
 }
 
 async fn write(writer: &InfluxWriter, points: &[Point]) -> Vec<ItemOutcome> {
-    writer.write(&points.iter().collect::<Vec<_>>()).await
+    write_points(writer, &points.iter().collect::<Vec<_>>()).await
 }
 
 fn line_counts(requests: &[Captured]) -> Vec<usize> {
@@ -260,7 +266,7 @@ async fn too_large_requests_are_split_and_a_lone_oversized_line_rejected() {
     for (index, outcome) in outcomes.iter().enumerate() {
         if index == 3 {
             assert!(
-                matches!(outcome, ItemOutcome::Reject { reason: "too_large", detail }
+                matches!(outcome, ItemOutcome::Reject { reason: Reason::TooLarge, detail }
                     if detail.contains("413")),
                 "{outcome:?}"
             );
@@ -457,7 +463,7 @@ async fn requests_are_counted_by_status_and_measured_in_bytes() {
         matches!(
             outcomes[1],
             ItemOutcome::Reject {
-                reason: "bad_line",
+                reason: Reason::BadLine,
                 ..
             }
         ),

@@ -5,15 +5,20 @@
 #[path = "support/real_influx.rs"]
 mod real_influx;
 
+#[path = "support/through_sink.rs"]
+mod through_sink;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use sluice_core::outcome::{BatchWriter, ItemOutcome};
+use sluice_core::outcome::ItemOutcome;
 use sluice_core::point::{FieldValue, Point};
+use sluice_core::rejection::Reason;
 use sluice_influx::{InfluxError, InfluxWriter, Precision};
 
 use real_influx::{TestDatabase, influx_url, require_influx};
+use through_sink::write_points;
 
 /// Names with everything line protocol escapes, and unicode. (Backslashes are refused by the
 /// encoder, see `influxdb_1_stores_escaped_backslashes_in_names_doubled`.)
@@ -209,7 +214,7 @@ async fn every_name_value_and_timestamp_is_stored_exactly_in_each_precision() {
     for (precision, gzip) in cases {
         let database = TestDatabase::create("names", None).await;
         let writer = writer(&database, precision, gzip);
-        let outcomes = writer.write(&items).await;
+        let outcomes = write_points(&writer, &items).await;
         assert_all_delivered(&outcomes, points.len());
         for point in &points {
             assert_stored(&database, point, precision).await;
@@ -229,7 +234,7 @@ async fn a_field_type_conflict_rejects_only_the_conflicting_points() {
     text_point
         .fields
         .insert("value".into(), FieldValue::String("text".into()));
-    assert_all_delivered(&writer.write(&[&text_point]).await, 1);
+    assert_all_delivered(&write_points(&writer, &[&text_point]).await, 1);
 
     let points: Vec<Point> = (0..10)
         .map(|index| {
@@ -245,7 +250,7 @@ async fn a_field_type_conflict_rejects_only_the_conflicting_points() {
         })
         .collect();
     let items: Vec<&Point> = points.iter().collect();
-    let outcomes = writer.write(&items).await;
+    let outcomes = write_points(&writer, &items).await;
 
     for (index, outcome) in outcomes.iter().enumerate() {
         if index == 2 || index == 7 {
@@ -281,10 +286,10 @@ async fn points_beyond_the_retention_are_rejected_and_the_rest_delivered() {
         Point::with_value("recent", 2.0, now - two_hours),
         Point::with_value("recent", 3.0, now - 1_000),
     ];
-    let outcomes = writer.write(&points.iter().collect::<Vec<_>>()).await;
+    let outcomes = write_points(&writer, &points.iter().collect::<Vec<_>>()).await;
     assert_eq!(outcomes[0], ItemOutcome::Delivered);
     assert!(
-        matches!(&outcomes[1], ItemOutcome::Reject { reason: "beyond_retention", detail }
+        matches!(&outcomes[1], ItemOutcome::Reject { reason: Reason::BeyondRetention, detail }
             if detail.contains("beyond retention")),
         "{:?}",
         outcomes[1]
@@ -307,12 +312,12 @@ async fn invalid_points_are_rejected_without_being_sent() {
         Point::with_value("C:\\temp", 1.0, BASE_TIMESTAMP + 3),
         Point::with_value("ok", 4.0, BASE_TIMESTAMP + 4),
     ];
-    let outcomes = writer.write(&points.iter().collect::<Vec<_>>()).await;
+    let outcomes = write_points(&writer, &points.iter().collect::<Vec<_>>()).await;
     let reasons: Vec<&str> = outcomes
         .iter()
         .map(|outcome| match outcome {
             ItemOutcome::Delivered => "delivered",
-            ItemOutcome::Reject { reason, .. } => reason,
+            ItemOutcome::Reject { reason, .. } => reason.as_str(),
             ItemOutcome::Retry { .. } => "retry",
         })
         .collect();
@@ -360,7 +365,7 @@ async fn a_missing_database_is_created_and_the_write_retried() {
     let writer = writer(&database, Precision::Nanoseconds, true);
     let point = Point::with_value("m", 42.0, BASE_TIMESTAMP);
 
-    let first = writer.write(&[&point]).await;
+    let first = write_points(&writer, &[&point]).await;
     let [
         ItemOutcome::Retry {
             after: None,
@@ -372,7 +377,7 @@ async fn a_missing_database_is_created_and_the_write_retried() {
     };
     assert!(detail.contains("database not found"), "{detail}");
 
-    assert_all_delivered(&writer.write(&[&point]).await, 1);
+    assert_all_delivered(&write_points(&writer, &[&point]).await, 1);
     assert_stored(&database, &point, Precision::Nanoseconds).await;
 }
 
@@ -407,7 +412,7 @@ async fn a_refused_connection_retries_every_point() {
     let points: Vec<Point> = (0..3)
         .map(|index| Point::with_value("m", 1.0, BASE_TIMESTAMP + index))
         .collect();
-    let outcomes = writer.write(&points.iter().collect::<Vec<_>>()).await;
+    let outcomes = write_points(&writer, &points.iter().collect::<Vec<_>>()).await;
     assert_eq!(outcomes.len(), 3);
     for outcome in &outcomes {
         let ItemOutcome::Retry {

@@ -577,6 +577,7 @@ fn timestamp_nanos(raw: Raw<'_>) -> Result<i64, NormaliseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::rejection::Rejection;
 
     fn decode_str(json: &str) -> WireBody<'static> {
         let body: &'static mut [u8] = json.as_bytes().to_vec().leak();

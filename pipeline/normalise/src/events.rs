@@ -27,6 +27,7 @@ use simd_json::tape::{Node, Value};
 use simd_json::{BorrowedValue, ErrorType, ValueType};
 use sluice_core::ack::SourceMessage;
 use sluice_core::document::Document;
+use sluice_core::rejection::{Reason, Rejection};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::diamond::quote;
@@ -329,14 +330,13 @@ pub enum EventError {
     BadTimestamp(#[from] TimestampError),
 }
 
-impl EventError {
-    /// The label the error is counted and dead-lettered under.
-    pub fn reason(&self) -> &'static str {
+impl Rejection for EventError {
+    fn reason(&self) -> Reason {
         match self {
-            EventError::InvalidUtf8 { .. } => "invalid_utf8",
-            EventError::InvalidJson { .. } | EventError::DuplicateKey { .. } => "invalid_json",
-            EventError::NotAnObject { .. } | EventError::WrongType { .. } => "wrong_type",
-            EventError::MissingField { .. } => "missing_field",
+            EventError::InvalidUtf8 { .. } => Reason::InvalidUtf8,
+            EventError::InvalidJson { .. } | EventError::DuplicateKey { .. } => Reason::InvalidJson,
+            EventError::NotAnObject { .. } | EventError::WrongType { .. } => Reason::WrongType,
+            EventError::MissingField { .. } => Reason::MissingField,
             EventError::BadTimestamp(error) => error.reason(),
         }
     }

@@ -3,12 +3,14 @@
 //!
 //! [`Document`]: sluice_core::document::Document
 //!
-//! In the flow `source -> decode -> normalise -> batch -> sink -> outcome -> ack`, this crate is
-//! decode and normalise. The AMQP source hands each delivery's body to
-//! [`Normaliser::normalise`]; a [`Point`] goes on to batching, a [`ControlMessage`] to the policy
-//! engine, and a [`NormaliseError`] is dead-lettered and counted under its
-//! [`reason`](NormaliseError::reason). Nothing here does I/O.
+//! In a path (`sluice_core::path`: decode and encode -> batch -> sink -> outcomes -> ack), this
+//! crate is the decode half of the encode stage: [`DiamondDecoder`] and [`EventsDecoder`] are
+//! the metrics and events paths' [`Decoder`](sluice_core::path::Decoder)s. A point goes on to
+//! the sink's encoder, a [`ControlMessage`] to the rule stage, and a [`NormaliseError`] is
+//! dead-lettered and counted under its [`Rejection::reason`]. Nothing here does I/O.
 //!
+//! - [`decoders`]: the two decoders, and [`MetricTap`], through which the rule stage sees the
+//!   metrics as they are decoded.
 //! - `diamond` (private): the wire struct of the Diamond body (wire formats,
 //!   section 1), decoded in place with simd-json, and the checks that turn it into a typed metric
 //!   or control message.
@@ -20,6 +22,7 @@
 //! - this file: [`Normaliser`], which picks the naming ([`Naming`]), builds the point and runs
 //!   [`Point::validate`] on every point it returns.
 
+pub mod decoders;
 mod diamond;
 pub mod events;
 pub mod template;
@@ -28,8 +31,10 @@ pub mod timestamp;
 use std::borrow::Cow;
 
 use sluice_core::point::{FieldRef, InvalidPoint, Point, PointLimits, PointRef, ValidPoint};
+use sluice_core::rejection::{Reason, Rejection};
 use smallvec::SmallVec;
 
+pub use crate::decoders::{DiamondDecoder, EventsDecoder, MetricTap};
 use crate::diamond::{DiamondMetric, Message};
 pub use crate::events::{EventDecoder, EventError, IndexPattern, IndexPatternError, document_id};
 pub use crate::template::{Applied, AppliedRef, TemplateError, TemplateSet};
@@ -155,20 +160,21 @@ pub enum NormaliseError {
     },
 }
 
-impl NormaliseError {
-    /// The label the error is counted and dead-lettered under.
-    pub fn reason(&self) -> &'static str {
+impl Rejection for NormaliseError {
+    fn reason(&self) -> Reason {
         match self {
-            NormaliseError::InvalidUtf8 { .. } => "invalid_utf8",
+            NormaliseError::InvalidUtf8 { .. } => Reason::InvalidUtf8,
             NormaliseError::InvalidJson { .. } | NormaliseError::DuplicateKey { .. } => {
-                "invalid_json"
+                Reason::InvalidJson
             }
-            NormaliseError::NotAnObject { .. } | NormaliseError::WrongType { .. } => "wrong_type",
-            NormaliseError::MissingField { .. } => "missing_field",
+            NormaliseError::NotAnObject { .. } | NormaliseError::WrongType { .. } => {
+                Reason::WrongType
+            }
+            NormaliseError::MissingField { .. } => Reason::MissingField,
             NormaliseError::NotFinite { .. } | NormaliseError::NumberOutOfRange { .. } => {
-                "not_finite"
+                Reason::NotFinite
             }
-            NormaliseError::BadTimestamp { .. } => "bad_timestamp",
+            NormaliseError::BadTimestamp { .. } => Reason::BadTimestamp,
             NormaliseError::InvalidPoint { source, .. } => source.reason(),
         }
     }

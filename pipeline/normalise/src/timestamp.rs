@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use jiff::Timestamp;
 use jiff::fmt::temporal::Pieces;
 use jiff::tz::Offset;
+use sluice_core::rejection::{Reason, Rejection};
 
 use crate::diamond::quote;
 
@@ -46,10 +47,11 @@ impl TimestampError {
     fn in_text(text: &str, why: impl Into<Cow<'static, str>>) -> Self {
         Self::new(format!("the string {:?}", quote(text)), why)
     }
+}
 
-    /// The label the error is counted and dead-lettered under.
-    pub fn reason(&self) -> &'static str {
-        "bad_timestamp"
+impl Rejection for TimestampError {
+    fn reason(&self) -> Reason {
+        Reason::BadTimestamp
     }
 }
 

@@ -1,6 +1,7 @@
 //! Bodies that must be refused, each with the reason it is counted and dead-lettered under.
 
 use sluice_core::point::PointLimits;
+use sluice_core::rejection::Rejection;
 use sluice_normalise::{Naming, Normalised, Normaliser};
 
 const EXAMPLE: &str = r#"{"node_id":"nodejs_host_x7k2p","node_name":"nodejs_host","deployment_id":"nodecellar","name":"cpu","path":"total_user","metric":3.2,"unit":"","type":"GAUGE","host":"nodejs_host_x7k2p","service":"nodecellar.nodejs_host.nodejs_host_x7k2p.cpu.total.user","time":1466000000}"#;
@@ -44,7 +45,7 @@ fn refusal(naming: Naming, body: &[u8]) -> (String, &'static str) {
     match normaliser.normalise(body) {
         Ok(Normalised::Point(point)) => panic!("accepted as {point:?}"),
         Ok(Normalised::Control(control)) => panic!("accepted as {control:?}"),
-        Err(error) => (error.to_string(), error.reason()),
+        Err(error) => (error.to_string(), error.reason().as_str()),
     }
 }
 
@@ -308,7 +309,7 @@ fn deep_nesting_neither_overflows_the_stack_nor_passes() {
         match normaliser.normalise(&body.into_bytes()) {
             // simd-json's depth limit is 1024: below it the value is a wrong-typed unit.
             Err(error) => assert!(
-                ["wrong_type", "invalid_json"].contains(&error.reason()),
+                ["wrong_type", "invalid_json"].contains(&error.reason().as_str()),
                 "{depth}: {error}"
             ),
             Ok(normalised) => panic!("{depth}: {normalised:?}"),

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sluice_core::ack::SourceMessage;
 use sluice_core::document::Document;
+use sluice_core::rejection::Rejection;
 use sluice_normalise::{
     EventDecoder, EventError, IndexPattern, IndexPatternError, document_id, parse_manager_timestamp,
 };
@@ -283,7 +284,7 @@ fn refusal(body: &[u8]) -> (&'static str, String) {
             "{:?} accepted as {document:?}",
             String::from_utf8_lossy(body)
         ),
-        Err(error) => (error.reason(), error.to_string()),
+        Err(error) => (error.reason().as_str(), error.to_string()),
     }
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use sluice_core::ack::SourceMessage;
+use sluice_core::rejection::Rejection;
 use sluice_normalise::{EventDecoder, IndexPattern};
 
 fn schemas_dir() -> PathBuf {

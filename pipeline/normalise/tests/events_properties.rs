@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 use sluice_core::ack::SourceMessage;
 use sluice_core::document::Document;
+use sluice_core::rejection::Rejection;
 use sluice_normalise::{
     EventDecoder, EventError, IndexPattern, format_event_timestamp, parse_manager_timestamp,
 };
@@ -46,7 +47,11 @@ fn check_outcome(outcome: &Result<Document, EventError>) -> Result<(), TestCaseE
             prop_assert_eq!(document.id.len(), 32);
         }
         Err(error) => {
-            prop_assert!(REASONS.contains(&error.reason()), "{}", error.reason());
+            prop_assert!(
+                REASONS.contains(&error.reason().as_str()),
+                "{}",
+                error.reason()
+            );
             prop_assert!(error.to_string().len() < 400, "{}", error);
         }
     }
@@ -379,7 +384,7 @@ proptest! {
             (Some(""), Ok(_)) => {}
             (Some(""), Err(error)) => {
                 prop_assert!(
-                    ["bad_timestamp", "wrong_type"].contains(&error.reason()),
+                    ["bad_timestamp", "wrong_type"].contains(&error.reason().as_str()),
                     "{}", error
                 );
             }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sluice_core::point::PointLimits;
+use sluice_core::rejection::Rejection;
 use sluice_normalise::{Naming, Normalised, Normaliser};
 
 fn schemas_dir() -> PathBuf {

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use sluice_core::point::PointLimits;
+use sluice_core::rejection::Rejection;
 use sluice_normalise::{Naming, Normalised, Normaliser, TemplateSet};
 
 const KNOWN_KEYS: &[&str] = &[
@@ -50,7 +51,7 @@ fn check(body: &[u8]) -> Result<(), TestCaseError> {
             Ok(Normalised::Control(_)) => {}
             Err(error) => {
                 // Every error has a counted reason and a bounded message.
-                prop_assert!(!error.reason().is_empty());
+                prop_assert!(!error.reason().as_str().is_empty());
                 prop_assert!(error.to_string().len() < 400, "{error}");
             }
         }
@@ -169,7 +170,7 @@ proptest! {
                 Ok(Normalised::Point(point)) => prop_assert!(point.validate(&limits).is_ok()),
                 Ok(Normalised::Control(control)) => prop_assert!(is_control, "{control:?}"),
                 Err(error) => {
-                    let reason = error.reason();
+                    let reason = error.reason().as_str();
                     prop_assert!(
                         is_control || ["empty_name", "unsafe_name", "name_too_long"].contains(&reason),
                         "{reason}: {error}"

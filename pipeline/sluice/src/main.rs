@@ -15,6 +15,7 @@ mod events_path;
 mod metrics_path;
 mod normalise_command;
 mod rule_stage;
+mod sources;
 mod test_command;
 
 use std::path::PathBuf;

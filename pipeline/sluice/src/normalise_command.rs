@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::json;
+use sluice_core::rejection::Rejection;
 use sluice_normalise::{Normalised, Normaliser};
 
 use crate::config::RawConfig;
@@ -35,7 +36,7 @@ pub fn run(config_file: Option<&Path>, files: &[PathBuf]) -> ExitCode {
             Ok(Normalised::Control(control)) => json!({ "control": control }),
             Err(error) => {
                 any_bad = true;
-                json!({ "error": { "input": input, "reason": error.reason(), "message": error.to_string() } })
+                json!({ "error": { "input": input, "reason": error.reason().as_str(), "message": error.to_string() } })
             }
         };
         writeln!(out, "{line}")

@@ -22,7 +22,8 @@ use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sluice_core::document::Document;
-use sluice_core::outcome::{BatchWriter, ItemOutcome};
+use sluice_core::outcome::ItemOutcome;
+use sluice_core::path::Encode;
 use sluice_elasticsearch::fake::FakeElasticsearch;
 use sluice_elasticsearch::{EsAuth, EsSettings, EsWriter};
 use url::Url;
@@ -354,8 +355,37 @@ pub(crate) fn document(index: &str, id: &str, source: &str) -> Document {
     }
 }
 
+/// Writes documents as the events path does: each is encoded by the sink in turn (a refusal
+/// is that document's outcome), then the encoded ones are written in one batch.
 pub(crate) async fn write(writer: &EsWriter, documents: &[Document]) -> Vec<ItemOutcome> {
-    writer.write(&documents.iter().collect::<Vec<_>>()).await
+    encode_and_write(writer, documents).await
+}
+
+async fn encode_and_write<S: Encode<T>, T>(sink: &S, items: &[T]) -> Vec<ItemOutcome> {
+    let mut encoder = sink.encoder();
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut encoded = Vec::new();
+    for item in items {
+        match sink.encode(&mut encoder, item) {
+            Ok(item) => {
+                outcomes.push(None);
+                encoded.push(item);
+            }
+            Err(refusal) => outcomes.push(Some(ItemOutcome::from(refusal))),
+        }
+    }
+    let mut written = sink
+        .write(&encoded.iter().collect::<Vec<_>>())
+        .await
+        .into_iter();
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome
+                .or_else(|| written.next())
+                .expect("one outcome each")
+        })
+        .collect()
 }
 
 pub(crate) fn assert_all_delivered(outcomes: &[ItemOutcome], count: usize) {

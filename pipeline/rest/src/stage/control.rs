@@ -4,24 +4,25 @@
 
 use std::path::Path;
 
-use sluice_core::ack::AckToken;
+use sluice_core::ack::ControlAck;
 use sluice_core::dead_letter::{DeadLetter, send_dead_letter};
+use sluice_core::rejection::{Reason, Refusal, Stage};
 use sluice_normalise::{ControlMessage, ControlState};
 use sluice_rules::Groups;
 
 use super::RuleStage;
 
 impl RuleStage {
-    pub(super) async fn control(&mut self, message: ControlMessage, ack: AckToken) {
+    pub(super) async fn control(&mut self, message: ControlMessage, ack: ControlAck) {
         let deployment_id = message.deployment_id.clone();
         match message.state {
             ControlState::Start => {
                 let config_path = Path::new(&message.config_path);
                 let groups = match load_groups(config_path).await {
                     Ok(groups) => groups,
-                    Err((reason, detail)) => {
-                        tracing::error!(%deployment_id, reason, %detail, "policies not loaded");
-                        self.dead_letter(reason, detail, ack).await;
+                    Err(refusal) => {
+                        tracing::error!(%deployment_id, reason = %refusal.reason, detail = %refusal.detail, "policies not loaded");
+                        self.dead_letter(refusal, ack).await;
                         return;
                     }
                 };
@@ -40,7 +41,8 @@ impl RuleStage {
                 if let Err(error) = tokio::fs::write(&ok_file, b"").await {
                     let detail = format!("cannot create {}: {error}", ok_file.display());
                     tracing::error!(%deployment_id, %detail, "policies loaded but the manager is not told");
-                    self.dead_letter("ok_file_unwritable", detail, ack).await;
+                    let refusal = Refusal::new(Reason::OkFileUnwritable, detail);
+                    self.dead_letter(refusal, ack).await;
                     return;
                 }
                 metrics::counter!("sluice_rule_deployments_total", "state" => "start").increment(1);
@@ -54,7 +56,7 @@ impl RuleStage {
                 tracing::info!(%deployment_id, "policies stopped");
             }
         }
-        ack.delivered();
+        ack.applied();
     }
 
     /// Keeps the feed's view of the loaded deployments ([`super::RuleFeed::wants`]) in step.
@@ -70,23 +72,25 @@ impl RuleStage {
         }
     }
 
-    async fn dead_letter(&self, reason: &'static str, detail: String, ack: AckToken) {
-        let letter = DeadLetter {
-            stage: "rules",
-            reason,
-            detail,
-            attempts: 0,
-            ack,
-        };
+    async fn dead_letter(&self, refusal: Refusal, ack: ControlAck) {
+        let letter = DeadLetter::new(Stage::Rules, refusal, 0, ack.into_token());
         send_dead_letter(&self.dead_letters, letter).await;
     }
 }
 
-/// Reads `<config_path>/groups`; the error is a dead-letter reason and its detail.
-async fn load_groups(config_path: &Path) -> Result<Groups, (&'static str, String)> {
+/// Reads `<config_path>/groups`; the error is what the control message is dead-lettered with.
+async fn load_groups(config_path: &Path) -> Result<Groups, Refusal> {
     let file = config_path.join("groups");
-    let text = tokio::fs::read_to_string(&file)
-        .await
-        .map_err(|error| ("groups_unreadable", format!("{}: {error}", file.display())))?;
-    Groups::parse(&text).map_err(|error| ("invalid_groups", format!("{}: {error}", file.display())))
+    let text = tokio::fs::read_to_string(&file).await.map_err(|error| {
+        Refusal::new(
+            Reason::GroupsUnreadable,
+            format!("{}: {error}", file.display()),
+        )
+    })?;
+    Groups::parse(&text).map_err(|error| {
+        Refusal::new(
+            Reason::InvalidGroups,
+            format!("{}: {error}", file.display()),
+        )
+    })
 }

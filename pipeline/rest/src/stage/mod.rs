@@ -24,7 +24,8 @@
 //! **Metrics.** The metrics path hands on only metrics of loaded deployments (it asks
 //! [`RuleFeed::wants`]), so a manager with no policies pays nothing; with generic rule files
 //! (`rules.files`, the standalone tier) it also hands on every point
-//! ([`RuleFeed::wants_points`]); [`RuleFeed::send_point`] builds and sends only what is wanted.
+//! ([`RuleFeed::wants_points`]); [`RuleFeed::send_point`] hands on both parts of a metric in
+//! one [`RulePoint`].
 //! Generic rules' actions run without the manager's restraints, but with the executor's
 //! de-duplication and retries. A metric's delivery does not wait for the rules: what the rules
 //! make of it is in the next checkpoint (every `rules.checkpoint_interval`, and at a clean
@@ -64,10 +65,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use sluice_core::ack::AckToken;
+use sluice_core::ack::ControlAck;
 use sluice_core::action::{Action, Restraints};
 use sluice_core::dead_letter::DeadLetterSender;
-use sluice_core::point::Point;
 use sluice_normalise::{ControlMessage, MetricSample};
 use sluice_rules::{
     Engine, GenericEngine, MetricEvent, RuleEngine, RulePoint, RuleRestoreError, RuleStates,
@@ -93,7 +93,7 @@ pub enum RuleInput {
     /// Acked by the rule stage once the deployment's policies are loaded (or unloaded).
     Control {
         message: ControlMessage,
-        ack: AckToken,
+        ack: ControlAck,
     },
 }
 
@@ -120,22 +120,14 @@ impl RuleFeed {
         self.wants_points
     }
 
-    /// Hands on one metric: `metric` (its Diamond view, `Some` when [`RuleFeed::wants`] said so)
-    /// and its point, built by `point` only when [`RuleFeed::wants_points`]. Sends nothing when
-    /// neither is wanted. Waits for room; false when the rule stage is gone.
-    pub async fn send_point(
-        &self,
-        metric: Option<MetricEvent>,
-        point: impl FnOnce() -> Point,
-    ) -> bool {
-        let input = RulePoint {
-            metric,
-            point: self.wants_points.then(point),
-        };
-        if input.is_empty() {
+    /// Hands on one metric: its Diamond view ([`metric_event`], when [`RuleFeed::wants`] said
+    /// so) and its point (when [`RuleFeed::wants_points`]), together. Sends nothing when neither
+    /// part is filled. Waits for room; false when the rule stage is gone.
+    pub async fn send_point(&self, point: RulePoint) -> bool {
+        if point.is_empty() {
             return true;
         }
-        self.send(RuleInput::Point(input)).await
+        self.send(RuleInput::Point(point)).await
     }
 
     /// Waits for room; false when the rule stage is gone (a control message's token is then
@@ -490,16 +482,6 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    fn feed(wants_points: bool) -> (RuleFeed, mpsc::Receiver<RuleInput>) {
-        let (inputs, received) = mpsc::channel(4);
-        let feed = RuleFeed {
-            inputs,
-            loaded: Arc::default(),
-            wants_points,
-        };
-        (feed, received)
-    }
-
     fn metric() -> MetricEvent {
         MetricEvent {
             deployment_id: "dep".into(),
@@ -514,37 +496,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_metric_is_sent_once_with_only_the_parts_wanted() {
-        let (without_rules, mut received) = feed(false);
-        assert!(
-            without_rules
-                .send_point(None, || unreachable!("no generic rules: no point built"))
-                .await
-        );
-        assert!(
-            without_rules
-                .send_point(Some(metric()), || unreachable!())
-                .await
-        );
-        drop(without_rules);
+    async fn a_metric_is_sent_once_and_only_when_an_engine_reads_it() {
+        let (inputs, mut received) = mpsc::channel(4);
+        let feed = RuleFeed {
+            inputs,
+            loaded: Arc::default(),
+            wants_points: false,
+        };
+        assert!(feed.send_point(RulePoint::default()).await);
+        let both = RulePoint {
+            metric: Some(metric()),
+            point: Some(sluice_core::point::Point::with_value("cpu", 1.0, 0)),
+        };
+        assert!(feed.send_point(both.clone()).await);
+        drop(feed);
         let Some(RuleInput::Point(sent)) = received.recv().await else {
             panic!("the metric is handed on");
         };
-        assert_eq!(sent.metric, Some(metric()));
-        assert!(sent.point.is_none());
+        assert_eq!(sent, both);
         assert!(received.recv().await.is_none(), "nothing else was sent");
-
-        let (with_rules, mut received) = feed(true);
-        assert!(
-            with_rules
-                .send_point(None, || Point::with_value("cpu", 1.0, 0))
-                .await
-        );
-        let Some(RuleInput::Point(sent)) = received.recv().await else {
-            panic!("the point is handed on");
-        };
-        assert!(sent.metric.is_none());
-        assert!(sent.point.is_some());
     }
 
     #[test]
