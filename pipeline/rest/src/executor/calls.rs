@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
-use sluice_http::{error_chain, truncate_detail};
+use sluice_http::{Refusals, RetryClass, classify, error_chain, truncate_detail};
 use tokio::time::Instant;
 use url::Url;
 
@@ -93,27 +93,32 @@ pub(super) async fn send<T>(request: RequestBuilder) -> Result<Response, Attempt
     })
 }
 
-/// 2xx: `Ok(Ok(()))`; 408, 429, 5xx: `Err(transient)`; any other status: `Ok(Err(detail))`,
-/// a permanent refusal.
+/// The executor's reading of an answer of `status` whose [`RetryClass`] is `class` (from
+/// [`answer_class`]): 2xx: `Ok(Ok(()))`; a retry (408, 429, 5xx): `Err(transient)`; any other
+/// class: `Ok(Err(detail))`, a permanent refusal. An action is one request that is reported,
+/// so a split (413) or a hold (401, 403) fails it for good, as a refusal does.
 pub(super) fn classify_status<T>(
     status: StatusCode,
-    retry_after: Option<Duration>,
+    class: Option<RetryClass>,
     body: &[u8],
 ) -> Result<Result<(), String>, Attempt<T>> {
-    if status.is_success() {
+    let Some(class) = class else {
         return Ok(Ok(()));
-    }
+    };
     let detail = format!("answered {}: {}", status.as_u16(), error_text(body));
-    if status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-    {
-        return Err(Attempt::Transient {
+    match class {
+        RetryClass::Retry { after } => Err(Attempt::Transient {
             detail,
-            retry_after,
-        });
+            retry_after: after,
+        }),
+        RetryClass::DeadLetter | RetryClass::Split | RetryClass::Hold => Ok(Err(detail)),
     }
-    Ok(Err(detail))
+}
+
+/// The answer's class, as sluice's HTTP clients all decide it; the REST API's every refusal is
+/// one (`Refusals::AnyOther`). Read before the body, which consumes the response.
+pub(super) fn answer_class(response: &Response) -> Option<RetryClass> {
+    classify(response.status(), response.headers(), Refusals::AnyOther)
 }
 
 /// The manager's `error_code: message`, or the body's text.
@@ -137,11 +142,13 @@ mod tests {
     #[test]
     fn statuses_map_to_done_transient_or_permanent() {
         let classify = |status: u16, body: &str| {
-            classify_status::<()>(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
-                None,
-                body.as_bytes(),
-            )
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
+            let class = sluice_http::classify(
+                status,
+                &reqwest::header::HeaderMap::new(),
+                Refusals::AnyOther,
+            );
+            classify_status::<()>(status, class, body.as_bytes())
         };
         assert!(matches!(classify(201, "{}"), Ok(Ok(()))));
         for transient in [408, 429, 500, 503] {

@@ -10,7 +10,9 @@
 //! | other 400 codes, other 4xx                          | `Failed { permanent: true }`    |
 //! | 408, 429, 5xx, timeout, connection error            | retried until the deadline, then `Failed { permanent: false }` |
 //!
-//! The node-instance check is classified the same way (404 counting as "not started"), and
+//! Statuses are classed by `sluice_http::classify` (one [`RetryClass`](sluice_http::RetryClass)
+//! for every HTTP client of sluice): a retry is transient, any other class fails the action for
+//! good. The node-instance check is classified the same way (404 counting as "not started"), and
 //! shares the action's retry deadline with the request it guards.
 //!
 //! A POST that timed out may still have created the execution; its retry then meets

@@ -4,12 +4,12 @@
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use sluice_core::action::{ActionOrigin, Webhook};
-use sluice_http::{read_capped, retry_after};
+use sluice_http::read_capped;
 use tokio::time::Instant;
 use url::Url;
 
 use super::Executor;
-use super::calls::{Attempt, CallFailure, classify_status, send};
+use super::calls::{Attempt, CallFailure, answer_class, classify_status, send};
 use super::outcome::{Execution, Outcome, clock, failed, skipped};
 use super::restraints::PendingKey;
 use crate::outcome_events::{EventContext, OutcomeEventKind, outcome_event};
@@ -59,9 +59,9 @@ impl Executor {
                         Err(transient) => return transient,
                     };
                     let status = response.status();
-                    let retry_after = retry_after(response.headers());
+                    let class = answer_class(&response);
                     let body = read_capped(response).await;
-                    match classify_status(status, retry_after, &body) {
+                    match classify_status(status, class, &body) {
                         Ok(answer) => Attempt::Done(answer),
                         Err(transient) => transient,
                     }

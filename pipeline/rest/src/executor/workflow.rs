@@ -8,11 +8,11 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_core::action::{ExecuteWorkflow, Restraints};
-use sluice_http::{read_capped, retry_after};
+use sluice_http::read_capped;
 use tokio::time::Instant;
 
 use super::Executor;
-use super::calls::{Attempt, CallFailure, classify_status, join_segments, send};
+use super::calls::{Attempt, CallFailure, answer_class, classify_status, join_segments, send};
 use super::outcome::{Execution, Outcome, clock, failed, skipped};
 use super::restraints::PendingKey;
 use crate::outcome_events::{EventContext, OutcomeEventKind, outcome_event};
@@ -217,12 +217,12 @@ impl Executor {
                         Err(transient) => return transient,
                     };
                     let status = response.status();
-                    let retry_after = retry_after(response.headers());
+                    let class = answer_class(&response);
                     let body = read_capped(response).await;
                     if status == StatusCode::NOT_FOUND {
                         return Attempt::Done(Ok(NodeState::NotStarted));
                     }
-                    match classify_status(status, retry_after, &body) {
+                    match classify_status(status, class, &body) {
                         Err(transient) => transient,
                         Ok(Err(detail)) => Attempt::Done(Err(detail)),
                         Ok(Ok(())) => {
@@ -270,7 +270,7 @@ impl Executor {
                         Err(transient) => return transient,
                     };
                     let status = response.status();
-                    let retry_after = retry_after(response.headers());
+                    let class = answer_class(&response);
                     let body = read_capped(response).await;
                     let answer = serde_json::from_slice::<Value>(&body).unwrap_or_default();
                     if status == StatusCode::BAD_REQUEST
@@ -279,7 +279,7 @@ impl Executor {
                     {
                         return Attempt::Done(Ok(Created::AlreadyRunning));
                     }
-                    match classify_status(status, retry_after, &body) {
+                    match classify_status(status, class, &body) {
                         Err(transient) => transient,
                         Ok(Err(detail)) => Attempt::Done(Err(detail)),
                         Ok(Ok(())) => {
