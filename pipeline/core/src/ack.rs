@@ -65,20 +65,17 @@ struct DeliveryState {
     delivery_tag: u64,
     message: SourceMessage,
     any_unfinished: AtomicBool,
-    report_to: Option<FinishedSender>,
+    report_to: FinishedSender,
 }
 
 impl Drop for DeliveryState {
     fn drop(&mut self) {
-        let Some(report_to) = &self.report_to else {
-            return;
-        };
         let finished = FinishedDelivery {
             delivery_tag: self.delivery_tag,
             completed: !self.any_unfinished.load(Ordering::Acquire),
         };
         // A closed receiver means the channel is gone; the broker requeues the delivery itself.
-        let _ = report_to.send(finished);
+        let _ = self.report_to.send(finished);
     }
 }
 
@@ -109,15 +106,6 @@ impl AckToken {
         message: SourceMessage,
         report_to: FinishedSender,
     ) -> Self {
-        Self::new(delivery_tag, message, Some(report_to))
-    }
-
-    /// A token tied to no delivery: for items read from stdin, files or tests.
-    pub fn detached(message: SourceMessage) -> Self {
-        Self::new(0, message, None)
-    }
-
-    fn new(delivery_tag: u64, message: SourceMessage, report_to: Option<FinishedSender>) -> Self {
         Self {
             delivery: Arc::new(DeliveryState {
                 delivery_tag,

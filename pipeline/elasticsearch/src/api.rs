@@ -75,29 +75,11 @@ pub(crate) struct Endpoints {
 impl Endpoints {
     /// Checks the settings and derives the endpoints; the error names the offending setting.
     pub(crate) fn from_settings(settings: &EsSettings) -> Result<Self, String> {
-        let url = &settings.url;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url: scheme {:?} is not http or https",
-                url.scheme()
-            ));
-        }
-        if url.host_str().is_none() {
-            return Err("url: has no host".to_owned());
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "url: must not carry credentials; set the basic auth username and password or \
-                 the api key instead"
-                    .to_owned(),
-            );
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err("url: must not have a query or fragment".to_owned());
-        }
-        if settings.request_timeout.is_zero() {
-            return Err("request_timeout: must be more than zero".to_owned());
-        }
+        let root = sluice_http::base_url(
+            &settings.url,
+            settings.request_timeout,
+            "the basic auth username and password or the api key",
+        )?;
         match &settings.auth {
             EsAuth::Basic { username, .. } if username.is_empty() => {
                 return Err("auth.username: is empty".to_owned());
@@ -108,11 +90,6 @@ impl Endpoints {
             _ => {}
         }
 
-        let mut root = url.clone();
-        if !root.path().ends_with('/') {
-            let path = format!("{}/", root.path());
-            root.set_path(&path);
-        }
         let bulk = root
             .join("_bulk")
             .map_err(|error| format!("url: cannot append \"_bulk\": {error}"))?;

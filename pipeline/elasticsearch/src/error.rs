@@ -40,9 +40,7 @@ impl EsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             EsError::Transport { .. } => true,
-            EsError::Status { status, .. } => {
-                *status == 408 || *status == 429 || (500..=599).contains(status)
-            }
+            EsError::Status { status, .. } => sluice_http::is_transient(*status),
             EsError::Settings(_) | EsError::Authentication { .. } => false,
         }
     }

@@ -13,7 +13,7 @@ pub mod batch;
 pub mod retry_class;
 
 pub use batch::{BatchAnswer, BatchEndpoint, write_batch};
-pub use retry_class::{Refusals, RetryClass, classify};
+pub use retry_class::{Refusals, RetryClass, classify, is_transient};
 
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
@@ -64,6 +64,42 @@ impl BufferPool {
             buffers.push(buffer);
         }
     }
+}
+
+/// Checks a store's base URL and the request timeout of its settings, and answers the URL as a
+/// base that endpoints are joined to (its path ending in `/`). `credentials_instead` says which
+/// settings carry the credentials that must not sit in the URL. The error names the setting.
+pub fn base_url(
+    url: &Url,
+    request_timeout: Duration,
+    credentials_instead: &str,
+) -> Result<Url, String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "url: scheme {:?} is not http or https",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err("url: has no host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "url: must not carry credentials; set {credentials_instead} instead"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("url: must not have a query or fragment".to_owned());
+    }
+    if request_timeout.is_zero() {
+        return Err("request_timeout: must be more than zero".to_owned());
+    }
+    let mut base = url.clone();
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    Ok(base)
 }
 
 /// Compresses a request body at the fastest level: the bodies are repetitive and compress well

@@ -45,6 +45,12 @@ impl Refusals {
     }
 }
 
+/// 408, 429 and 5xx: the server was slow, overloaded or failing, and the same request may pass
+/// later without anyone changing anything.
+pub fn is_transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
 /// The class of an answer's status; `None` for a success.
 pub fn classify(status: StatusCode, headers: &HeaderMap, refusals: Refusals) -> Option<RetryClass> {
     if status.is_success() {
@@ -53,7 +59,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, refusals: Refusals) -> 
     let class = match status.as_u16() {
         401 | 403 => RetryClass::Hold,
         413 => RetryClass::Split,
-        408 | 429 | 500..=599 => RetryClass::Retry {
+        status if is_transient(status) => RetryClass::Retry {
             after: retry_after(headers),
         },
         status if refusals.refuse(status) => RetryClass::DeadLetter,

@@ -137,35 +137,11 @@ pub(crate) struct Endpoints {
 impl Endpoints {
     /// Checks the settings and derives the endpoints; the error names the offending setting.
     pub(crate) fn from_settings(settings: &InfluxSettings) -> Result<Self, String> {
-        let url = &settings.url;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url: scheme {:?} is not http or https",
-                url.scheme()
-            ));
-        }
-        if url.host_str().is_none() {
-            return Err("url: has no host".to_owned());
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "url: must not carry credentials; set the username and password (v1) or the \
-                 token (v2) instead"
-                    .to_owned(),
-            );
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err("url: must not have a query or fragment".to_owned());
-        }
-        if settings.request_timeout.is_zero() {
-            return Err("request_timeout: must be more than zero".to_owned());
-        }
-
-        let mut base = url.clone();
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
+        let base = sluice_http::base_url(
+            &settings.url,
+            settings.request_timeout,
+            "the username and password (v1) or the token (v2)",
+        )?;
         let join = |path: &str| {
             base.join(path)
                 .map_err(|error| format!("url: cannot append {path:?}: {error}"))

@@ -43,9 +43,7 @@ impl InfluxError {
     pub fn is_retryable(&self) -> bool {
         match self {
             InfluxError::Transport { .. } => true,
-            InfluxError::Status { status, .. } => {
-                *status == 408 || *status == 429 || (500..=599).contains(status)
-            }
+            InfluxError::Status { status, .. } => sluice_http::is_transient(*status),
             InfluxError::Settings(_)
             | InfluxError::Authentication { .. }
             | InfluxError::Query { .. } => false,
