@@ -29,7 +29,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MetricsPathSettings;
-
 use crate::sources;
 
 /// What the admin endpoint needs to answer `/readyz` for this path.
