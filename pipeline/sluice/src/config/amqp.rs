@@ -1,0 +1,130 @@
+//! `[amqp]`: the RabbitMQ connection that every source and publisher shares, and the exchange
+//! types of the sections that declare exchanges (`[metrics]`, `[events]`).
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sluice_amqp::BrokerUrl;
+use sluice_amqp::source::SourceSettings;
+use sluice_amqp::topology::{ExchangeType, SourceTopology};
+use sluice_core::retry::RetryPolicy;
+
+use super::{backoff, redacted};
+
+/// The longest `amqp.receive_pause`: far past the point where a longer pause saves any wake-ups
+/// (one per run is reached at 1 ms, see BENCHMARKS.md); longer would only hold messages back.
+const MAX_RECEIVE_PAUSE: Duration = Duration::from_millis(100);
+
+/// The RabbitMQ connection shared by every source.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAmqp {
+    /// Broker URL; its password is never logged.
+    #[schemars(with = "String")]
+    #[serde(serialize_with = "redacted")]
+    pub url: SecretString,
+    /// Unacknowledged deliveries per consumer: the bound on what is in flight. Should be at least
+    /// `influx.batch_max_points * (influx.concurrency + 1)` so batches fill without waiting.
+    pub prefetch: u16,
+    /// While deliveries arrive in runs, how long a consumer lets them queue up before taking
+    /// them: one thread wake-up per run instead of one per delivery, for at most this much
+    /// latency. A lone delivery is taken at once. "0s" takes each delivery as it comes.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub receive_pause: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub reconnect_initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for RawAmqp {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefetch: 5000,
+            receive_pause: Duration::from_millis(1),
+            reconnect_initial_delay: Duration::from_millis(200),
+            reconnect_max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum RawExchangeType {
+    Topic,
+    Fanout,
+    Direct,
+}
+
+impl From<RawExchangeType> for ExchangeType {
+    fn from(raw: RawExchangeType) -> Self {
+        match raw {
+            RawExchangeType::Topic => ExchangeType::Topic,
+            RawExchangeType::Fanout => ExchangeType::Fanout,
+            RawExchangeType::Direct => ExchangeType::Direct,
+        }
+    }
+}
+
+/// A checked `[amqp]`: what the sections that consume or publish build their connections from.
+pub(super) struct BrokerConnection<'a> {
+    raw: &'a RawAmqp,
+    /// `None` when `amqp.url` is invalid (the error is reported already).
+    pub(super) broker: Option<BrokerUrl>,
+    /// How every connection backs off between reconnection attempts.
+    pub(super) reconnect: RetryPolicy,
+}
+
+impl BrokerConnection<'_> {
+    /// A source named `name` consuming `topology`, with `[amqp]`'s prefetch, receive pause and
+    /// reconnect backoff; `None` when the broker URL is invalid.
+    pub(super) fn source(&self, name: String, topology: SourceTopology) -> Option<SourceSettings> {
+        Some(SourceSettings {
+            url: self.broker.clone()?,
+            name,
+            topology,
+            prefetch: self.raw.prefetch,
+            receive_pause: self.raw.receive_pause,
+            reconnect: self.reconnect,
+        })
+    }
+}
+
+impl RawAmqp {
+    /// Checks the section, reporting each error to `fail`.
+    pub(super) fn validate(&self, fail: &mut impl FnMut(&str, String)) -> BrokerConnection<'_> {
+        let broker = BrokerUrl::parse(self.url.expose_secret())
+            .map_err(|error| fail("amqp.url", error.to_string()))
+            .ok();
+        if self.prefetch == 0 {
+            fail("amqp.prefetch", "must be at least 1".into());
+        }
+        if self.receive_pause > MAX_RECEIVE_PAUSE {
+            // Each pause is added to the latency of what waits, and a long one throttles the
+            // drain instead of coalescing wake-ups.
+            fail(
+                "amqp.receive_pause",
+                format!(
+                    "must be at most {}",
+                    humantime::format_duration(MAX_RECEIVE_PAUSE)
+                ),
+            );
+        }
+        let reconnect = backoff(
+            ("amqp.reconnect_initial_delay", self.reconnect_initial_delay),
+            ("amqp.reconnect_max_delay", self.reconnect_max_delay),
+            fail,
+        );
+        BrokerConnection {
+            raw: self,
+            broker,
+            reconnect,
+        }
+    }
+}

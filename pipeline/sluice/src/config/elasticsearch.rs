@@ -1,0 +1,149 @@
+//! `[elasticsearch]`: the Elasticsearch (or OpenSearch) sink of the events path, and how its
+//! bulk requests are batched, run and retried.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sluice_core::batch::BatchLimits;
+use sluice_core::retry::RetryPolicy;
+use sluice_elasticsearch::{EsAuth, EsSettings};
+
+use super::{above_zero, at_least_one, backoff, http_url, redacted_option};
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawElasticsearch {
+    /// Elasticsearch 7 or 8, or OpenSearch.
+    pub url: String,
+    /// Basic-auth user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Basic-auth password; never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password: Option<SecretString>,
+    /// An API key (`Authorization: ApiKey ...`), instead of basic auth; never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_key: Option<SecretString>,
+    pub gzip: bool,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub request_timeout: Duration,
+    /// A bulk request is sent when it holds this many documents...
+    pub batch_max_documents: usize,
+    /// ...or this many bytes...
+    pub batch_max_bytes: usize,
+    /// ...or this long after its first document arrived.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub batch_linger: Duration,
+    /// Bulk requests in flight at once.
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_max_delay: Duration,
+}
+
+impl Default for RawElasticsearch {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9200".into(),
+            username: None,
+            password: None,
+            api_key: None,
+            gzip: false,
+            request_timeout: Duration::from_secs(30),
+            batch_max_documents: 500,
+            batch_max_bytes: 5 * 1024 * 1024,
+            batch_linger: Duration::from_millis(200),
+            concurrency: 2,
+            retry_initial_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A checked `[elasticsearch]`: the writer's settings and how its bulk requests are batched, run
+/// and retried.
+pub(super) struct ElasticsearchSink {
+    pub(super) settings: EsSettings,
+    pub(super) batch: BatchLimits,
+    pub(super) concurrency: NonZeroUsize,
+    pub(super) write_retry: RetryPolicy,
+}
+
+impl RawElasticsearch {
+    /// Checks the section, reporting each error to `fail`; `None` when something is invalid.
+    pub(super) fn validate(
+        &self,
+        fail: &mut impl FnMut(&str, String),
+    ) -> Option<ElasticsearchSink> {
+        let url = http_url("elasticsearch.url", &self.url, fail);
+        let auth = match (&self.username, &self.password, &self.api_key) {
+            (None, None, None) => Some(EsAuth::None),
+            (Some(username), Some(password), None) => Some(EsAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            (None, None, Some(key)) => Some(EsAuth::ApiKey(key.clone())),
+            (_, _, Some(_)) => {
+                fail(
+                    "elasticsearch.api_key",
+                    "use either an API key or username and password".into(),
+                );
+                None
+            }
+            _ => {
+                fail(
+                    "elasticsearch.password",
+                    "username and password go together".into(),
+                );
+                None
+            }
+        };
+        let max_items = at_least_one(
+            "elasticsearch.batch_max_documents",
+            self.batch_max_documents,
+            fail,
+        );
+        let max_bytes = at_least_one("elasticsearch.batch_max_bytes", self.batch_max_bytes, fail);
+        let concurrency = at_least_one("elasticsearch.concurrency", self.concurrency, fail);
+        above_zero("elasticsearch.request_timeout", self.request_timeout, fail);
+        let write_retry = backoff(
+            (
+                "elasticsearch.retry_initial_delay",
+                self.retry_initial_delay,
+            ),
+            ("elasticsearch.retry_max_delay", self.retry_max_delay),
+            fail,
+        );
+        Some(ElasticsearchSink {
+            settings: EsSettings {
+                url: url?,
+                auth: auth?,
+                gzip: self.gzip,
+                request_timeout: self.request_timeout,
+            },
+            batch: BatchLimits {
+                max_items: max_items?,
+                max_bytes: max_bytes?,
+                linger: self.batch_linger,
+            },
+            concurrency: concurrency?,
+            write_retry,
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! `[events]`: which of the manager's event and log streams are consumed, and into which index;
+//! with the `[elasticsearch]` sink they are written to, it makes the events path's settings.
+
+use std::num::NonZeroUsize;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sluice_amqp::source::SourceSettings;
+use sluice_amqp::topology::{ExchangeSpec, ExchangeType, QueueSpec, SourceTopology};
+use sluice_core::batch::BatchLimits;
+use sluice_core::retry::RetryPolicy;
+use sluice_elasticsearch::EsSettings;
+use sluice_normalise::IndexPattern;
+
+use super::amqp::{BrokerConnection, RawExchangeType};
+use super::elasticsearch::{ElasticsearchSink, RawElasticsearch};
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RawManager {
+    /// Cloudify 4.x: sluice's own durable queues bound to the durable fanout exchanges.
+    #[serde(rename = "4.x")]
+    V4,
+    /// Cloudify 3.x: the manager's own queues (durable, auto-delete), fed through the default
+    /// exchange.
+    #[serde(rename = "3.x")]
+    V3,
+    /// Any exchanges: sluice's own durable queues bound with `binding_keys`.
+    #[serde(rename = "generic")]
+    Generic,
+}
+
+/// The events and logs path: the manager's event and log streams into Elasticsearch.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEvents {
+    pub enabled: bool,
+    pub manager: RawManager,
+    /// 4.x and generic: the exchanges to consume (one queue of sluice's own per exchange).
+    pub exchanges: Vec<String>,
+    /// generic: the exchanges' type (4.x: always fanout).
+    pub exchange_type: RawExchangeType,
+    /// generic: binding keys (fanout exchanges ignore them).
+    pub binding_keys: Vec<String>,
+    /// 4.x and generic: sluice's own queue for each exchange, in the same order. 3.x: the
+    /// manager's queues to consume. Unset: `sluice.events`/`sluice.logs` (4.x), or
+    /// `cloudify-events`/`cloudify-logs` (3.x).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<String>>,
+    /// The index each document goes to, named from its own `@timestamp` (Logstash date syntax),
+    /// or a fixed name such as `cloudify_events`.
+    pub index: String,
+    /// Install an index template (strings as text with a keyword sub-field) at start.
+    pub install_index_template: bool,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            manager: RawManager::V4,
+            exchanges: vec!["cloudify-events".into(), "cloudify-logs".into()],
+            exchange_type: RawExchangeType::Fanout,
+            binding_keys: vec!["#".into()],
+            queues: None,
+            index: "logstash-%{+YYYY.MM.dd}".into(),
+            install_index_template: false,
+        }
+    }
+}
+
+/// The events path's settings: its sources, index and Elasticsearch sink.
+pub struct EventsPathSettings {
+    /// One source per consumed queue; they feed one decoder.
+    pub sources: Vec<SourceSettings>,
+    pub index: IndexPattern,
+    pub install_index_template: bool,
+    pub elasticsearch: EsSettings,
+    pub batch: BatchLimits,
+    pub concurrency: NonZeroUsize,
+    pub write_retry: RetryPolicy,
+}
+
+impl RawEvents {
+    /// Checks the section and the `[elasticsearch]` sink it writes to, reporting each error to
+    /// `fail`; answers the path's settings when they are complete (also when the path is
+    /// disabled, so a disabled section is still checked).
+    pub(super) fn validate(
+        &self,
+        elasticsearch: &RawElasticsearch,
+        amqp: &BrokerConnection<'_>,
+        fail: &mut impl FnMut(&str, String),
+    ) -> Option<EventsPathSettings> {
+        let index = IndexPattern::parse(&self.index)
+            .map_err(|error| fail("events.index", error.to_string()))
+            .ok();
+        let queues = match (&self.manager, &self.queues) {
+            (_, Some(queues)) => queues.clone(),
+            (RawManager::V3, None) => vec!["cloudify-events".into(), "cloudify-logs".into()],
+            (_, None) => self
+                .exchanges
+                .iter()
+                .map(|exchange| {
+                    format!(
+                        "sluice.{}",
+                        exchange.strip_prefix("cloudify-").unwrap_or(exchange)
+                    )
+                })
+                .collect(),
+        };
+        if queues.is_empty() || queues.iter().any(String::is_empty) {
+            fail(
+                "events.queues",
+                "needs at least one queue, and no empty names".into(),
+            );
+        }
+        if self.manager != RawManager::V3 {
+            if self.exchanges.is_empty() || self.exchanges.iter().any(String::is_empty) {
+                fail(
+                    "events.exchanges",
+                    "needs at least one exchange, and no empty names".into(),
+                );
+            }
+            if queues.len() != self.exchanges.len() {
+                fail(
+                    "events.queues",
+                    format!(
+                        "names {} queues for {} exchanges: one queue per exchange",
+                        queues.len(),
+                        self.exchanges.len()
+                    ),
+                );
+            }
+        }
+        let sources: Vec<SourceSettings> = self
+            .topologies(&queues)
+            .into_iter()
+            .filter_map(|topology| amqp.source(topology.queue.name.clone(), topology))
+            .collect();
+
+        let ElasticsearchSink {
+            settings: elasticsearch,
+            batch,
+            concurrency,
+            write_retry,
+        } = elasticsearch.validate(fail)?;
+        Some(EventsPathSettings {
+            sources,
+            index: index?,
+            install_index_template: self.install_index_template,
+            elasticsearch,
+            batch,
+            concurrency,
+            write_retry,
+        })
+    }
+
+    /// What each of `queues` is declared and bound as, for the configured manager.
+    fn topologies(&self, queues: &[String]) -> Vec<SourceTopology> {
+        match self.manager {
+            RawManager::V3 => queues
+                .iter()
+                .map(|queue| SourceTopology {
+                    exchange: None,
+                    // Declared exactly as the 3.x manager declares them.
+                    queue: QueueSpec {
+                        name: queue.clone(),
+                        durable: true,
+                        auto_delete: true,
+                        message_ttl: None,
+                        max_length: None,
+                    },
+                    binding_keys: Vec::new(),
+                })
+                .collect(),
+            RawManager::V4 | RawManager::Generic => self
+                .exchanges
+                .iter()
+                .zip(queues)
+                .map(|(exchange, queue)| {
+                    let (kind, binding_keys) = if self.manager == RawManager::V4 {
+                        (ExchangeType::Fanout, vec![String::new()])
+                    } else {
+                        (self.exchange_type.into(), self.binding_keys.clone())
+                    };
+                    SourceTopology {
+                        exchange: Some(ExchangeSpec {
+                            name: exchange.clone(),
+                            kind,
+                            durable: true,
+                            auto_delete: false,
+                        }),
+                        queue: QueueSpec {
+                            name: queue.clone(),
+                            durable: true,
+                            auto_delete: false,
+                            message_ttl: None,
+                            max_length: None,
+                        },
+                        binding_keys,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    #[test]
+    fn manager_3x_consumes_the_managers_own_queues_as_it_declares_them() {
+        let mut raw = RawConfig::default();
+        raw.events.manager = RawManager::V3;
+        let events = raw.validate().expect("valid").events.expect("events");
+        let queues: Vec<&str> = events
+            .sources
+            .iter()
+            .map(|source| {
+                assert!(
+                    source.topology.exchange.is_none(),
+                    "fed through the default exchange"
+                );
+                assert!(source.topology.queue.durable && source.topology.queue.auto_delete);
+                source.topology.queue.name.as_str()
+            })
+            .collect();
+        assert_eq!(queues, vec!["cloudify-events", "cloudify-logs"]);
+    }
+}

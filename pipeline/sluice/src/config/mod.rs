@@ -1,0 +1,392 @@
+//! Configuration in two layers.
+//!
+//! [`RawConfig`] is what the TOML file says, with serde defaults that make `sluice run` with no
+//! file a Cloudify sidecar, and unknown keys refused. Every setting can be overridden by an
+//! environment variable: `SLUICE_<SECTION>__<KEY>`, e.g. `SLUICE_INFLUX__URL` or
+//! `SLUICE_METRICS__BINDING_KEYS='["#"]'` (values are read as TOML values).
+//!
+//! [`RawConfig::validate`] turns it into [`Settings`]: typed values (URLs, socket addresses,
+//! non-zero sizes, parsed templates), checked without I/O, with every error naming its field.
+//! The JSON Schema of the raw layer is `schemas/config.schema.json`; a test fails when it is
+//! stale (`sluice config-schema > schemas/config.schema.json` regenerates it).
+//!
+//! Each section has its module, holding its raw struct and its checks: [`amqp`], [`metrics`]
+//! with its sink [`influx`], [`events`] with its sink [`elasticsearch`], [`dead_letter`],
+//! [`rules`] with the [`manager`] API its actions call, [`admin`] and [`shutdown`]. This module
+//! loads the file, runs the sections' checks in that order and ties their results together.
+
+mod admin;
+mod amqp;
+mod dead_letter;
+mod elasticsearch;
+mod events;
+mod influx;
+mod manager;
+mod metrics;
+mod rules;
+mod shutdown;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sluice_amqp::dead_letter::DeadLetterSettings;
+use sluice_core::retry::RetryPolicy;
+
+pub use admin::RawAdmin;
+pub use amqp::RawAmqp;
+pub use dead_letter::RawDeadLetter;
+pub use elasticsearch::RawElasticsearch;
+pub use events::{EventsPathSettings, RawEvents};
+pub use influx::RawInflux;
+pub use manager::RawManagerRest;
+pub use metrics::{MetricsPathSettings, RawMetrics};
+pub use rules::{RawRules, RulesSettings};
+pub use shutdown::RawShutdown;
+
+/// The prefix of environment overrides; sections and keys are separated by `__`.
+pub const ENV_PREFIX: &str = "SLUICE_";
+
+#[derive(Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(title = "sluice configuration")]
+pub struct RawConfig {
+    pub amqp: RawAmqp,
+    pub metrics: RawMetrics,
+    pub influx: RawInflux,
+    pub events: RawEvents,
+    pub elasticsearch: RawElasticsearch,
+    pub dead_letter: RawDeadLetter,
+    pub rules: RawRules,
+    pub manager: RawManagerRest,
+    pub admin: RawAdmin,
+    pub shutdown: RawShutdown,
+}
+
+fn redacted<S: serde::Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("***")
+}
+
+fn redacted_option<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str("***"),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// One problem with the configuration, naming the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem found, so a user fixes them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration error(s):", self.0.len())?;
+        for error in &self.0 {
+            writeln!(f, "  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl RawConfig {
+    /// Reads the file (if any), then the `SLUICE_*` environment overrides.
+    pub fn load(file: Option<&Path>) -> Result<RawConfig, ConfigErrors> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigErrors(vec![ConfigError {
+                    field: "--config".into(),
+                    message: format!("{} is not a readable file", file.display()),
+                }]));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only nested keys (`SECTION__KEY`) are configuration; other SLUICE_* variables are not.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .filter(|key| key.as_str().contains('.')),
+        );
+        figment.extract().map_err(|error| {
+            ConfigErrors(
+                error
+                    .into_iter()
+                    .map(|error| ConfigError {
+                        field: if error.path.is_empty() {
+                            "(top level)".to_owned()
+                        } else {
+                            error.path.join(".")
+                        },
+                        message: error.kind.to_string(),
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Checks everything that can be checked without I/O and builds the typed settings.
+    pub fn validate(&self) -> Result<Settings, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut fail = collect_into(&mut errors);
+
+        let amqp = self.amqp.validate(&mut fail);
+        let metrics = self.metrics.validate(&self.influx, &amqp, &mut fail);
+        self.dead_letter.validate(&mut fail);
+        let admin_listen = self.admin.validate(&mut fail);
+        self.shutdown.validate(&mut fail);
+        let events = self.events.validate(&self.elasticsearch, &amqp, &mut fail);
+        let rules = self
+            .rules
+            .validate(&self.manager, self.events.manager, &amqp, &mut fail);
+        drop(fail);
+
+        let (Some(broker), Some(metrics_path)) = (amqp.broker, metrics) else {
+            return Err(ConfigErrors(errors));
+        };
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+
+        let mut warnings = Vec::new();
+        if self.rules.enabled && !self.metrics.enabled {
+            warnings.push(
+                "rules.enabled needs the metrics path, which carries the metrics and the \
+                 manager's control messages: the rule stage is off"
+                    .to_owned(),
+            );
+        }
+        let wanted_prefetch = metrics_path
+            .batch
+            .max_items
+            .get()
+            .saturating_mul(metrics_path.concurrency.get() + 1);
+        if usize::from(self.amqp.prefetch) < wanted_prefetch {
+            warnings.push(format!(
+                "amqp.prefetch {} is below influx.batch_max_points * (influx.concurrency + 1) = \
+                 {wanted_prefetch}: batches will often wait for their linger time",
+                self.amqp.prefetch
+            ));
+        }
+
+        Ok(Settings {
+            metrics: Some(metrics_path).filter(|_| self.metrics.enabled),
+            events: events.filter(|_| self.events.enabled),
+            rules: rules.filter(|_| self.rules.enabled && self.metrics.enabled),
+            dead_letter: self.dead_letter.settings(broker, amqp.reconnect),
+            admin_listen,
+            shutdown_deadline: self.shutdown.deadline,
+            warnings,
+        })
+    }
+}
+
+/// An http or https URL.
+fn http_url(field: &str, raw: &str, fail: &mut impl FnMut(&str, String)) -> Option<url::Url> {
+    let url = url::Url::parse(raw)
+        .map_err(|error| fail(field, format!("{raw:?} is not a URL: {error}")))
+        .ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        fail(
+            field,
+            format!("scheme {:?} is not http or https", url.scheme()),
+        );
+        return None;
+    }
+    Some(url)
+}
+
+/// A count that must be at least 1.
+fn at_least_one(
+    field: &str,
+    value: usize,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<NonZeroUsize> {
+    let checked = NonZeroUsize::new(value);
+    if checked.is_none() {
+        fail(field, "must be at least 1".into());
+    }
+    checked
+}
+
+/// The `fail` every check reports to: each call pushes one [`ConfigError`] onto `errors`.
+fn collect_into(errors: &mut Vec<ConfigError>) -> impl FnMut(&str, String) + '_ {
+    |field, message| {
+        errors.push(ConfigError {
+            field: field.to_owned(),
+            message,
+        })
+    }
+}
+
+fn above_zero(field: &str, value: Duration, fail: &mut impl FnMut(&str, String)) {
+    if value.is_zero() {
+        fail(field, "must be above zero".into());
+    }
+}
+
+/// A backoff from its `(field, value)` pairs: the first delay above zero and at most the cap.
+fn backoff(
+    (initial_field, initial): (&str, Duration),
+    (max_field, max): (&str, Duration),
+    fail: &mut impl FnMut(&str, String),
+) -> RetryPolicy {
+    if initial.is_zero() || initial > max {
+        fail(
+            initial_field,
+            format!("must be above zero and at most {max_field}"),
+        );
+    }
+    RetryPolicy { initial, max }
+}
+
+/// Validated settings: what the pipeline runs with.
+pub struct Settings {
+    /// `None` when the metrics path is disabled.
+    pub metrics: Option<MetricsPathSettings>,
+    /// `None` when the events path is disabled.
+    pub events: Option<EventsPathSettings>,
+    /// `None` when the rule stage is disabled (or the metrics path is).
+    pub rules: Option<RulesSettings>,
+    pub dead_letter: DeadLetterSettings,
+    pub admin_listen: Option<SocketAddr>,
+    pub shutdown_deadline: Duration,
+    /// Settings that are valid but probably not what the user wants.
+    pub warnings: Vec<String>,
+}
+
+/// The JSON Schema of the configuration file.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+    use sluice_amqp::topology::ExchangeType;
+    use sluice_influx::InfluxApi;
+
+    use super::influx::RawInfluxApi;
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_cloudify_sidecar() {
+        let settings = RawConfig::default().validate().expect("defaults are valid");
+        let metrics = settings.metrics.expect("metrics path on by default");
+        let exchange = metrics.source.topology.exchange.expect("an exchange");
+        assert_eq!(exchange.name, "cloudify-monitoring");
+        assert_eq!(exchange.kind, ExchangeType::Topic);
+        assert!(
+            !exchange.durable && exchange.auto_delete,
+            "declared as the manager does"
+        );
+        assert!(!metrics.source.topology.queue.auto_delete);
+        assert_eq!(metrics.source.topology.binding_keys, vec!["#".to_owned()]);
+        assert_eq!(metrics.influx.url.as_str(), "http://127.0.0.1:8086/");
+        assert!(
+            matches!(metrics.influx.api, InfluxApi::V1 { ref database, .. } if database == "cloudify")
+        );
+        assert_eq!(
+            settings.admin_listen,
+            Some("127.0.0.1:9598".parse().expect("addr"))
+        );
+        assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+        // Events: the 4.x manager's durable fanout exchanges, sluice's own durable queues.
+        let events = settings.events.expect("events path on by default");
+        let streams: Vec<(String, String)> = events
+            .sources
+            .iter()
+            .map(|source| {
+                let exchange = source.topology.exchange.as_ref().expect("an exchange");
+                assert_eq!(exchange.kind, ExchangeType::Fanout);
+                assert!(exchange.durable && !exchange.auto_delete);
+                assert!(source.topology.queue.durable && !source.topology.queue.auto_delete);
+                (exchange.name.clone(), source.topology.queue.name.clone())
+            })
+            .collect();
+        assert_eq!(
+            streams,
+            vec![
+                ("cloudify-events".to_owned(), "sluice.events".to_owned()),
+                ("cloudify-logs".to_owned(), "sluice.logs".to_owned()),
+            ]
+        );
+        assert_eq!(events.index.as_str(), "logstash-%{+YYYY.MM.dd}");
+        assert_eq!(events.elasticsearch.url.as_str(), "http://127.0.0.1:9200/");
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_field() {
+        let mut raw = RawConfig::default();
+        raw.amqp.url = SecretString::from("http://nope");
+        raw.amqp.prefetch = 0;
+        raw.amqp.receive_pause = Duration::from_secs(1);
+        raw.metrics.consumers = 0;
+        raw.influx.api = RawInfluxApi::V2;
+        raw.influx.batch_max_points = 0;
+        raw.metrics.templates = vec!["measurement* field*".into()];
+        raw.admin.listen = "everywhere".into();
+        raw.events.index = "Logstash-%{+YYYY}".into();
+        raw.elasticsearch.username = Some("elastic".into());
+        raw.elasticsearch.batch_max_documents = 0;
+        let errors = raw.validate().err().expect("invalid").0;
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        for field in [
+            "amqp.url",
+            "amqp.prefetch",
+            "amqp.receive_pause",
+            "metrics.consumers",
+            "influx.org",
+            "influx.bucket",
+            "influx.token",
+            "influx.batch_max_points",
+            "metrics.templates",
+            "admin.listen",
+            "events.index",
+            "elasticsearch.password",
+            "elasticsearch.batch_max_documents",
+        ] {
+            assert!(fields.contains(&field), "{field} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn schema_file_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/config.schema.json"
+        );
+        let on_disk: serde_json::Value = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        assert!(
+            on_disk == json_schema(),
+            "schemas/config.schema.json is stale: run `cargo run -p sluice -- config-schema > schemas/config.schema.json`"
+        );
+    }
+}
