@@ -319,55 +319,57 @@ pub fn write_body_text(headers: &HeaderMap, body: &Bytes) -> anyhow::Result<Stri
 mod tests {
     use std::io::Write;
 
-    use axum::routing::{get, post};
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    use sluice_testing::recording_server::{RecordingServer, Reply};
 
     use super::*;
 
-    /// A stand-in InfluxDB that keeps each write's query string and body, and answers writes
-    /// with the status in `write_status`.
-    /// A write as the fake InfluxDB received it: its query string and body.
+    /// A write as the stand-in InfluxDB received it: its query string and body.
     type ReceivedWrite = (String, Vec<u8>);
 
-    #[derive(Clone, Default)]
+    /// A stand-in InfluxDB: answers `/ping`, echoes the query string of `/query`, and answers
+    /// writes with the status of `write_status`.
     struct FakeInflux {
-        writes: Arc<Mutex<Vec<ReceivedWrite>>>,
-        write_status: Arc<Mutex<u16>>,
+        server: RecordingServer,
+        write_status: Arc<AtomicU16>,
+    }
+
+    impl FakeInflux {
+        fn writes(&self) -> Vec<ReceivedWrite> {
+            self.server
+                .requests()
+                .into_iter()
+                .filter(|request| request.path == "/write")
+                .map(|request| (request.raw_query, request.body.into_bytes()))
+                .collect()
+        }
+
+        fn set_write_status(&self, status: u16) {
+            self.write_status.store(status, Ordering::SeqCst);
+        }
     }
 
     async fn fake_influx() -> (String, FakeInflux) {
-        let fake = FakeInflux::default();
-        *fake.write_status.lock().expect("lock") = 204;
-        let app = Router::new()
-            .route("/ping", get(|| async { StatusCode::NO_CONTENT }))
-            .route(
-                "/query",
-                post(|request: Request| async move {
-                    let query = request.uri().query().unwrap_or_default().to_owned();
-                    (StatusCode::OK, format!("{{\"echo\":\"{query}\"}}"))
-                }),
-            )
-            .route(
-                "/write",
-                post(
-                    |State(fake): State<FakeInflux>, request: Request| async move {
-                        let query = request.uri().query().unwrap_or_default().to_owned();
-                        let body = axum::body::to_bytes(request.into_body(), 1 << 20)
-                            .await
-                            .expect("body");
-                        fake.writes
-                            .lock()
-                            .expect("lock")
-                            .push((query, body.to_vec()));
-                        let status = *fake.write_status.lock().expect("lock");
-                        StatusCode::from_u16(status).expect("status")
-                    },
-                ),
-            )
-            .with_state(fake.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{address}"), fake)
+        let write_status = Arc::new(AtomicU16::new(204));
+        let status = Arc::clone(&write_status);
+        let server = RecordingServer::start(move |request| match request.path.as_str() {
+            "/ping" => Reply::status(204),
+            "/query" => {
+                Reply::status(200).with_body(&format!("{{\"echo\":\"{}\"}}", request.raw_query))
+            }
+            "/write" => Reply::status(status.load(Ordering::SeqCst)),
+            _ => Reply::status(404),
+        })
+        .await;
+        let url = server.url.as_str().trim_end_matches('/').to_owned();
+        (
+            url,
+            FakeInflux {
+                server,
+                write_status,
+            },
+        )
     }
 
     const T0: u64 = 1_780_000_000_000_000;
@@ -392,7 +394,7 @@ mod tests {
         assert_eq!(response.status().as_u16(), 204);
 
         // The body and query string reached InfluxDB unchanged.
-        let writes = fake.writes.lock().expect("lock").clone();
+        let writes = fake.writes();
         assert_eq!(
             writes,
             vec![("db=test&precision=ns".to_owned(), body.into_bytes())]
@@ -427,7 +429,7 @@ mod tests {
                 .body(body)
                 .send()
         };
-        *fake.write_status.lock().expect("lock") = 500;
+        fake.set_write_status(500);
         let answer = write("m value=1 1\n").await.expect("write");
         assert_eq!(
             answer.status().as_u16(),
@@ -436,7 +438,7 @@ mod tests {
         );
         assert_eq!(proxy.recorder.distinct(), 0);
 
-        *fake.write_status.lock().expect("lock") = 204;
+        fake.set_write_status(204);
         write("m value=1 1\nm value=2 2\n").await.expect("write");
         write("m value=2 2\nm,unit=x text=\"no value\" 3\n")
             .await

@@ -37,7 +37,6 @@ mod commands;
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use sluice_elasticsearch::fake::FakeElasticsearch;
 use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
 use sluice_load::broker;
 use sluice_load::open_loop::BAD_BODY;
@@ -45,6 +44,7 @@ use sluice_load::procfs::{ConsumerSample, Neighbours, Process};
 use sluice_load::publish::publish_confirmed;
 use sluice_load::report::{Comparison, DrainFigures};
 use sluice_load::scrape;
+use sluice_testing::elasticsearch::FakeElasticsearch;
 
 /// The deployments the metric bodies belong to (`sluice_benches::diamond_bodies`).
 const DEPLOYMENTS: [&str; 2] = ["nodecellar", "shop.prod.eu"];

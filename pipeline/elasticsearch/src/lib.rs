@@ -20,9 +20,6 @@
 //!   `ping` and `install_index_template`.
 //! - [`error`]: [`EsError`], for the calls that answer one result, with
 //!   [`EsError::is_retryable`].
-//! - `fake` (feature `fake-server`): [`FakeElasticsearch`](fake::FakeElasticsearch), an
-//!   in-process server that answers as Elasticsearch 8 does, for integration tests here and in
-//!   other crates.
 //! - `telemetry` (private): the one place that both logs and counts what happens to requests.
 //!
 //! # Why at-least-once stores exactly once
@@ -46,8 +43,6 @@
 pub mod api;
 pub mod encode;
 pub mod error;
-#[cfg(feature = "fake-server")]
-pub mod fake;
 mod response;
 mod telemetry;
 pub mod writer;

@@ -4,39 +4,11 @@
 #[path = "support/target.rs"]
 mod target;
 
-use std::collections::BTreeMap;
-
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::DebuggingRecorder;
 use sluice_core::outcome::ItemOutcome;
+use sluice_testing::recorded::recorded;
 
 use target::{Target, document, event, write};
-
-/// Counter totals and histogram values by `name{label=value,..}`, read once from the recorder.
-fn recorded(snapshotter: &Snapshotter) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<f64>>) {
-    let mut counters = BTreeMap::new();
-    let mut histograms = BTreeMap::new();
-    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-        let key = key.key();
-        let labels: Vec<String> = key
-            .labels()
-            .map(|label| format!("{}={}", label.key(), label.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        match value {
-            DebugValue::Counter(total) => {
-                counters.insert(name, total);
-            }
-            DebugValue::Histogram(values) => {
-                histograms.insert(
-                    name,
-                    values.into_iter().map(|value| value.into_inner()).collect(),
-                );
-            }
-            DebugValue::Gauge(_) => {}
-        }
-    }
-    (counters, histograms)
-}
 
 /// `#[tokio::test]` runs on one thread, so the thread-local recorder sees every metric.
 #[tokio::test]

@@ -2,18 +2,14 @@
 //! cannot show: the v2 API (InfluxDB 2 cannot be installed here), 413, 429, 401, slow answers,
 //! and exactly which requests the isolation of refused lines makes.
 
-#[path = "support/fake_influx.rs"]
-mod fake_influx;
-
 #[path = "support/through_sink.rs"]
 mod through_sink;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::DebuggingRecorder;
 use secrecy::SecretString;
 use sluice_core::outcome::ItemOutcome;
 use sluice_core::point::{FieldValue, Point};
@@ -23,7 +19,8 @@ use url::Url;
 
 use through_sink::write_points;
 
-use fake_influx::{Captured, FakeInflux, Reply};
+use sluice_testing::recorded::recorded;
+use sluice_testing::recording_server::{Captured, RecordingServer, Reply};
 
 const TOKEN: &str = "s3cr3t-token-value";
 const PASSWORD: &str = "hunter2-password-value";
@@ -75,7 +72,7 @@ fn line_counts(requests: &[Captured]) -> Vec<usize> {
 
 #[tokio::test]
 async fn v2_writes_gzipped_lines_with_org_bucket_precision_and_token() {
-    let server = FakeInflux::start(|_| Reply::status(204)).await;
+    let server = RecordingServer::start(|_| Reply::status(204)).await;
     let mut settings = v2_settings(&server.url);
     settings.precision = Precision::Microseconds;
     settings.gzip = true;
@@ -124,7 +121,7 @@ async fn v2_writes_gzipped_lines_with_org_bucket_precision_and_token() {
 
 #[tokio::test]
 async fn v1_sends_plain_text_to_write_with_db_rp_precision_and_no_credentials_when_none() {
-    let server = FakeInflux::start(|_| Reply::status(204)).await;
+    let server = RecordingServer::start(|_| Reply::status(204)).await;
     let mut settings = v1_settings(&server.url, None);
     settings.gzip = false;
     settings.precision = Precision::Seconds;
@@ -152,7 +149,7 @@ async fn v1_sends_plain_text_to_write_with_db_rp_precision_and_no_credentials_wh
 
 #[tokio::test]
 async fn v2_429_is_retried_after_the_servers_retry_after() {
-    let server = FakeInflux::start(|_| {
+    let server = RecordingServer::start(|_| {
         Reply::status(429)
             .with_header("retry-after", "7")
             .with_body(r#"{"code":"too many requests","message":"slow down"}"#)
@@ -172,7 +169,8 @@ async fn v2_429_is_retried_after_the_servers_retry_after() {
 
 #[tokio::test]
 async fn v2_503_is_retried() {
-    let server = FakeInflux::start(|_| Reply::status(503).with_body("upstream unavailable")).await;
+    let server =
+        RecordingServer::start(|_| Reply::status(503).with_body("upstream unavailable")).await;
     let writer = InfluxWriter::new(v2_settings(&server.url)).expect("valid settings");
     let outcomes = write(&writer, &points(2)).await;
     let expected = ItemOutcome::Retry {
@@ -184,7 +182,7 @@ async fn v2_503_is_retried() {
 
 #[tokio::test]
 async fn v2_404_is_retried_without_creating_anything() {
-    let server = FakeInflux::start(|_| {
+    let server = RecordingServer::start(|_| {
         Reply::status(404)
             .with_body(r#"{"code":"not found","message":"bucket \"metrics\" not found"}"#)
     })
@@ -202,7 +200,7 @@ async fn v2_404_is_retried_without_creating_anything() {
 
 #[tokio::test]
 async fn v2_422_is_bisected_down_to_the_refused_line() {
-    let server = FakeInflux::start(|request| {
+    let server = RecordingServer::start(|request| {
         if request.body.contains("bad") {
             Reply::status(422).with_body(
                 r#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: field type conflict: input field \"value\" on measurement \"bad\" is type float, already exists as type string dropped=1"}"#,
@@ -248,7 +246,7 @@ async fn v2_422_is_bisected_down_to_the_refused_line() {
 
 #[tokio::test]
 async fn too_large_requests_are_split_and_a_lone_oversized_line_rejected() {
-    let server = FakeInflux::start(|request| {
+    let server = RecordingServer::start(|request| {
         if request.body.len() > 80 {
             Reply::status(413).with_body(r#"{"error":"Request Entity Too Large"}"#)
         } else {
@@ -280,7 +278,7 @@ async fn too_large_requests_are_split_and_a_lone_oversized_line_rejected() {
 async fn a_failure_that_is_not_about_the_lines_stops_the_isolation_and_retries_the_rest() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let server = FakeInflux::start(move |_| match counter.fetch_add(1, Ordering::SeqCst) {
+    let server = RecordingServer::start(move |_| match counter.fetch_add(1, Ordering::SeqCst) {
         0 => Reply::status(400).with_body(r#"{"error":"partial write: field type conflict"}"#),
         _ => Reply::status(500).with_body(r#"{"error":"timeout"}"#),
     })
@@ -299,7 +297,7 @@ async fn a_failure_that_is_not_about_the_lines_stops_the_isolation_and_retries_t
 
 #[tokio::test]
 async fn refused_credentials_hold_the_points_and_no_secret_is_ever_printed() {
-    let server = FakeInflux::start(|request| {
+    let server = RecordingServer::start(|request| {
         if request.path == "/ping" {
             Reply::status(403).with_body(r#"{"error":"forbidden"}"#)
         } else {
@@ -362,7 +360,8 @@ async fn refused_credentials_hold_the_points_and_no_secret_is_ever_printed() {
 
 #[tokio::test]
 async fn a_slow_server_times_out_into_retries() {
-    let server = FakeInflux::start(|_| Reply::status(204).after(Duration::from_secs(10))).await;
+    let server =
+        RecordingServer::start(|_| Reply::status(204).after(Duration::from_secs(10))).await;
     let mut settings = v2_settings(&server.url);
     settings.request_timeout = Duration::from_millis(300);
     let writer = InfluxWriter::new(settings).expect("valid settings");
@@ -409,37 +408,10 @@ async fn credentials_in_the_url_are_refused_without_being_printed() {
     assert!(!format!("{:?}", v2_settings(&url)).contains("url-secret"));
 }
 
-/// Counter totals and histogram values by `name{label=value,..}`, read once from the recorder.
-fn recorded(snapshotter: &Snapshotter) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<f64>>) {
-    let mut counters = BTreeMap::new();
-    let mut histograms = BTreeMap::new();
-    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-        let key = key.key();
-        let labels: Vec<String> = key
-            .labels()
-            .map(|label| format!("{}={}", label.key(), label.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        match value {
-            DebugValue::Counter(total) => {
-                counters.insert(name, total);
-            }
-            DebugValue::Histogram(values) => {
-                histograms.insert(
-                    name,
-                    values.into_iter().map(|value| value.into_inner()).collect(),
-                );
-            }
-            DebugValue::Gauge(_) => {}
-        }
-    }
-    (counters, histograms)
-}
-
 /// `#[tokio::test]` runs on one thread, so the thread-local recorder sees every metric.
 #[tokio::test]
 async fn requests_are_counted_by_status_and_measured_in_bytes() {
-    let server = FakeInflux::start(|request| {
+    let server = RecordingServer::start(|request| {
         if request.body.contains("bad") {
             Reply::status(400)
                 .with_body(r#"{"error":"unable to parse 'bad': invalid field format"}"#)

@@ -17,7 +17,9 @@ use sluice_core::point::{FieldValue, Point};
 use sluice_core::rejection::Reason;
 use sluice_influx::{InfluxError, InfluxWriter, Precision};
 
-use real_influx::{TestDatabase, influx_url, require_influx};
+use real_influx::WriterSettings as _;
+use sluice_testing::influx::{TestDatabase, require_influx};
+use sluice_testing::services::influx_url;
 use through_sink::write_points;
 
 /// Names with everything line protocol escapes, and unicode. (Backslashes are refused by the
@@ -446,5 +448,10 @@ async fn a_refused_connection_retries_every_point() {
             .is_retryable()
     );
     // The real server is still where INFLUX_URL says, untouched by this test.
-    assert_ne!(influx_url().port_or_known_default(), Some(closed_port));
+    assert_ne!(
+        url::Url::parse(&influx_url())
+            .expect("a url")
+            .port_or_known_default(),
+        Some(closed_port)
+    );
 }

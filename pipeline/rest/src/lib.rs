@@ -21,7 +21,6 @@
 //!   fires.
 //! - `error`: [`RestError`], for [`Executor::new`] only; executing never errors.
 //! - `telemetry` (private): the one place that both logs and counts outcomes.
-//! - `fake` (feature `fake-manager`): an axum double of the manager's REST API for tests.
 //!
 //! # Restraint order, and why
 //!
@@ -59,8 +58,6 @@
 
 mod error;
 mod executor;
-#[cfg(feature = "fake-manager")]
-pub mod fake;
 mod outcome_events;
 mod settings;
 pub mod stage;

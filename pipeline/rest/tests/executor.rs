@@ -9,10 +9,10 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use sluice_core::action::{Action, ActionOrigin, ExecuteWorkflow, Webhook};
 use sluice_core::retry::RetryPolicy;
-use sluice_rest::fake::FakeManager;
 use sluice_rest::{
     Execution, Executor, ManagerApi, ManagerSettings, Outcome, OutcomeEvent, Restraints,
 };
+use sluice_testing::manager::FakeManager;
 
 const NOW_MS: i64 = 1_465_985_600_123;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{Broker, Sluice, TestNames, eventually, influx_url, unique};
 use serde_json::Value;
-use sluice_elasticsearch::fake::FakeElasticsearch;
+use sluice_testing::elasticsearch::FakeElasticsearch;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -8,16 +8,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Broker, Influx, Sluice, TestNames, influx_url};
+use common::{Broker, Sluice, TestNames, influx_url};
 use sluice_load::latency_proxy::LatencyProxy;
 use sluice_load::open_loop::{self, OpenLoopSettings, Traffic};
 use sluice_load::schedule::EpochClock;
 use sluice_load::scrape::{Scraper, StageDeltas};
+use sluice_testing::influx::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_records_every_good_message_and_dead_letters_the_bad() {
     let names = TestNames::new("load_smoke");
-    let influx = Influx::new(&influx_url(), &names.database).await;
+    // Dropped (with the database) when the test ends.
+    let _database = TestDatabase::on(&influx_url(), &names.database).await;
     let clock = EpochClock::new().expect("clock");
     let proxy = LatencyProxy::start_on_free_port(&influx_url(), clock)
         .await
@@ -55,7 +57,6 @@ async fn open_loop_records_every_good_message_and_dead_letters_the_bad() {
     let scrapes = scraper.finish().await.expect("scrapes");
     assert!(sluice.stop(), "sluice stops cleanly");
     broker.remove(&names).await;
-    influx.drop_database().await;
 
     let report = report.expect("the open loop ran");
     assert_eq!((report.good, report.bad), (1_980, 20));

@@ -6,8 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Broker, Influx, PrivateInflux, Sluice, TestNames, diamond, eventually, influx_url};
+use common::{Broker, Sluice, TestNames, diamond, eventually, influx_url};
 use serde_json::Value;
+use sluice_testing::influx::{PrivateInflux, TestDatabase};
 
 const WAIT: Duration = Duration::from_secs(60);
 const BASE_TIME: i64 = 1_700_000_000;
@@ -16,7 +17,7 @@ const BASE_TIME: i64 = 1_700_000_000;
 async fn good_metrics_land_exactly_and_bad_ones_are_dead_lettered_with_reasons() {
     let names = TestNames::new("e2e");
     let broker = Broker::connect().await;
-    let influx = Influx::new(&influx_url(), &names.database).await;
+    let influx = TestDatabase::on(&influx_url(), &names.database).await;
     let mut sluice = Sluice::start(&names, &influx_url(), &[]).await;
 
     // 150 good metrics from 3 hosts, one deployment id with dots (the old consumer missed those).
@@ -170,7 +171,6 @@ async fn good_metrics_land_exactly_and_bad_ones_are_dead_lettered_with_reasons()
     let (dead_left, _) = broker.queue_counts(&names.dead_letter_queue).await;
     assert_eq!(dead_left, 0, "the control message was not dead-lettered");
 
-    influx.drop_database().await;
     broker.remove(&names).await;
 }
 
@@ -178,9 +178,9 @@ async fn good_metrics_land_exactly_and_bad_ones_are_dead_lettered_with_reasons()
 async fn a_field_type_conflict_dead_letters_only_the_conflicting_points() {
     let names = TestNames::new("conflict");
     let broker = Broker::connect().await;
-    let influx = Influx::new(&influx_url(), &names.database).await;
+    let influx = TestDatabase::on(&influx_url(), &names.database).await;
     influx
-        .execute(&format!("CREATE DATABASE \"{}\"", names.database))
+        .try_query(&format!("CREATE DATABASE \"{}\"", names.database))
         .await
         .expect("create");
     // `disk.free` already holds a string `value`: a float one conflicts.
@@ -223,7 +223,6 @@ async fn a_field_type_conflict_dead_letters_only_the_conflicting_points() {
         assert_eq!(body["path"], "free");
     }
     drop(sluice);
-    influx.drop_database().await;
     broker.remove(&names).await;
 }
 
@@ -232,7 +231,7 @@ async fn while_influxdb_is_down_nothing_is_acked_and_after_it_returns_nothing_is
     let names = TestNames::new("outage");
     let broker = Broker::connect().await;
     let mut server = PrivateInflux::start().await;
-    let influx = Influx::new(&server.url(), &names.database).await;
+    let influx = TestDatabase::on(&server.url(), &names.database).await;
     let mut sluice = Sluice::start(
         &names,
         &server.url(),
@@ -308,7 +307,7 @@ async fn while_influxdb_is_down_nothing_is_acked_and_after_it_returns_nothing_is
 async fn after_the_broker_drops_the_connection_sluice_reconnects_and_loses_nothing() {
     let names = TestNames::new("reconnect");
     let broker = Broker::connect().await;
-    let influx = Influx::new(&influx_url(), &names.database).await;
+    let influx = TestDatabase::on(&influx_url(), &names.database).await;
     let mut sluice = Sluice::start(
         &names,
         &influx_url(),
@@ -363,7 +362,6 @@ async fn after_the_broker_drops_the_connection_sluice_reconnects_and_loses_nothi
     .await;
     assert!(sluice.stop(), "clean stop after a reconnect");
     assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
-    influx.drop_database().await;
     broker.remove(&names).await;
 }
 
@@ -371,7 +369,7 @@ async fn after_the_broker_drops_the_connection_sluice_reconnects_and_loses_nothi
 async fn several_consumers_share_the_queue_and_survive_losing_their_connections() {
     let names = TestNames::new("consumers");
     let broker = Broker::connect().await;
-    let influx = Influx::new(&influx_url(), &names.database).await;
+    let influx = TestDatabase::on(&influx_url(), &names.database).await;
     let mut sluice = Sluice::start(
         &names,
         &influx_url(),
@@ -419,7 +417,6 @@ async fn several_consumers_share_the_queue_and_survive_losing_their_connections(
     .await;
     assert!(sluice.stop(), "clean stop");
     assert_eq!(broker.queue_counts(&names.queue).await, (0, 0));
-    influx.drop_database().await;
     broker.remove(&names).await;
 }
 

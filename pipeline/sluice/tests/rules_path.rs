@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Broker, Sluice, TestNames, diamond, eventually, influx_url, unique};
 use serde_json::{Value, json};
-use sluice_rest::fake::{FakeManager, RecordedRequest};
+use sluice_testing::manager::{FakeManager, RecordedRequest};
 
 const WAIT: Duration = Duration::from_secs(60);
 const CONTROL_ROUTING_KEY: &str = "manager-riemann";
@@ -503,7 +503,7 @@ async fn rule_events_survive_a_severed_publisher_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rule_stages_events_land_in_elasticsearch_through_the_events_path() {
     let setup = Setup::new("rules-es", 60).await;
-    let es = sluice_elasticsearch::fake::FakeElasticsearch::start().await;
+    let es = sluice_testing::elasticsearch::FakeElasticsearch::start().await;
     let es_url = es.url().to_string();
     // sluice's own events queue on the same exchange the rule stage publishes to, as on a 4.x
     // manager where both are `cloudify-events`.

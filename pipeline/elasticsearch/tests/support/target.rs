@@ -14,7 +14,6 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -23,9 +22,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sluice_core::document::Document;
 use sluice_core::outcome::ItemOutcome;
-use sluice_core::path::Encode;
-use sluice_elasticsearch::fake::FakeElasticsearch;
 use sluice_elasticsearch::{EsAuth, EsSettings, EsWriter};
+use sluice_testing::elasticsearch::FakeElasticsearch;
+use sluice_testing::names::unique;
+use sluice_testing::sink::encode_and_write;
 use url::Url;
 
 pub(crate) struct Target {
@@ -312,17 +312,9 @@ impl Target {
     }
 }
 
+/// `sluice-test-` and what makes it this test's own (lower case, as index names must be).
 fn unique_prefix() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!(
-        "sluice-test-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    unique("sluice-test")
 }
 
 /// A Cloudify-like event document with a deterministic id.
@@ -358,34 +350,7 @@ pub(crate) fn document(index: &str, id: &str, source: &str) -> Document {
 /// Writes documents as the events path does: each is encoded by the sink in turn (a refusal
 /// is that document's outcome), then the encoded ones are written in one batch.
 pub(crate) async fn write(writer: &EsWriter, documents: &[Document]) -> Vec<ItemOutcome> {
-    encode_and_write(writer, documents).await
-}
-
-async fn encode_and_write<S: Encode<T>, T>(sink: &S, items: &[T]) -> Vec<ItemOutcome> {
-    let mut encoder = sink.encoder();
-    let mut outcomes = Vec::with_capacity(items.len());
-    let mut encoded = Vec::new();
-    for item in items {
-        match sink.encode(&mut encoder, item) {
-            Ok(item) => {
-                outcomes.push(None);
-                encoded.push(item);
-            }
-            Err(refusal) => outcomes.push(Some(ItemOutcome::from(refusal))),
-        }
-    }
-    let mut written = sink
-        .write(&encoded.iter().collect::<Vec<_>>())
-        .await
-        .into_iter();
-    outcomes
-        .into_iter()
-        .map(|outcome| {
-            outcome
-                .or_else(|| written.next())
-                .expect("one outcome each")
-        })
-        .collect()
+    encode_and_write::<_, Document, _>(writer, documents.iter().map(Ok)).await
 }
 
 pub(crate) fn assert_all_delivered(outcomes: &[ItemOutcome], count: usize) {

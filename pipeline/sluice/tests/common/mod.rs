@@ -7,13 +7,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
@@ -21,55 +17,10 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use serde_json::Value;
 
-pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-pub fn influx_url() -> String {
-    std::env::var("INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
-}
-
-/// A name no other test (or earlier run) uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
-}
-
-/// Polls `check` every 50 ms until it answers `Some`, failing with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use sluice_testing::names::{free_port, unique};
+pub use sluice_testing::services::{amqp_url, influx_url};
+pub use sluice_testing::wait::eventually;
 
 /// A Diamond metric body as the manager's agents publish it.
 pub fn diamond(deployment: &str, node_id: &str, path: &str, metric: f64, time: i64) -> Vec<u8> {
@@ -286,199 +237,6 @@ pub struct DeadLetterSeen {
     pub routing_key: String,
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// InfluxDB
-
-pub struct Influx {
-    pub url: String,
-    pub database: String,
-    client: reqwest::Client,
-}
-
-impl Influx {
-    /// A fresh database on the server at `url`; the server must answer /ping.
-    pub async fn new(url: &str, database: &str) -> Influx {
-        let client = reqwest::Client::new();
-        let ping = client.get(format!("{url}/ping")).send().await;
-        assert!(
-            ping.is_ok_and(|response| response.status().is_success()),
-            "InfluxDB is not running at {url}: run deploy/services.sh"
-        );
-        Influx {
-            url: url.to_owned(),
-            database: database.to_owned(),
-            client,
-        }
-    }
-
-    pub async fn execute(&self, statement: &str) -> anyhow::Result<Value> {
-        let response = self
-            .client
-            .post(format!("{}/query", self.url))
-            .query(&[
-                ("q", statement),
-                ("db", self.database.as_str()),
-                ("epoch", "ns"),
-            ])
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            bail!("{statement}: {status} {body}");
-        }
-        Ok(body)
-    }
-
-    /// The rows of a query as maps column -> value.
-    pub async fn rows(&self, query: &str) -> anyhow::Result<Vec<BTreeMap<String, Value>>> {
-        let body = self.execute(query).await?;
-        let mut rows = Vec::new();
-        let series = body["results"][0]["series"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for serie in series {
-            let columns: Vec<String> = serie["columns"]
-                .as_array()
-                .context("columns")?
-                .iter()
-                .map(|column| column.as_str().unwrap_or_default().to_owned())
-                .collect();
-            for values in serie["values"].as_array().context("values")? {
-                let values = values.as_array().context("row")?;
-                rows.push(
-                    columns
-                        .iter()
-                        .cloned()
-                        .zip(values.iter().cloned())
-                        .collect(),
-                );
-            }
-        }
-        Ok(rows)
-    }
-
-    /// How many points a measurement holds (0 when it does not exist).
-    pub async fn count(&self, measurement: &str) -> u64 {
-        let query = format!("SELECT count(\"value\") FROM \"{measurement}\"");
-        match self.rows(&query).await {
-            Ok(rows) => rows
-                .first()
-                .and_then(|row| row.get("count"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            Err(_) => 0,
-        }
-    }
-
-    pub async fn write_lines(&self, lines: &str) {
-        let response = self
-            .client
-            .post(format!("{}/write", self.url))
-            .query(&[("db", self.database.as_str()), ("precision", "s")])
-            .body(lines.to_owned())
-            .send()
-            .await
-            .expect("write");
-        assert!(
-            response.status().is_success(),
-            "seed write: {}",
-            response.status()
-        );
-    }
-
-    pub async fn drop_database(&self) {
-        let _ = self
-            .execute(&format!("DROP DATABASE \"{}\"", self.database))
-            .await;
-    }
-}
-
-/// A private InfluxDB 1.x server the test can stop and start: the real `influxd`, on free
-/// loopback ports, with its data in a temporary directory.
-pub struct PrivateInflux {
-    pub http_port: u16,
-    rpc_port: u16,
-    data_dir: PathBuf,
-    process: Option<Child>,
-}
-
-impl PrivateInflux {
-    pub async fn start() -> PrivateInflux {
-        let data_dir = std::env::temp_dir().join(unique("sluice-influxd"));
-        std::fs::create_dir_all(&data_dir).expect("data dir");
-        let mut server = PrivateInflux {
-            http_port: free_port(),
-            rpc_port: free_port(),
-            data_dir,
-            process: None,
-        };
-        server.resume().await;
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
-    }
-
-    /// Starts (again) on the same ports and data.
-    pub async fn resume(&mut self) {
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/influxdb.conf");
-        let child = Command::new("influxd")
-            .arg("-config")
-            .arg(config)
-            .env(
-                "INFLUXDB_BIND_ADDRESS",
-                format!("127.0.0.1:{}", self.rpc_port),
-            )
-            .env(
-                "INFLUXDB_HTTP_BIND_ADDRESS",
-                format!("127.0.0.1:{}", self.http_port),
-            )
-            .env("INFLUXDB_META_DIR", self.data_dir.join("meta"))
-            .env("INFLUXDB_DATA_DIR", self.data_dir.join("data"))
-            .env("INFLUXDB_DATA_WAL_DIR", self.data_dir.join("wal"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("influxd is not installed: run deploy/services.sh");
-        self.process = Some(child);
-        let client = reqwest::Client::new();
-        let ping = format!("{}/ping", self.url());
-        eventually(
-            "the private influxd to answer /ping",
-            Duration::from_secs(60),
-            || {
-                let request = client.get(&ping).send();
-                async move {
-                    request
-                        .await
-                        .ok()
-                        .filter(|response| response.status().is_success())
-                        .map(|_| ())
-                }
-            },
-        )
-        .await;
-    }
-
-    /// Kills the server, as a crash or an outage would.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateInflux {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

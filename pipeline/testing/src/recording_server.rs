@@ -1,5 +1,7 @@
-//! A tiny HTTP server on 127.0.0.1:0 that records every request and answers from a closure:
-//! for what a real InfluxDB 1.x cannot show here (the v2 API, 413, 429, 401, slow answers).
+//! A tiny HTTP server on 127.0.0.1:0 that records every request and answers from a closure: the
+//! double of an HTTP peer for what the real one cannot show here (InfluxDB 2's API, which
+//! cannot be installed; 413, 429, 401 and slow answers, which InfluxDB 1.x does not give on
+//! demand).
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -15,34 +17,36 @@ use url::Url;
 
 /// One request as the server saw it; `body` is gunzipped when it came gzipped.
 #[derive(Debug, Clone)]
-pub(crate) struct Captured {
-    pub(crate) method: Method,
-    pub(crate) path: String,
-    pub(crate) query: BTreeMap<String, String>,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: String,
+pub struct Captured {
+    pub method: Method,
+    pub path: String,
+    /// The query string as sent, without the `?`.
+    pub raw_query: String,
+    pub query: BTreeMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: String,
 }
 
 impl Captured {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
-    pub(crate) fn lines(&self) -> Vec<&str> {
+    pub fn lines(&self) -> Vec<&str> {
         self.body.lines().collect()
     }
 }
 
 /// What to answer.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: String,
-    pub(crate) delay: Duration,
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub delay: Duration,
 }
 
 impl Reply {
-    pub(crate) fn status(status: u16) -> Self {
+    pub fn status(status: u16) -> Self {
         Self {
             status,
             headers: Vec::new(),
@@ -51,17 +55,17 @@ impl Reply {
         }
     }
 
-    pub(crate) fn with_body(mut self, body: &str) -> Self {
+    pub fn with_body(mut self, body: &str) -> Self {
         self.body = body.to_owned();
         self
     }
 
-    pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Self {
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
         self
     }
 
-    pub(crate) fn after(mut self, delay: Duration) -> Self {
+    pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
     }
@@ -75,16 +79,14 @@ struct Shared {
     captured: Arc<Mutex<Vec<Captured>>>,
 }
 
-pub(crate) struct FakeInflux {
-    pub(crate) url: Url,
+pub struct RecordingServer {
+    pub url: Url,
     captured: Arc<Mutex<Vec<Captured>>>,
     server: tokio::task::JoinHandle<()>,
 }
 
-impl FakeInflux {
-    pub(crate) async fn start(
-        responder: impl Fn(&Captured) -> Reply + Send + Sync + 'static,
-    ) -> Self {
+impl RecordingServer {
+    pub async fn start(responder: impl Fn(&Captured) -> Reply + Send + Sync + 'static) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -98,7 +100,7 @@ impl FakeInflux {
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .await
-                .expect("fake influx serves");
+                .expect("the recording server serves");
         });
         Self {
             url: format!("http://{address}/").parse().expect("url"),
@@ -108,12 +110,12 @@ impl FakeInflux {
     }
 
     /// Every request so far, in order.
-    pub(crate) fn requests(&self) -> Vec<Captured> {
+    pub fn requests(&self) -> Vec<Captured> {
         self.captured.lock().expect("lock").clone()
     }
 }
 
-impl Drop for FakeInflux {
+impl Drop for RecordingServer {
     fn drop(&mut self) {
         self.server.abort();
     }
@@ -141,6 +143,7 @@ async fn handle(
     let captured = Captured {
         method,
         path: uri.path().to_owned(),
+        raw_query: uri.query().unwrap_or_default().to_owned(),
         query: url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
             .map(|(key, value)| (key.into_owned(), value.into_owned()))
             .collect(),

@@ -1,5 +1,4 @@
-//! An in-process double of the manager's REST API, for tests (feature `fake-manager`): the
-//! manager cannot run here. It answers as a 3.x/4.x manager does for what the executor calls,
+//! An in-process double of the manager's REST API, for tests: the manager cannot run here. It answers as a 3.x/4.x manager does for what the executor calls,
 //! records every request, and fails or slows down on demand.
 //!
 //! - `POST /api/v2|v3/executions`: 201 with the execution (`status: "pending"`); 400
