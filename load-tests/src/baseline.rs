@@ -82,19 +82,6 @@ pub struct NullConsumerReport {
     pub left_in_queue: u32,
 }
 
-/// Declares a queue as sluice declares `sluice.metrics` (durable, no arguments).
-pub async fn declare_queue(channel: &Channel, queue: &str) -> anyhow::Result<()> {
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-        .with_context(|| format!("declaring the queue {queue}"))?;
-    Ok(())
-}
-
 /// Fills `queue` from the same publishes as sluice's queue: binds it to `exchange` beside
 /// sluice's queue (with `#`, as sluice binds its own, declaring the exchange as sluice does),
 /// runs `publish`, then unbinds it so that later live traffic does not pile up in it.
@@ -128,7 +115,7 @@ where
         .queue_unbind(
             queue.into(),
             exchange.into(),
-            "#".into(),
+            crate::broker::METRICS_BINDING_KEY.into(),
             FieldTable::default(),
         )
         .await

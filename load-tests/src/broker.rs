@@ -1,15 +1,13 @@
-//! RabbitMQ chores shared by the pre-loads and the sweeps: declaring what sluice declares, so a
-//! queue can be filled while sluice is stopped; deleting a run's queues afterwards; and waiting
-//! for the broker to go quiet before a measurement.
+//! RabbitMQ chores shared by the pre-loads and the sweeps: declaring what sluice declares (with
+//! sluice's own topology code), so a queue can be filled while sluice is stopped; deleting a
+//! run's queues afterwards; and waiting for the broker to go quiet before a measurement.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Channel, ExchangeKind};
+use lapin::Channel;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology, declare_source};
 
 use crate::procfs::{self, Process, ProcessSample};
 
@@ -20,44 +18,29 @@ const QUIET_BROKER_WINDOW: Duration = Duration::from_millis(250);
 /// ...waiting no longer than this.
 const QUIET_BROKER_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Declares the metrics exchange as the manager (and sluice) declare `cloudify-monitoring`:
-/// topic, not durable, auto-delete.
-pub async fn declare_monitoring_exchange(channel: &Channel, exchange: &str) -> anyhow::Result<()> {
-    let options = ExchangeDeclareOptions {
-        durable: false,
-        auto_delete: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            options,
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("declaring the exchange {exchange}"))
+/// sluice's default `metrics.binding_keys`: every routing key, deployment ids with dots too.
+pub const METRICS_BINDING_KEY: &str = "#";
+
+/// sluice's default metrics topology under a run's own names: the manager's monitoring exchange
+/// and sluice's durable queue, bound with [`METRICS_BINDING_KEY`].
+pub fn metrics_topology(exchange: &str, queue: &str) -> SourceTopology {
+    SourceTopology {
+        exchange: Some(ExchangeSpec::cloudify_monitoring(exchange)),
+        queue: QueueSpec::durable(queue),
+        binding_keys: vec![METRICS_BINDING_KEY.to_owned()],
+    }
 }
 
-/// Declares `queue` as sluice declares its metrics queue (durable, no arguments) and binds it to
-/// `exchange` with `#`, so that what is published while sluice is stopped waits for it.
+/// Declares [`metrics_topology`] as sluice will when it starts, so that what is published while
+/// sluice is stopped waits for it in `queue`.
 pub async fn declare_metrics_queue(
     channel: &Channel,
     exchange: &str,
     queue: &str,
 ) -> anyhow::Result<()> {
-    declare_monitoring_exchange(channel, exchange).await?;
-    crate::baseline::declare_queue(channel, queue).await?;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
+    declare_source(channel, &metrics_topology(exchange, queue))
         .await
-        .with_context(|| format!("binding the queue {queue} to {exchange}"))
+        .with_context(|| format!("declaring sluice's metrics queue {queue} on {exchange}"))
 }
 
 /// Deletes a queue if it exists (with whatever it still holds).

@@ -34,9 +34,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
 mod commands;
-use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Connection, ConnectionProperties};
+use sluice_amqp::topology::{ExchangeSpec, declare_exchange};
 use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
 use sluice_load::broker;
 use sluice_load::open_loop::BAD_BODY;
@@ -180,8 +180,12 @@ async fn main() -> anyhow::Result<()> {
     let good = args.count - bad;
     let fake_elasticsearch = match args.stream {
         Stream::Events => {
+            // Declared as the 4.x manager (and sluice) declare them, so that publishes are
+            // routed even before sluice has declared its queues.
             for exchange in EVENTS_EXCHANGES {
-                declare_durable_fanout(&channel, exchange).await?;
+                declare_exchange(&channel, &ExchangeSpec::durable_fanout(exchange))
+                    .await
+                    .with_context(|| format!("declaring the exchange {exchange}"))?;
             }
             Some(FakeElasticsearch::start_on(args.fake_elasticsearch).await)
         }
@@ -455,23 +459,6 @@ async fn start_policies(
         DEPLOYMENTS.len()
     );
     Ok(())
-}
-
-/// Declares an exchange as the 4.x manager does (sluice declares it the same way).
-async fn declare_durable_fanout(channel: &lapin::Channel, exchange: &str) -> anyhow::Result<()> {
-    let options = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Fanout,
-            options,
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("declaring the exchange {exchange}"))
 }
 
 /// Points across every measurement of the database.

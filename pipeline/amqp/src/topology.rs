@@ -39,6 +39,49 @@ pub struct QueueSpec {
     pub max_length: Option<u32>,
 }
 
+impl ExchangeSpec {
+    /// The shape the manager's agents declare `cloudify-monitoring` with: topic, not durable,
+    /// auto-delete. Whoever declares that exchange (sluice by default, the load harness before it
+    /// pre-loads a queue) must use exactly these flags, or the broker refuses the declaration
+    /// with `PRECONDITION_FAILED` while the agents' exchange exists.
+    pub fn cloudify_monitoring(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: ExchangeType::Topic,
+            durable: false,
+            auto_delete: true,
+        }
+    }
+
+    /// The shape the 4.x manager declares `cloudify-events` and `cloudify-logs` with: fanout,
+    /// durable, not auto-delete. As with [`ExchangeSpec::cloudify_monitoring`], any other flags
+    /// fail with `PRECONDITION_FAILED` against the manager's own exchange.
+    pub fn durable_fanout(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: ExchangeType::Fanout,
+            durable: true,
+            auto_delete: false,
+        }
+    }
+}
+
+impl QueueSpec {
+    /// A queue of sluice's own that outlives sluice: durable, not auto-delete, without a ttl or
+    /// a length limit, so that what is published while sluice is stopped waits for it. A queue
+    /// declared elsewhere with other flags or arguments is refused with `PRECONDITION_FAILED`
+    /// when sluice redeclares it.
+    pub fn durable(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            durable: true,
+            auto_delete: false,
+            message_ttl: None,
+            max_length: None,
+        }
+    }
+}
+
 /// A queue, and the exchange and binding keys that feed it. Without an exchange the queue is fed
 /// by publishers through the default exchange (the 3.x manager's events and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_amqp::source::SourceSettings;
-use sluice_amqp::topology::{ExchangeSpec, ExchangeType, QueueSpec, SourceTopology};
+use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology};
 use sluice_core::batch::BatchLimits;
 use sluice_core::retry::RetryPolicy;
 use sluice_elasticsearch::EsSettings;
@@ -163,11 +163,8 @@ impl RawEvents {
                     exchange: None,
                     // Declared exactly as the 3.x manager declares them.
                     queue: QueueSpec {
-                        name: queue.clone(),
-                        durable: true,
                         auto_delete: true,
-                        message_ttl: None,
-                        max_length: None,
+                        ..QueueSpec::durable(queue.clone())
                     },
                     binding_keys: Vec::new(),
                 })
@@ -177,25 +174,20 @@ impl RawEvents {
                 .iter()
                 .zip(queues)
                 .map(|(exchange, queue)| {
-                    let (kind, binding_keys) = if self.manager == RawManager::V4 {
-                        (ExchangeType::Fanout, vec![String::new()])
+                    let manager_exchange = ExchangeSpec::durable_fanout(exchange.clone());
+                    let (exchange, binding_keys) = if self.manager == RawManager::V4 {
+                        (manager_exchange, vec![String::new()])
                     } else {
-                        (self.exchange_type.into(), self.binding_keys.clone())
+                        // Durable like the manager's exchanges, of the configured type.
+                        let exchange = ExchangeSpec {
+                            kind: self.exchange_type.into(),
+                            ..manager_exchange
+                        };
+                        (exchange, self.binding_keys.clone())
                     };
                     SourceTopology {
-                        exchange: Some(ExchangeSpec {
-                            name: exchange.clone(),
-                            kind,
-                            durable: true,
-                            auto_delete: false,
-                        }),
-                        queue: QueueSpec {
-                            name: queue.clone(),
-                            durable: true,
-                            auto_delete: false,
-                            message_ttl: None,
-                            max_length: None,
-                        },
+                        exchange: Some(exchange),
+                        queue: QueueSpec::durable(queue.clone()),
                         binding_keys,
                     }
                 })

@@ -178,3 +178,25 @@ impl RawMetrics {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    /// The load harness declares the metrics topology with these constructors before sluice runs;
+    /// if the defaults drifted from them, sluice's own declaration would fail on the harness's.
+    #[test]
+    fn the_default_topology_is_the_manager_exchange_and_a_durable_queue() {
+        let settings = RawConfig::default().validate().expect("defaults are valid");
+        let metrics = settings.metrics.expect("metrics path on by default");
+        assert_eq!(
+            metrics.source.topology,
+            SourceTopology {
+                exchange: Some(ExchangeSpec::cloudify_monitoring("cloudify-monitoring")),
+                queue: QueueSpec::durable("sluice.metrics"),
+                binding_keys: vec!["#".to_owned()],
+            }
+        );
+    }
+}

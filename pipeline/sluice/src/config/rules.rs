@@ -8,7 +8,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_amqp::publisher::EventPublisherSettings;
-use sluice_amqp::topology::{ExchangeSpec, ExchangeType};
+use sluice_amqp::topology::ExchangeSpec;
 use sluice_rest::stage::RuleStageSettings;
 use sluice_rules::{EngineLimits, GenericLimits};
 
@@ -145,13 +145,8 @@ impl RawRules {
                 default_routing_key.to_owned()
             }
         });
-        let declare =
-            (self.events_exchange.is_none() && !exchange.is_empty()).then(|| ExchangeSpec {
-                name: exchange.clone(),
-                kind: ExchangeType::Fanout,
-                durable: true,
-                auto_delete: false,
-            });
+        let declare = (self.events_exchange.is_none() && !exchange.is_empty())
+            .then(|| ExchangeSpec::durable_fanout(exchange.clone()));
         let max_keys = max_keys?.get();
         let stage = RuleStageSettings {
             rule_files: self.files.iter().map(PathBuf::from).collect(),
@@ -188,6 +183,7 @@ impl RawRules {
 #[cfg(test)]
 mod tests {
     use secrecy::SecretString;
+    use sluice_amqp::topology::ExchangeType;
     use sluice_rest::ManagerApi;
 
     use super::*;
