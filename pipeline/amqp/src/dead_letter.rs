@@ -91,17 +91,7 @@ async fn declare_dead_letter_topology(
     )
     .await?;
     if let Some(queue) = &settings.queue {
-        declare_queue(
-            channel,
-            &QueueSpec {
-                name: queue.clone(),
-                durable: true,
-                auto_delete: false,
-                message_ttl: None,
-                max_length: None,
-            },
-        )
-        .await?;
+        declare_queue(channel, &QueueSpec::durable(queue.clone())).await?;
         channel
             .queue_bind(
                 queue.as_str().into(),

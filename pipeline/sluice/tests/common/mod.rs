@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties};
 
+use sluice_amqp::topology::{ExchangeSpec, declare_exchange};
 pub use sluice_testing::names::{free_port, unique};
 pub use sluice_testing::services::{amqp_url, influx_url};
 pub use sluice_testing::wait::eventually;
@@ -73,33 +73,14 @@ impl Broker {
 
     /// Declares the metrics exchange exactly as the manager's agents do.
     pub async fn declare_monitoring_exchange(&self, exchange: &str) {
-        self.channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: false,
-                    auto_delete: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        declare_exchange(&self.channel, &ExchangeSpec::cloudify_monitoring(exchange))
             .await
             .expect("declare exchange");
     }
 
     /// Declares a durable fanout exchange, as the 4.x manager declares `cloudify-events`.
     pub async fn declare_fanout_exchange(&self, exchange: &str) {
-        self.channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        declare_exchange(&self.channel, &ExchangeSpec::durable_fanout(exchange))
             .await
             .expect("declare exchange");
     }
