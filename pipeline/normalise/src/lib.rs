@@ -14,7 +14,7 @@
 //! - `diamond` (private): the wire struct of the Diamond body (wire formats,
 //!   section 1), decoded in place with simd-json, and the checks that turn it into a typed metric
 //!   or control message.
-//! - [`template`]: graphite naming templates in the InfluxDB/Telegraf syntax, which turn a dotted
+//! - [`graphite`]: graphite naming templates in the InfluxDB/Telegraf syntax, which turn a dotted
 //!   metric name into measurement, field key and tags.
 //! - [`events`]: Cloudify event and log bodies (wire formats, section 3) to documents with
 //!   `@timestamp`, their daily index ([`IndexPattern`]) and a deterministic `_id`.
@@ -25,7 +25,7 @@
 pub mod decoders;
 mod diamond;
 pub mod events;
-pub mod template;
+pub mod graphite;
 pub mod timestamp;
 
 use std::borrow::Cow;
@@ -37,7 +37,7 @@ use smallvec::SmallVec;
 pub use crate::decoders::{DiamondDecoder, EventsDecoder, MetricTap};
 use crate::diamond::{DiamondMetric, Message};
 pub use crate::events::{EventDecoder, EventError, IndexPattern, IndexPatternError, document_id};
-pub use crate::template::{Applied, AppliedRef, TemplateError, TemplateSet};
+pub use crate::graphite::{Applied, AppliedRef, TemplateError, TemplateSet};
 pub use crate::timestamp::{TimestampError, format_event_timestamp, parse_manager_timestamp};
 
 /// How a Diamond metric becomes a measurement, tags and fields.
