@@ -6,13 +6,16 @@
 //!   hold;
 //! - [`batch`]: the sinks' batch writer, with the split on 413 and the bisection of a partial
 //!   failure;
+//! - [`request_error`]: the error of the stores' calls that answer one result (ping, setup);
 //! - readable error texts that never carry a secret, a bounded read of error bodies,
 //!   `Retry-After`, request-body compression and pooled request buffers.
 
 pub mod batch;
+pub mod request_error;
 pub mod retry_class;
 
 pub use batch::{BatchAnswer, BatchEndpoint, write_batch};
+pub use request_error::{RequestError, Store};
 pub use retry_class::{Refusals, RetryClass, classify, is_transient};
 
 use std::io::Write;
