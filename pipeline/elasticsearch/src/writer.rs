@@ -41,7 +41,7 @@ use crate::response::read_bulk_response;
 use crate::telemetry;
 use sluice_http::{
     BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name,
-    error_chain, gzip, read_capped, truncate_detail, write_batch,
+    error_chain, gzip, read_capped, store_client, truncate_detail, write_batch,
 };
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
@@ -110,12 +110,7 @@ impl EsWriter {
             }
             EsAuth::None | EsAuth::Basic { .. } => None,
         };
-        let client = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| EsError::Settings(format!("cannot build the http client: {error}")))?;
+        let client = store_client(settings.request_timeout)?;
         Ok(Self {
             client,
             endpoints,

@@ -28,6 +28,9 @@ use reqwest::Response;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use url::Url;
 
+/// How sluice's HTTP clients name themselves. The workspace's crates share one version: sluice's.
+pub const USER_AGENT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
+
 /// Longest error text kept in an outcome's detail (and so in a dead letter's header).
 pub const MAX_DETAIL_BYTES: usize = 1024;
 /// Most of an error response's body that is read; a misbehaving proxy cannot make us buffer more.
@@ -103,6 +106,18 @@ pub fn base_url(
         base.set_path(&path);
     }
     Ok(base)
+}
+
+/// The HTTP client of a store's writer: `request_timeout` bounds each request, and connecting.
+pub fn store_client<S: Store>(
+    request_timeout: Duration,
+) -> Result<reqwest::Client, RequestError<S>> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|error| RequestError::Settings(format!("cannot build the http client: {error}")))
 }
 
 /// Compresses a request body at the fastest level: the bodies are repetitive and compress well

@@ -35,7 +35,7 @@ use crate::error::{InfluxError, QueryRefused};
 use crate::telemetry;
 use sluice_http::{
     BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name, gzip,
-    read_capped, truncate_detail, write_batch,
+    read_capped, store_client, truncate_detail, write_batch,
 };
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
@@ -87,14 +87,7 @@ impl InfluxWriter {
                 Some(value)
             }
         };
-        let client = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| {
-                InfluxError::Settings(format!("cannot build the http client: {error}"))
-            })?;
+        let client = store_client(settings.request_timeout)?;
         Ok(Self {
             client,
             api: settings.api,
