@@ -25,7 +25,7 @@
 use std::fmt;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response};
 use secrecy::ExposeSecret;
 use sluice_core::batch::ByteSize;
 use sluice_core::document::Document;
@@ -41,7 +41,7 @@ use crate::response::read_bulk_response;
 use crate::telemetry;
 use sluice_http::{
     BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name,
-    error_chain, gzip, read_capped, retry_after, truncate_detail, write_batch,
+    error_chain, gzip, read_capped, store_client, truncate_detail, write_batch,
 };
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
@@ -110,12 +110,7 @@ impl EsWriter {
             }
             EsAuth::None | EsAuth::Basic { .. } => None,
         };
-        let client = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| EsError::Settings(format!("cannot build the http client: {error}")))?;
+        let client = store_client(settings.request_timeout)?;
         Ok(Self {
             client,
             endpoints,
@@ -186,14 +181,10 @@ impl EsWriter {
             (_, Some(api_key)) => request.header(AUTHORIZATION, api_key.clone()),
             _ => request,
         };
-        request.send().await.map_err(|error| {
-            let timed_out = error.is_timeout();
-            EsError::Transport {
-                endpoint: endpoint_name(endpoint),
-                detail: truncate_detail(error_chain(&error.without_url())),
-                timed_out,
-            }
-        })
+        request
+            .send()
+            .await
+            .map_err(|error| EsError::transport(endpoint, error))
     }
 
     /// Reads a 2xx answer item by item.
@@ -367,23 +358,14 @@ fn index_template(index_patterns: &[String]) -> serde_json::Value {
 
 /// Ok for a 2xx answer; the error that says what to do otherwise.
 async fn expect_success(response: Response, endpoint: &Url) -> Result<(), EsError> {
-    let status = response.status();
-    if status.is_success() {
+    if response.status().is_success() {
         return Ok(());
     }
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        telemetry::authentication_failed(&endpoint_name(endpoint), status.as_u16());
-        return Err(EsError::Authentication {
-            status: status.as_u16(),
-        });
+    let error = EsError::answered(response, error_message).await;
+    if let EsError::Authentication { status } = error {
+        telemetry::authentication_failed(&endpoint_name(endpoint), status);
     }
-    let retry_after = retry_after(response.headers());
-    let body = read_capped(response).await;
-    Err(EsError::Status {
-        status: status.as_u16(),
-        message: truncate_detail(error_message(&body)),
-        retry_after,
-    })
+    Err(error)
 }
 
 /// The server's error text: `<type>: <reason>` from Elasticsearch's

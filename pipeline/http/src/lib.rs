@@ -6,13 +6,16 @@
 //!   hold;
 //! - [`batch`]: the sinks' batch writer, with the split on 413 and the bisection of a partial
 //!   failure;
+//! - [`request_error`]: the error of the stores' calls that answer one result (ping, setup);
 //! - readable error texts that never carry a secret, a bounded read of error bodies,
 //!   `Retry-After`, request-body compression and pooled request buffers.
 
 pub mod batch;
+pub mod request_error;
 pub mod retry_class;
 
 pub use batch::{BatchAnswer, BatchEndpoint, write_batch};
+pub use request_error::{RequestError, Store};
 pub use retry_class::{Refusals, RetryClass, classify, is_transient};
 
 use std::io::Write;
@@ -24,6 +27,9 @@ use flate2::write::GzEncoder;
 use reqwest::Response;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use url::Url;
+
+/// How sluice's HTTP clients name themselves. The workspace's crates share one version: sluice's.
+pub const USER_AGENT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
 
 /// Longest error text kept in an outcome's detail (and so in a dead letter's header).
 pub const MAX_DETAIL_BYTES: usize = 1024;
@@ -100,6 +106,18 @@ pub fn base_url(
         base.set_path(&path);
     }
     Ok(base)
+}
+
+/// The HTTP client of a store's writer: `request_timeout` bounds each request, and connecting.
+pub fn store_client<S: Store>(
+    request_timeout: Duration,
+) -> Result<reqwest::Client, RequestError<S>> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|error| RequestError::Settings(format!("cannot build the http client: {error}")))
 }
 
 /// Compresses a request body at the fastest level: the bodies are repetitive and compress well

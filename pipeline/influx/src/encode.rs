@@ -25,7 +25,7 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use influxdb_line_protocol::LineProtocolBuilder;
-use influxdb_line_protocol::builder::{self, AfterField, AfterMeasurement};
+use influxdb_line_protocol::builder;
 use sluice_core::batch::ByteSize;
 use sluice_core::point::{FieldRef, InvalidPoint, Point, PointLimits, PointRef, ValidPoint};
 use sluice_core::rejection::{Reason, Rejection};
@@ -92,9 +92,9 @@ fn build_line(buf: &mut Vec<u8>, point: &PointRef<'_>, precision: Precision) {
     for (key, value) in &point.tags {
         line = line.tag(key, value);
     }
-    let mut line = first_field(line, first_key, first_value);
+    let mut line = line.field(first_key, AnyField(first_value));
     for (key, value) in fields {
-        line = next_field(line, key, value);
+        line = line.field(key, AnyField(value));
     }
     line.timestamp(precision.from_nanos(point.timestamp))
         .close_line();
@@ -288,29 +288,19 @@ impl<V: builder::FieldValue> fmt::Display for Formatted<'_, V> {
     }
 }
 
-fn first_field<'buf>(
-    line: LineProtocolBuilder<&'buf mut Vec<u8>, AfterMeasurement>,
-    key: &str,
-    value: &FieldRef<'_>,
-) -> LineProtocolBuilder<&'buf mut Vec<u8>, AfterField> {
-    match value {
-        FieldRef::Integer(number) => line.field(key, *number),
-        FieldRef::Float(number) => line.field(key, *number),
-        FieldRef::Boolean(flag) => line.field(key, *flag),
-        FieldRef::String(text) => line.field(key, text.as_ref()),
-    }
-}
+/// A field of any type, formatted as the line-protocol crate formats that type. The builder's
+/// first field and its next ones are methods of two typestates, so one value type that takes
+/// any field is what lets a line pass both without a `match` per state.
+struct AnyField<'v>(&'v FieldRef<'v>);
 
-fn next_field<'buf>(
-    line: LineProtocolBuilder<&'buf mut Vec<u8>, AfterField>,
-    key: &str,
-    value: &FieldRef<'_>,
-) -> LineProtocolBuilder<&'buf mut Vec<u8>, AfterField> {
-    match value {
-        FieldRef::Integer(number) => line.field(key, *number),
-        FieldRef::Float(number) => line.field(key, *number),
-        FieldRef::Boolean(flag) => line.field(key, *flag),
-        FieldRef::String(text) => line.field(key, text.as_ref()),
+impl builder::FieldValue for AnyField<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            FieldRef::Integer(number) => builder::FieldValue::fmt(number, formatter),
+            FieldRef::Float(number) => builder::FieldValue::fmt(number, formatter),
+            FieldRef::Boolean(flag) => builder::FieldValue::fmt(flag, formatter),
+            FieldRef::String(text) => builder::FieldValue::fmt(&text.as_ref(), formatter),
+        }
     }
 }
 

@@ -1,62 +1,30 @@
 //! The error of the calls that answer one result: [`InfluxWriter::new`], `ping` and
 //! `ensure_database`. Writes never fail as a whole; they answer per-point outcomes.
 //!
-//! No variant holds a password or token, and the transport details are taken from `reqwest`
-//! with the URL stripped, so printing an error (`Display` or `Debug`) cannot leak a secret.
+//! It is [`sluice_http::RequestError`], which the Elasticsearch client shares: the same failures
+//! in the same words, naming InfluxDB, and a query InfluxDB refused. No variant holds a password
+//! or token.
 //!
 //! [`InfluxWriter::new`]: crate::InfluxWriter::new
 
-use std::time::Duration;
+use sluice_http::{RequestError, Store};
 
-#[derive(Debug, thiserror::Error)]
-pub enum InfluxError {
-    /// The settings cannot work; the message names the setting.
-    #[error("invalid influxdb settings: {0}")]
-    Settings(String),
-    /// No answer: connection refused or reset, DNS, TLS, timeout.
-    #[error("could not reach influxdb at {endpoint}: {detail}")]
-    Transport {
-        /// The URL called, without its query.
-        endpoint: String,
-        detail: String,
-        timed_out: bool,
-    },
-    /// 401 or 403: the credentials are wrong or lack a permission.
-    #[error("authentication failed (status {status})")]
-    Authentication { status: u16 },
-    /// Any other unexpected status, with the server's error text.
-    #[error("influxdb answered {status}: {message}")]
-    Status {
-        status: u16,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    /// The server ran the query and reported an error in its result.
-    #[error("influxdb refused the query: {message}")]
-    Query { message: String },
+/// InfluxDB, as [`InfluxError`] names it.
+#[derive(Debug)]
+pub enum InfluxDb {}
+
+impl Store for InfluxDb {
+    const NAME: &'static str = "influxdb";
+    type Refusal = QueryRefused;
 }
 
-impl InfluxError {
-    /// True when the same call may succeed later without anyone changing anything: the server
-    /// was unreachable, overloaded (429) or failing (5xx). Bad settings, refused credentials
-    /// and refused queries need an operator, so they are not retryable.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            InfluxError::Transport { .. } => true,
-            InfluxError::Status { status, .. } => sluice_http::is_transient(*status),
-            InfluxError::Settings(_)
-            | InfluxError::Authentication { .. }
-            | InfluxError::Query { .. } => false,
-        }
-    }
+pub type InfluxError = RequestError<InfluxDb>;
 
-    /// The server's `Retry-After`, when it sent one.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            InfluxError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
+/// The server ran the query and reported an error in its result.
+#[derive(Debug, thiserror::Error)]
+#[error("influxdb refused the query: {message}")]
+pub struct QueryRefused {
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -64,29 +32,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_passing_failures_are_retryable() {
-        let status = |status| InfluxError::Status {
-            status,
-            message: String::new(),
-            retry_after: None,
-        };
-        assert!(status(503).is_retryable());
-        assert!(status(429).is_retryable());
-        assert!(!status(400).is_retryable());
-        assert!(!status(404).is_retryable());
-        assert!(
-            InfluxError::Transport {
-                endpoint: "http://127.0.0.1:1/ping".into(),
-                detail: "connection refused".into(),
-                timed_out: false,
-            }
-            .is_retryable()
-        );
-        assert!(!InfluxError::Authentication { status: 401 }.is_retryable());
-        assert!(!InfluxError::Settings("url: x".into()).is_retryable());
+    fn texts_name_influxdb_and_refused_queries_are_not_retryable() {
         assert_eq!(
             InfluxError::Authentication { status: 403 }.to_string(),
             "authentication failed (status 403)"
         );
+        let refused = InfluxError::Refused(QueryRefused {
+            message: "bad name".into(),
+        });
+        assert_eq!(refused.to_string(), "influxdb refused the query: bad name");
+        assert!(!refused.is_retryable());
     }
 }

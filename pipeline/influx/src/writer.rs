@@ -31,11 +31,11 @@ use url::Url;
 
 use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
 use crate::encode::{Line, LineEncoder};
-use crate::error::InfluxError;
+use crate::error::{InfluxError, QueryRefused};
 use crate::telemetry;
 use sluice_http::{
-    BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name,
-    error_chain, gzip, read_capped, retry_after, truncate_detail, write_batch,
+    BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name, gzip,
+    read_capped, store_client, truncate_detail, write_batch,
 };
 
 /// Encoding buffers kept for reuse: about the number of writes in flight at once.
@@ -87,14 +87,7 @@ impl InfluxWriter {
                 Some(value)
             }
         };
-        let client = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| {
-                InfluxError::Settings(format!("cannot build the http client: {error}"))
-            })?;
+        let client = store_client(settings.request_timeout)?;
         Ok(Self {
             client,
             api: settings.api,
@@ -126,28 +119,18 @@ impl InfluxWriter {
             .send_authenticated(request, &self.endpoints.query)
             .await?;
         let status = response.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            telemetry::authentication_failed(
-                &endpoint_name(&self.endpoints.query),
-                status.as_u16(),
-            );
-            return Err(InfluxError::Authentication {
-                status: status.as_u16(),
-            });
+        if !status.is_success() && status != StatusCode::BAD_REQUEST {
+            let error = InfluxError::answered(response, error_message).await;
+            if let InfluxError::Authentication { status } = error {
+                telemetry::authentication_failed(&endpoint_name(&self.endpoints.query), status);
+            }
+            return Err(error);
         }
-        let retry_after = retry_after(response.headers());
         let body = read_capped(response).await;
         if status == StatusCode::BAD_REQUEST {
-            return Err(InfluxError::Query {
+            return Err(InfluxError::Refused(QueryRefused {
                 message: truncate_detail(error_message(&body)),
-            });
-        }
-        if !status.is_success() {
-            return Err(InfluxError::Status {
-                status: status.as_u16(),
-                message: truncate_detail(error_message(&body)),
-                retry_after,
-            });
+            }));
         }
         // 1.x answers 200 and puts a failed statement's error inside its result.
         let results: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -158,9 +141,9 @@ impl InfluxWriter {
             .flatten()
             .find_map(|result| result.get("error").and_then(serde_json::Value::as_str));
         match statement_error {
-            Some(message) => Err(InfluxError::Query {
+            Some(message) => Err(InfluxError::Refused(QueryRefused {
                 message: truncate_detail(message.to_owned()),
-            }),
+            })),
             None => Ok(()),
         }
     }
@@ -171,22 +154,10 @@ impl InfluxWriter {
         let response = self
             .send_authenticated(request, &self.endpoints.ping)
             .await?;
-        let status = response.status();
-        if status.is_success() {
+        if response.status().is_success() {
             return Ok(());
         }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(InfluxError::Authentication {
-                status: status.as_u16(),
-            });
-        }
-        let retry_after = retry_after(response.headers());
-        let body = read_capped(response).await;
-        Err(InfluxError::Status {
-            status: status.as_u16(),
-            message: truncate_detail(error_message(&body)),
-            retry_after,
-        })
+        Err(InfluxError::answered(response, error_message).await)
     }
 
     /// Adds the credentials and sends; a missing answer becomes [`InfluxError::Transport`].
@@ -210,14 +181,10 @@ impl InfluxWriter {
             (_, Some(token)) => request.header(AUTHORIZATION, token.clone()),
             _ => request,
         };
-        request.send().await.map_err(|error| {
-            let timed_out = error.is_timeout();
-            InfluxError::Transport {
-                endpoint: endpoint_name(endpoint),
-                detail: truncate_detail(error_chain(&error.without_url())),
-                timed_out,
-            }
-        })
+        request
+            .send()
+            .await
+            .map_err(|error| InfluxError::transport(endpoint, error))
     }
 
     async fn create_missing_database(&self) {

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use simd_json::ErrorType;
 
-use crate::{ControlMessage, ControlState, NormaliseError};
+use crate::{BodyError, ControlMessage, ControlState, NormaliseError};
 
 /// The `service` of a policy-engine control message.
 pub(crate) const CONTROL_SERVICE: &str = "cloudify.configuration";
@@ -268,33 +268,28 @@ pub(crate) fn decode<'a>(
 /// escapes are rewritten before simd-json stops, so the number and the structure around it are
 /// still the body's own bytes.
 pub(crate) fn syntax_error(error: &simd_json::Error, body: &[u8]) -> NormaliseError {
-    match error.error() {
-        ErrorType::InvalidUtf8 => NormaliseError::InvalidUtf8 {
-            offset: error.index(),
+    let invalid_number = matches!(
+        error.error(),
+        ErrorType::InvalidNumber | ErrorType::InvalidExponent
+    );
+    let overflowing = invalid_number
+        .then(|| overflowing_number(body, error.index()))
+        .flatten();
+    let Some((start, number, value)) = overflowing else {
+        return BodyError::syntax(error).into();
+    };
+    match key_before(body, start) {
+        Some("metric") => NormaliseError::NotFinite {
+            field: "metric",
+            value,
         },
-        ErrorType::InvalidNumber | ErrorType::InvalidExponent => {
-            match overflowing_number(body, error.index()) {
-                Some((start, number, value)) => match key_before(body, start) {
-                    Some("metric") => NormaliseError::NotFinite {
-                        field: "metric",
-                        value,
-                    },
-                    Some("time") => NormaliseError::BadTimestamp {
-                        found: format!("the number {}", quote(number)),
-                        why: "it is not finite",
-                    },
-                    _ => NormaliseError::NumberOutOfRange {
-                        offset: start,
-                        number: quote(number).into_owned(),
-                    },
-                },
-                None => NormaliseError::InvalidJson {
-                    detail: error.to_string(),
-                },
-            }
-        }
-        _ => NormaliseError::InvalidJson {
-            detail: error.to_string(),
+        Some("time") => NormaliseError::BadTimestamp {
+            found: format!("the number {}", quote(number)),
+            why: "it is not finite",
+        },
+        _ => NormaliseError::NumberOutOfRange {
+            offset: start,
+            number: quote(number).into_owned(),
         },
     }
 }
@@ -381,7 +376,9 @@ impl<'a> Decoded<'a> {
     /// Checks the body's shape and fields: see [`WireBody::into_message`].
     pub(crate) fn into_message(self) -> Result<Message<'a>, NormaliseError> {
         match self {
-            Decoded::NotObject(found) => Err(NormaliseError::NotAnObject { found }),
+            Decoded::NotObject(found) => {
+                Err(NormaliseError::from(BodyError::NotAnObject { found }))
+            }
             Decoded::Object(wire) => match wire.duplicate_key {
                 Some(key) => Err(NormaliseError::DuplicateKey { key }),
                 None => wire.into_message(),
@@ -454,11 +451,11 @@ impl<'a> WireBody<'a> {
             Raw::Str(state) if state == "start" => ControlState::Start,
             Raw::Str(state) if state == "stop" => ControlState::Stop,
             other => {
-                return Err(NormaliseError::WrongType {
+                return Err(NormaliseError::from(BodyError::WrongType {
                     field: "state",
                     expected: "\"start\" or \"stop\"",
                     found: other.describe(),
-                });
+                }));
             }
         };
         let deployment_id = required_str(self.deployment_id, "deployment_id", CONTROL)?;
@@ -478,7 +475,10 @@ fn required<'a>(
     field: &'static str,
     message: &'static str,
 ) -> Result<Raw<'a>, NormaliseError> {
-    slot.ok_or(NormaliseError::MissingField { message, field })
+    slot.ok_or(NormaliseError::from(BodyError::MissingField {
+        message,
+        field,
+    }))
 }
 
 fn required_str<'a>(
@@ -488,11 +488,11 @@ fn required_str<'a>(
 ) -> Result<Cow<'a, str>, NormaliseError> {
     match required(slot, field, message)? {
         Raw::Str(text) => Ok(text),
-        other => Err(NormaliseError::WrongType {
+        other => Err(NormaliseError::from(BodyError::WrongType {
             field,
             expected: "a string",
             found: other.describe(),
-        }),
+        })),
     }
 }
 
@@ -504,11 +504,11 @@ fn optional_str<'a>(
     match slot {
         None | Some(Raw::Null) => Ok(None),
         Some(Raw::Str(text)) => Ok(Some(text)),
-        Some(other) => Err(NormaliseError::WrongType {
+        Some(other) => Err(NormaliseError::from(BodyError::WrongType {
             field,
             expected: "a string",
             found: other.describe(),
-        }),
+        })),
     }
 }
 
@@ -520,11 +520,11 @@ fn metric_value(slot: Option<Raw<'_>>) -> Result<f64, NormaliseError> {
         Raw::Int(value) => value as f64,
         Raw::UInt(value) => value as f64,
         other => {
-            return Err(NormaliseError::WrongType {
+            return Err(NormaliseError::from(BodyError::WrongType {
                 field: "metric",
                 expected: "a number",
                 found: other.describe(),
-            });
+            }));
         }
     };
     if value.is_finite() {

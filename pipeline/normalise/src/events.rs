@@ -24,12 +24,13 @@ use jiff::Timestamp;
 use jiff::tz::Offset;
 use simd_json::prelude::*;
 use simd_json::tape::{Node, Value};
-use simd_json::{BorrowedValue, ErrorType, ValueType};
+use simd_json::{BorrowedValue, ValueType};
 use sluice_core::ack::SourceMessage;
 use sluice_core::document::Document;
 use sluice_core::rejection::{Reason, Rejection};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::BodyError;
 use crate::diamond::quote;
 use crate::timestamp::{TimestampError, format_event_timestamp, parse_manager_timestamp};
 
@@ -305,27 +306,13 @@ fn check_index_name(name: &str) -> Result<(), String> {
 /// field and quote at most a short part of what was found, never the body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
-    #[error("body is not valid UTF-8 (at byte {offset})")]
-    InvalidUtf8 { offset: usize },
-    #[error("body is not JSON: {detail}")]
-    InvalidJson { detail: String },
+    /// Not UTF-8, not JSON, not an object, a field missing or of the wrong type.
+    #[error(transparent)]
+    Body(#[from] BodyError),
     /// Anywhere in the body: one of the values would be lost, and Elasticsearch refuses such a
     /// document anyway.
     #[error("body has the key {key:?} more than once in one object")]
     DuplicateKey { key: String },
-    #[error("body is {found}, expected a JSON object")]
-    NotAnObject { found: &'static str },
-    #[error("{message} has no {field:?} field")]
-    MissingField {
-        message: &'static str,
-        field: &'static str,
-    },
-    #[error("field {field:?} is {found}, expected {expected}")]
-    WrongType {
-        field: &'static str,
-        expected: &'static str,
-        found: String,
-    },
     #[error("field \"timestamp\": {0}")]
     BadTimestamp(#[from] TimestampError),
 }
@@ -333,10 +320,8 @@ pub enum EventError {
 impl Rejection for EventError {
     fn reason(&self) -> Reason {
         match self {
-            EventError::InvalidUtf8 { .. } => Reason::InvalidUtf8,
-            EventError::InvalidJson { .. } | EventError::DuplicateKey { .. } => Reason::InvalidJson,
-            EventError::NotAnObject { .. } | EventError::WrongType { .. } => Reason::WrongType,
-            EventError::MissingField { .. } => Reason::MissingField,
+            EventError::Body(error) => error.reason(),
+            EventError::DuplicateKey { .. } => Reason::InvalidJson,
             EventError::BadTimestamp(error) => error.reason(),
         }
     }
@@ -403,12 +388,13 @@ impl EventDecoder {
     pub fn decode(&self, body: &mut [u8], message: &SourceMessage) -> Result<Document, EventError> {
         let id = document_id(&message.exchange, &message.routing_key, body);
         let body_length = body.len();
-        let tape = simd_json::to_tape(body).map_err(|error| syntax_error(&error))?;
+        let tape = simd_json::to_tape(body).map_err(|error| BodyError::syntax(&error))?;
         let root = tape.as_value();
         let Some(object) = root.as_object() else {
-            return Err(EventError::NotAnObject {
+            return Err(BodyError::NotAnObject {
                 found: kind_of(root),
-            });
+            }
+            .into());
         };
         if let Some(key) = duplicate_key(&tape.0) {
             return Err(EventError::DuplicateKey {
@@ -418,29 +404,32 @@ impl EventDecoder {
 
         let kind = match object.get("type") {
             None => {
-                return Err(EventError::MissingField {
+                return Err(BodyError::MissingField {
                     message: "event or log body",
                     field: "type",
-                });
+                }
+                .into());
             }
             Some(value) => match value.as_str() {
                 Some(EVENT_TYPE) => Kind::Event,
                 Some(LOG_TYPE) => Kind::Log,
                 _ => {
-                    return Err(EventError::WrongType {
+                    return Err(BodyError::WrongType {
                         field: "type",
                         expected: "\"cloudify_event\" or \"cloudify_log\"",
                         found: describe(value),
-                    });
+                    }
+                    .into());
                 }
             },
         };
         let timestamp = match object.get("timestamp") {
             None => {
-                return Err(EventError::MissingField {
+                return Err(BodyError::MissingField {
                     message: kind.body_name(),
                     field: "timestamp",
-                });
+                }
+                .into());
             }
             Some(value) => match value.as_str() {
                 Some(text) => parse_manager_timestamp(text)?,
@@ -454,11 +443,12 @@ impl EventDecoder {
                 && !value.is_null()
                 && value.as_object().is_none()
             {
-                return Err(EventError::WrongType {
+                return Err(BodyError::WrongType {
                     field,
                     expected: "an object",
                     found: describe(value),
-                });
+                }
+                .into());
             }
         }
 
@@ -487,17 +477,6 @@ impl EventDecoder {
 /// is written) and writes floats in their shortest form.
 fn write_json(out: &mut Vec<u8>, value: &impl Writable) {
     value.write(out).expect("writing to a Vec cannot fail");
-}
-
-fn syntax_error(error: &simd_json::Error) -> EventError {
-    match error.error() {
-        ErrorType::InvalidUtf8 => EventError::InvalidUtf8 {
-            offset: error.index(),
-        },
-        _ => EventError::InvalidJson {
-            detail: error.to_string(),
-        },
-    }
 }
 
 /// The first key found twice in one object, anywhere in the tape.

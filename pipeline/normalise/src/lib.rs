@@ -22,6 +22,7 @@
 //! - this file: [`Normaliser`], which picks the naming ([`Naming`]), builds the point and runs
 //!   [`Point::validate`] on every point it returns.
 
+mod body;
 pub mod decoders;
 mod diamond;
 pub mod events;
@@ -34,6 +35,7 @@ use sluice_core::point::{FieldRef, InvalidPoint, Point, PointLimits, PointRef, V
 use sluice_core::rejection::{Reason, Rejection};
 use smallvec::SmallVec;
 
+pub use crate::body::BodyError;
 pub use crate::decoders::{DiamondDecoder, EventsDecoder, MetricTap};
 use crate::diamond::{DiamondMetric, Message};
 pub use crate::events::{EventDecoder, EventError, IndexPattern, IndexPatternError, document_id};
@@ -127,25 +129,11 @@ pub enum ControlState {
 /// short part of what was found, never the body.
 #[derive(Debug, thiserror::Error)]
 pub enum NormaliseError {
-    #[error("body is not valid UTF-8 (at byte {offset})")]
-    InvalidUtf8 { offset: usize },
-    #[error("body is not JSON: {detail}")]
-    InvalidJson { detail: String },
+    /// Not UTF-8, not JSON, not an object, a field missing or of the wrong type.
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("body has the key {key:?} more than once")]
     DuplicateKey { key: &'static str },
-    #[error("body is {found}, expected a JSON object")]
-    NotAnObject { found: &'static str },
-    #[error("{message} has no {field:?} field")]
-    MissingField {
-        message: &'static str,
-        field: &'static str,
-    },
-    #[error("field {field:?} is {found}, expected {expected}")]
-    WrongType {
-        field: &'static str,
-        expected: &'static str,
-        found: String,
-    },
     #[error("field {field:?} is {value}, not a finite number")]
     NotFinite { field: &'static str, value: f64 },
     #[error("body has the number {number} (at byte {offset}), beyond the range of a 64-bit float")]
@@ -163,14 +151,8 @@ pub enum NormaliseError {
 impl Rejection for NormaliseError {
     fn reason(&self) -> Reason {
         match self {
-            NormaliseError::InvalidUtf8 { .. } => Reason::InvalidUtf8,
-            NormaliseError::InvalidJson { .. } | NormaliseError::DuplicateKey { .. } => {
-                Reason::InvalidJson
-            }
-            NormaliseError::NotAnObject { .. } | NormaliseError::WrongType { .. } => {
-                Reason::WrongType
-            }
-            NormaliseError::MissingField { .. } => Reason::MissingField,
+            NormaliseError::Body(error) => error.reason(),
+            NormaliseError::DuplicateKey { .. } => Reason::InvalidJson,
             NormaliseError::NotFinite { .. } | NormaliseError::NumberOutOfRange { .. } => {
                 Reason::NotFinite
             }

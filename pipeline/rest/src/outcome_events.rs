@@ -229,8 +229,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn events_carry_the_policy_engine_context() {
+    /// A `processing_trigger` event of a threshold policy's scale trigger.
+    fn processing_trigger_event() -> OutcomeEvent {
         let origin = ActionOrigin {
             group: "web_tier".into(),
             policy: "cpu_high".into(),
@@ -248,13 +248,18 @@ mod tests {
             trigger_parameters: &parameters,
             origin: &origin,
         };
-        let body = outcome_event(
+        outcome_event(
             OutcomeEventKind::ProcessingTrigger,
             &context,
             "processing trigger",
             json!({"workflow": "scale"}),
             1_465_985_600_123,
-        );
+        )
+    }
+
+    #[test]
+    fn events_carry_the_policy_engine_context() {
+        let body = processing_trigger_event();
         let value: Value = serde_json::from_str(&body.to_json()).unwrap_or_default();
         assert_eq!(
             value,
@@ -273,30 +278,7 @@ mod tests {
 
     #[test]
     fn the_published_body_has_the_keys_in_the_order_it_always_had() {
-        let origin = ActionOrigin {
-            group: "web_tier".into(),
-            policy: "cpu_high".into(),
-            trigger: "scale".into(),
-            node_id: Some("nodejs_x1".into()),
-            node_name: Some("nodejs".into()),
-            diagnose: "threshold-breached".into(),
-            event_time_ms: 0,
-            event: json!({}),
-        };
-        let parameters = json!({"node_id": "nodejs_x1"});
-        let context = EventContext {
-            deployment_id: Some("nodecellar"),
-            workflow_id: Some("scale"),
-            trigger_parameters: &parameters,
-            origin: &origin,
-        };
-        let event = outcome_event(
-            OutcomeEventKind::ProcessingTrigger,
-            &context,
-            "processing trigger",
-            json!({"workflow": "scale"}),
-            1_465_985_600_123,
-        );
+        let event = processing_trigger_event();
         assert_eq!(
             event.to_json(),
             concat!(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sluice_amqp::source::SourceStatus;
 use sluice_core::dead_letter::DeadLetterSender;
-use sluice_core::path::{NoControl, PathLimits, run_path};
+use sluice_core::path::{NoControl, run_path};
 use sluice_elasticsearch::EsWriter;
 use sluice_normalise::{EventDecoder, EventsDecoder};
 use tokio::task::JoinSet;
@@ -60,12 +60,8 @@ pub async fn start(
 
     let (deliveries, statuses) = sources::start(settings.sources, &shutdown, tasks);
     let decoder = EventsDecoder::new(EventDecoder::new(settings.index));
-    let limits = PathLimits {
-        batch: settings.batch,
-        concurrency: settings.concurrency,
-        write_retry: settings.write_retry,
-    };
     let sink = Arc::clone(&elasticsearch);
+    let limits = settings.limits;
     tasks.spawn(async move {
         run_path(deliveries, decoder, sink, NoControl, limits, dead_letters).await;
         Ok(())

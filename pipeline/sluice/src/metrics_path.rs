@@ -19,7 +19,7 @@ use anyhow::Context;
 use sluice_amqp::source::SourceStatus;
 use sluice_core::ack::ControlAck;
 use sluice_core::dead_letter::DeadLetterSender;
-use sluice_core::path::{ControlHandler, PathLimits, run_path};
+use sluice_core::path::{ControlHandler, run_path};
 use sluice_core::point::ValidPoint;
 use sluice_influx::InfluxWriter;
 use sluice_normalise::{ControlMessage, DiamondDecoder, MetricSample, MetricTap};
@@ -62,12 +62,8 @@ pub async fn start(
         sluice_normalise::Normaliser::new(settings.naming, settings.point_limits),
         RuleTap::new(rules.clone()),
     );
-    let limits = PathLimits {
-        batch: settings.batch,
-        concurrency: settings.concurrency,
-        write_retry: settings.write_retry,
-    };
     let sink = Arc::clone(&influx);
+    let limits = settings.limits;
     tasks.spawn(async move {
         let controls = ManagerControls { rules };
         run_path(deliveries, decoder, sink, controls, limits, dead_letters).await;

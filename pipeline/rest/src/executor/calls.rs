@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
-use sluice_http::{Refusals, RetryClass, classify, error_chain, truncate_detail};
+use sluice_http::{Refusals, RetryClass, classify, error_chain, read_capped, truncate_detail};
 use tokio::time::Instant;
 use url::Url;
 
@@ -29,6 +29,31 @@ pub(super) struct CallFailure {
     pub(super) permanent: bool,
     pub(super) detail: String,
     pub(super) attempts: u32,
+}
+
+impl CallFailure {
+    /// The call was refused, or cannot be made: trying again would not change that.
+    pub(super) fn permanent(detail: String, attempts: u32) -> Self {
+        Self {
+            permanent: true,
+            detail,
+            attempts,
+        }
+    }
+}
+
+/// An answer, read whole: its status, its class (see [`answer_class`]) and its capped body.
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) class: Option<RetryClass>,
+    pub(super) body: Vec<u8>,
+}
+
+impl Answer {
+    /// This answer as [`classify_status`] reads it.
+    pub(super) fn classify<T>(&self) -> Result<Result<(), String>, Attempt<T>> {
+        classify_status(self.status, self.class, &self.body)
+    }
 }
 
 impl Executor {
@@ -86,10 +111,19 @@ pub(super) fn join_segments(
     Ok(url)
 }
 
-pub(super) async fn send<T>(request: RequestBuilder) -> Result<Response, Attempt<T>> {
-    request.send().await.map_err(|error| Attempt::Transient {
+/// Sends one attempt of a call and reads its answer; no answer at all is worth another try.
+pub(super) async fn call<T>(request: RequestBuilder) -> Result<Answer, Attempt<T>> {
+    let response = request.send().await.map_err(|error| Attempt::Transient {
         detail: truncate_detail(error_chain(&error.without_url())),
         retry_after: None,
+    })?;
+    let status = response.status();
+    let class = answer_class(&response);
+    let body = read_capped(response).await;
+    Ok(Answer {
+        status,
+        class,
+        body,
     })
 }
 
@@ -117,7 +151,7 @@ pub(super) fn classify_status<T>(
 
 /// The answer's class, as sluice's HTTP clients all decide it; the REST API's every refusal is
 /// one (`Refusals::AnyOther`). Read before the body, which consumes the response.
-pub(super) fn answer_class(response: &Response) -> Option<RetryClass> {
+fn answer_class(response: &Response) -> Option<RetryClass> {
     classify(response.status(), response.headers(), Refusals::AnyOther)
 }
 

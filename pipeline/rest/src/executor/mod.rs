@@ -166,7 +166,7 @@ impl Executor {
             .or_insert_with(|| {
                 reqwest::Client::builder()
                     .connect_timeout(connect_timeout)
-                    .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+                    .user_agent(sluice_http::USER_AGENT)
                     .build()
                     // Building fails only when the TLS backend cannot start; the default
                     // client then fails each call, which is reported as a transient failure.

@@ -4,6 +4,7 @@
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::calls::CallFailure;
 use crate::outcome_events::{EventContext, OutcomeEvent, OutcomeEventKind, outcome_event};
 
 /// What became of one action.
@@ -83,5 +84,26 @@ pub(super) fn failed(
     Execution {
         outcome: Outcome::Failed { permanent, detail },
         events: vec![event],
+    }
+}
+
+/// A call that failed after `events` were emitted: its `trigger_failed` event follows them.
+pub(super) fn call_failed(
+    context: &EventContext<'_>,
+    mut events: Vec<OutcomeEvent>,
+    failure: CallFailure,
+    time_ms: i64,
+) -> Execution {
+    let mut execution = failed(
+        context,
+        failure.detail,
+        failure.permanent,
+        failure.attempts,
+        time_ms,
+    );
+    events.append(&mut execution.events);
+    Execution {
+        outcome: execution.outcome,
+        events,
     }
 }

@@ -4,13 +4,12 @@
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use sluice_core::action::{ActionOrigin, Webhook};
-use sluice_http::read_capped;
 use tokio::time::Instant;
 use url::Url;
 
 use super::Executor;
-use super::calls::{Attempt, CallFailure, answer_class, classify_status, send};
-use super::outcome::{Execution, Outcome, clock, failed, skipped};
+use super::calls::{Attempt, CallFailure, call};
+use super::outcome::{Execution, Outcome, call_failed, clock, failed, skipped};
 use super::restraints::PendingKey;
 use crate::outcome_events::{EventContext, OutcomeEventKind, outcome_event};
 
@@ -54,14 +53,7 @@ impl Executor {
                     .timeout(webhook.timeout)
                     .body(body.clone());
                 async move {
-                    let response = match send(request).await {
-                        Ok(response) => response,
-                        Err(transient) => return transient,
-                    };
-                    let status = response.status();
-                    let class = answer_class(&response);
-                    let body = read_capped(response).await;
-                    match classify_status(status, class, &body) {
+                    match call(request).await.and_then(|answer| answer.classify()) {
                         Ok(answer) => Attempt::Done(answer),
                         Err(transient) => transient,
                     }
@@ -69,36 +61,23 @@ impl Executor {
             })
             .await;
         let time_ms = clock(now_ms, started);
-        let outcome = match result.and_then(|(answer, attempts)| {
-            answer.map(|()| attempts).map_err(|detail| CallFailure {
-                permanent: true,
-                detail,
-                attempts,
-            })
+        let attempts = match result.and_then(|(answer, attempts)| {
+            answer
+                .map(|()| attempts)
+                .map_err(|detail| CallFailure::permanent(detail, attempts))
         }) {
-            Ok(attempts) => {
-                events.push(outcome_event(
-                    OutcomeEventKind::TriggerSucceeded,
-                    &context,
-                    &format!("Webhook {target} called"),
-                    json!({"webhook": target, "attempts": attempts}),
-                    time_ms,
-                ));
-                Outcome::Succeeded {
-                    execution_id: String::new(),
-                }
-            }
-            Err(failure) => {
-                let mut execution = failed(
-                    &context,
-                    failure.detail,
-                    failure.permanent,
-                    failure.attempts,
-                    time_ms,
-                );
-                events.append(&mut execution.events);
-                execution.outcome
-            }
+            Ok(attempts) => attempts,
+            Err(failure) => return call_failed(&context, events, failure, time_ms),
+        };
+        events.push(outcome_event(
+            OutcomeEventKind::TriggerSucceeded,
+            &context,
+            &format!("Webhook {target} called"),
+            json!({"webhook": target, "attempts": attempts}),
+            time_ms,
+        ));
+        let outcome = Outcome::Succeeded {
+            execution_id: String::new(),
         };
         Execution { outcome, events }
     }

@@ -8,12 +8,11 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_core::action::{ExecuteWorkflow, Restraints};
-use sluice_http::read_capped;
 use tokio::time::Instant;
 
 use super::Executor;
-use super::calls::{Attempt, CallFailure, answer_class, classify_status, join_segments, send};
-use super::outcome::{Execution, Outcome, clock, failed, skipped};
+use super::calls::{Attempt, CallFailure, call, join_segments};
+use super::outcome::{Execution, Outcome, call_failed, clock, failed, skipped};
 use super::restraints::PendingKey;
 use crate::outcome_events::{EventContext, OutcomeEventKind, outcome_event};
 
@@ -129,12 +128,8 @@ impl Executor {
         let body = match serde_json::to_vec(&body) {
             Ok(body) => body,
             Err(error) => {
-                let mut execution = failed(&context, error.to_string(), true, 0, now_ms);
-                events.append(&mut execution.events);
-                return Execution {
-                    outcome: execution.outcome,
-                    events,
-                };
+                let failure = CallFailure::permanent(error.to_string(), 0);
+                return call_failed(&context, events, failure, now_ms);
             }
         };
         let result = self
@@ -146,8 +141,12 @@ impl Executor {
             )
             .await;
         let time_ms = clock(now_ms, started);
-        let outcome = match result {
-            Ok((Created::Execution(execution_id), attempts)) => {
+        let (created, attempts) = match result {
+            Ok(created) => created,
+            Err(failure) => return call_failed(&context, events, failure, time_ms),
+        };
+        let outcome = match created {
+            Created::Execution(execution_id) => {
                 events.push(outcome_event(
                     OutcomeEventKind::TriggerSucceeded,
                     &context,
@@ -161,7 +160,7 @@ impl Executor {
                 ));
                 Outcome::Succeeded { execution_id }
             }
-            Ok((Created::AlreadyRunning, attempts)) => {
+            Created::AlreadyRunning => {
                 events.push(outcome_event(
                     OutcomeEventKind::TriggerSucceeded,
                     &context,
@@ -175,17 +174,6 @@ impl Executor {
                 ));
                 Outcome::AlreadyRunning
             }
-            Err(failure) => {
-                let mut execution = failed(
-                    &context,
-                    failure.detail,
-                    failure.permanent,
-                    failure.attempts,
-                    time_ms,
-                );
-                events.append(&mut execution.events);
-                execution.outcome
-            }
         };
         Execution { outcome, events }
     }
@@ -197,13 +185,8 @@ impl Executor {
         socket_timeout: Duration,
         deadline: Instant,
     ) -> Result<NodeState, CallFailure> {
-        let url = join_segments(&self.base_url, &self.api, &["node-instances", node_id]).map_err(
-            |error| CallFailure {
-                permanent: true,
-                detail: error.to_string(),
-                attempts: 0,
-            },
-        )?;
+        let url = join_segments(&self.base_url, &self.api, &["node-instances", node_id])
+            .map_err(|error| CallFailure::permanent(error.to_string(), 0))?;
         let client = self.client(connect_timeout);
         let (answer, _attempts) = self
             .with_retries("execute_workflow", node_id, deadline, || {
@@ -212,21 +195,18 @@ impl Executor {
                     .headers(self.auth_headers.clone())
                     .timeout(socket_timeout);
                 async move {
-                    let response = match send(request).await {
-                        Ok(response) => response,
+                    let answer = match call(request).await {
+                        Ok(answer) => answer,
                         Err(transient) => return transient,
                     };
-                    let status = response.status();
-                    let class = answer_class(&response);
-                    let body = read_capped(response).await;
-                    if status == StatusCode::NOT_FOUND {
+                    if answer.status == StatusCode::NOT_FOUND {
                         return Attempt::Done(Ok(NodeState::NotStarted));
                     }
-                    match classify_status(status, class, &body) {
+                    match answer.classify() {
                         Err(transient) => transient,
                         Ok(Err(detail)) => Attempt::Done(Err(detail)),
                         Ok(Ok(())) => {
-                            let state = serde_json::from_slice::<Value>(&body)
+                            let state = serde_json::from_slice::<Value>(&answer.body)
                                 .ok()
                                 .and_then(|value| value.get("state").cloned());
                             Attempt::Done(Ok(match state {
@@ -240,11 +220,7 @@ impl Executor {
                 }
             })
             .await?;
-        answer.map_err(|detail| CallFailure {
-            permanent: true,
-            detail,
-            attempts: 1,
-        })
+        answer.map_err(|detail| CallFailure::permanent(detail, 1))
     }
 
     async fn create_execution(
@@ -265,25 +241,21 @@ impl Executor {
                     .timeout(socket_timeout)
                     .body(body.to_vec());
                 async move {
-                    let response = match send(request).await {
-                        Ok(response) => response,
+                    let answer = match call(request).await {
+                        Ok(answer) => answer,
                         Err(transient) => return transient,
                     };
-                    let status = response.status();
-                    let class = answer_class(&response);
-                    let body = read_capped(response).await;
-                    let answer = serde_json::from_slice::<Value>(&body).unwrap_or_default();
-                    if status == StatusCode::BAD_REQUEST
-                        && answer.get("error_code").and_then(Value::as_str)
-                            == Some(EXISTING_RUNNING)
+                    let json = serde_json::from_slice::<Value>(&answer.body).unwrap_or_default();
+                    if answer.status == StatusCode::BAD_REQUEST
+                        && json.get("error_code").and_then(Value::as_str) == Some(EXISTING_RUNNING)
                     {
                         return Attempt::Done(Ok(Created::AlreadyRunning));
                     }
-                    match classify_status(status, class, &body) {
+                    match answer.classify() {
                         Err(transient) => transient,
                         Ok(Err(detail)) => Attempt::Done(Err(detail)),
                         Ok(Ok(())) => {
-                            let id = answer.get("id").and_then(Value::as_str).unwrap_or_default();
+                            let id = json.get("id").and_then(Value::as_str).unwrap_or_default();
                             Attempt::Done(Ok(Created::Execution(id.to_owned())))
                         }
                     }
@@ -292,11 +264,7 @@ impl Executor {
             .await?;
         answer
             .map(|created| (created, attempts))
-            .map_err(|detail| CallFailure {
-                permanent: true,
-                detail,
-                attempts,
-            })
+            .map_err(|detail| CallFailure::permanent(detail, attempts))
     }
 }
 

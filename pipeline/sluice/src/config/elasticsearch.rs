@@ -1,17 +1,15 @@
 //! `[elasticsearch]`: the Elasticsearch (or OpenSearch) sink of the events path, and how its
 //! bulk requests are batched, run and retried.
 
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use sluice_core::batch::BatchLimits;
-use sluice_core::retry::RetryPolicy;
+use sluice_core::path::PathLimits;
 use sluice_elasticsearch::{EsAuth, EsSettings};
 
-use super::{above_zero, at_least_one, backoff, http_url, redacted_option};
+use super::{SinkWrites, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -80,9 +78,7 @@ impl Default for RawElasticsearch {
 /// and retried.
 pub(super) struct ElasticsearchSink {
     pub(super) settings: EsSettings,
-    pub(super) batch: BatchLimits,
-    pub(super) concurrency: NonZeroUsize,
-    pub(super) write_retry: RetryPolicy,
+    pub(super) limits: PathLimits,
 }
 
 impl RawElasticsearch {
@@ -114,22 +110,18 @@ impl RawElasticsearch {
                 None
             }
         };
-        let max_items = at_least_one(
-            "elasticsearch.batch_max_documents",
-            self.batch_max_documents,
-            fail,
-        );
-        let max_bytes = at_least_one("elasticsearch.batch_max_bytes", self.batch_max_bytes, fail);
-        let concurrency = at_least_one("elasticsearch.concurrency", self.concurrency, fail);
-        above_zero("elasticsearch.request_timeout", self.request_timeout, fail);
-        let write_retry = backoff(
-            (
-                "elasticsearch.retry_initial_delay",
-                self.retry_initial_delay,
-            ),
-            ("elasticsearch.retry_max_delay", self.retry_max_delay),
-            fail,
-        );
+        let limits = SinkWrites {
+            section: "elasticsearch",
+            max_items_key: "batch_max_documents",
+            max_items: self.batch_max_documents,
+            max_bytes: self.batch_max_bytes,
+            linger: self.batch_linger,
+            concurrency: self.concurrency,
+            request_timeout: self.request_timeout,
+            retry_initial_delay: self.retry_initial_delay,
+            retry_max_delay: self.retry_max_delay,
+        }
+        .validate(fail);
         Some(ElasticsearchSink {
             settings: EsSettings {
                 url: url?,
@@ -137,13 +129,7 @@ impl RawElasticsearch {
                 gzip: self.gzip,
                 request_timeout: self.request_timeout,
             },
-            batch: BatchLimits {
-                max_items: max_items?,
-                max_bytes: max_bytes?,
-                linger: self.batch_linger,
-            },
-            concurrency: concurrency?,
-            write_retry,
+            limits: limits?,
         })
     }
 }

@@ -1,14 +1,11 @@
 //! `[events]`: which of the manager's event and log streams are consumed, and into which index;
 //! with the `[elasticsearch]` sink they are written to, it makes the events path's settings.
 
-use std::num::NonZeroUsize;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_amqp::source::SourceSettings;
 use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology};
-use sluice_core::batch::BatchLimits;
-use sluice_core::retry::RetryPolicy;
+use sluice_core::path::PathLimits;
 use sluice_elasticsearch::EsSettings;
 use sluice_normalise::IndexPattern;
 
@@ -75,9 +72,7 @@ pub struct EventsPathSettings {
     pub index: IndexPattern,
     pub install_index_template: bool,
     pub elasticsearch: EsSettings,
-    pub batch: BatchLimits,
-    pub concurrency: NonZeroUsize,
-    pub write_retry: RetryPolicy,
+    pub limits: PathLimits,
 }
 
 impl RawEvents {
@@ -139,18 +134,14 @@ impl RawEvents {
 
         let ElasticsearchSink {
             settings: elasticsearch,
-            batch,
-            concurrency,
-            write_retry,
+            limits,
         } = elasticsearch.validate(fail)?;
         Some(EventsPathSettings {
             sources,
             index: index?,
             install_index_template: self.install_index_template,
             elasticsearch,
-            batch,
-            concurrency,
-            write_retry,
+            limits,
         })
     }
 

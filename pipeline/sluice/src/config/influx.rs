@@ -1,18 +1,16 @@
 //! `[influx]`: the InfluxDB sink of the metrics path, and how its writes are batched, run and
 //! retried.
 
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use sluice_core::batch::BatchLimits;
+use sluice_core::path::PathLimits;
 use sluice_core::point::PointLimits;
-use sluice_core::retry::RetryPolicy;
 use sluice_influx::{InfluxApi, InfluxSettings, Precision};
 
-use super::{above_zero, at_least_one, backoff, http_url, redacted_option};
+use super::{SinkWrites, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "lowercase")]
@@ -133,9 +131,7 @@ impl From<RawPrecision> for Precision {
 pub(super) struct InfluxSink {
     pub(super) settings: InfluxSettings,
     pub(super) create_database: bool,
-    pub(super) batch: BatchLimits,
-    pub(super) concurrency: NonZeroUsize,
-    pub(super) write_retry: RetryPolicy,
+    pub(super) limits: PathLimits,
 }
 
 impl RawInflux {
@@ -186,15 +182,18 @@ impl RawInflux {
                 }
             }
         };
-        let max_items = at_least_one("influx.batch_max_points", self.batch_max_points, fail);
-        let max_bytes = at_least_one("influx.batch_max_bytes", self.batch_max_bytes, fail);
-        let concurrency = at_least_one("influx.concurrency", self.concurrency, fail);
-        above_zero("influx.request_timeout", self.request_timeout, fail);
-        let write_retry = backoff(
-            ("influx.retry_initial_delay", self.retry_initial_delay),
-            ("influx.retry_max_delay", self.retry_max_delay),
-            fail,
-        );
+        let limits = SinkWrites {
+            section: "influx",
+            max_items_key: "batch_max_points",
+            max_items: self.batch_max_points,
+            max_bytes: self.batch_max_bytes,
+            linger: self.batch_linger,
+            concurrency: self.concurrency,
+            request_timeout: self.request_timeout,
+            retry_initial_delay: self.retry_initial_delay,
+            retry_max_delay: self.retry_max_delay,
+        }
+        .validate(fail);
         Some(InfluxSink {
             settings: InfluxSettings {
                 url: url?,
@@ -205,13 +204,7 @@ impl RawInflux {
                 max_point,
             },
             create_database: self.create_database,
-            batch: BatchLimits {
-                max_items: max_items?,
-                max_bytes: max_bytes?,
-                linger: self.batch_linger,
-            },
-            concurrency: concurrency?,
-            write_retry,
+            limits: limits?,
         })
     }
 }

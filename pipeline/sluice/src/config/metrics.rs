@@ -1,16 +1,14 @@
 //! `[metrics]`: where Diamond metrics are consumed and how they are named; with the `[influx]`
 //! sink they are written to, it makes the metrics path's settings.
 
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_amqp::source::SourceSettings;
 use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology};
-use sluice_core::batch::BatchLimits;
+use sluice_core::path::PathLimits;
 use sluice_core::point::PointLimits;
-use sluice_core::retry::RetryPolicy;
 use sluice_influx::InfluxSettings;
 use sluice_normalise::{Naming, TemplateSet};
 
@@ -94,9 +92,7 @@ pub struct MetricsPathSettings {
     pub point_limits: PointLimits,
     pub influx: InfluxSettings,
     pub create_database: bool,
-    pub batch: BatchLimits,
-    pub concurrency: NonZeroUsize,
-    pub write_retry: RetryPolicy,
+    pub limits: PathLimits,
 }
 
 impl RawMetrics {
@@ -144,9 +140,7 @@ impl RawMetrics {
         let InfluxSink {
             settings: influx,
             create_database,
-            batch,
-            concurrency,
-            write_retry,
+            limits,
         } = influx.validate(point_limits, fail)?;
 
         let topology = SourceTopology {
@@ -172,9 +166,7 @@ impl RawMetrics {
             point_limits,
             influx,
             create_database,
-            batch,
-            concurrency,
-            write_retry,
+            limits,
         })
     }
 }

@@ -38,6 +38,8 @@ use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sluice_amqp::dead_letter::DeadLetterSettings;
+use sluice_core::batch::BatchLimits;
+use sluice_core::path::PathLimits;
 use sluice_core::retry::RetryPolicy;
 
 pub use admin::RawAdmin;
@@ -181,10 +183,11 @@ impl RawConfig {
             );
         }
         let wanted_prefetch = metrics_path
+            .limits
             .batch
             .max_items
             .get()
-            .saturating_mul(metrics_path.concurrency.get() + 1);
+            .saturating_mul(metrics_path.limits.concurrency.get() + 1);
         if usize::from(self.amqp.prefetch) < wanted_prefetch {
             warnings.push(format!(
                 "amqp.prefetch {} is below influx.batch_max_points * (influx.concurrency + 1) = \
@@ -262,6 +265,46 @@ fn backoff(
         );
     }
     RetryPolicy { initial, max }
+}
+
+/// How a sink's writes are batched, run and retried: the settings `[influx]` and
+/// `[elasticsearch]` both have, checked the same way. Errors name `<section>.<key>`.
+struct SinkWrites<'a> {
+    section: &'a str,
+    /// What the sink counts its batches in: `batch_max_points`, `batch_max_documents`.
+    max_items_key: &'a str,
+    max_items: usize,
+    max_bytes: usize,
+    linger: Duration,
+    concurrency: usize,
+    request_timeout: Duration,
+    retry_initial_delay: Duration,
+    retry_max_delay: Duration,
+}
+
+impl SinkWrites<'_> {
+    /// The path's limits; `None` when a count is zero (each error is reported to `fail`).
+    fn validate(&self, fail: &mut impl FnMut(&str, String)) -> Option<PathLimits> {
+        let field = |key: &str| format!("{}.{key}", self.section);
+        let max_items = at_least_one(&field(self.max_items_key), self.max_items, fail);
+        let max_bytes = at_least_one(&field("batch_max_bytes"), self.max_bytes, fail);
+        let concurrency = at_least_one(&field("concurrency"), self.concurrency, fail);
+        above_zero(&field("request_timeout"), self.request_timeout, fail);
+        let write_retry = backoff(
+            (&field("retry_initial_delay"), self.retry_initial_delay),
+            (&field("retry_max_delay"), self.retry_max_delay),
+            fail,
+        );
+        Some(PathLimits {
+            batch: BatchLimits {
+                max_items: max_items?,
+                max_bytes: max_bytes?,
+                linger: self.linger,
+            },
+            concurrency: concurrency?,
+            write_retry,
+        })
+    }
 }
 
 /// Validated settings: what the pipeline runs with.
