@@ -18,13 +18,14 @@ mod rule_stage;
 mod sources;
 mod test_command;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use sluice_amqp::dead_letter::run_dead_letter_publisher;
 use tokio::sync::mpsc;
@@ -37,10 +38,18 @@ use crate::config::RawConfig;
 /// Dead letters waiting for the publisher; rejecting stages wait when it is full.
 const DEAD_LETTER_CHANNEL_CAPACITY: usize = 1024;
 
+/// `sluice --version`: the version and the commit it was built from (see `build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SLUICE_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
-    version,
+    version = VERSION,
     about = "A metrics and events pipeline: RabbitMQ to InfluxDB and Elasticsearch, acked after the write"
 )]
 struct Cli {
@@ -55,6 +64,10 @@ enum Command {
         /// A TOML configuration file; SLUICE_<SECTION>__<KEY> variables override it.
         #[arg(long, short, env = "SLUICE_CONFIG")]
         config: Option<PathBuf>,
+        /// How logs are written to stderr: `auto` is coloured text on a terminal and plain text
+        /// otherwise (a file, journald, a pipe); `json` is one JSON object per line.
+        #[arg(long, value_enum, default_value_t = LogFormat::Auto, env = "SLUICE_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Check a configuration and report every error with the field it concerns.
     Validate {
@@ -86,13 +99,32 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file.
     ConfigSchema,
+    /// Print a completion script for SHELL, e.g. `sluice completions bash >
+    /// /etc/bash_completion.d/sluice`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `sluice man > /usr/share/man/man1/sluice.1`; with
+    /// `--dir`, write it and one page per subcommand (`sluice-run.1`, ...) there instead.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Plain,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => {
-            init_logging();
+        Command::Run { config, log_format } => {
+            init_logging(log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -155,15 +187,38 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            let written = match &dir {
+                Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    let place = dir.map_or("stdout".to_owned(), |dir| dir.display().to_string());
+                    eprintln!("error: cannot write the manual pages to {place}: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        // Colour codes are noise in a file or a journal; only a person at a terminal wants them.
+        LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Plain => logs.with_ansi(false).init(),
+    }
 }
 
 async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! The command line without services: configuration checks and `sluice normalise`.
+//! The command line without services: configuration checks, `sluice normalise` and `sluice
+//! test`, the version, completions and manual page, and how `sluice run` writes its logs.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -225,4 +226,162 @@ fn test_command_reports_a_bad_rules_file_with_the_rule_and_field() {
         stderr.contains("hot") && stderr.contains("condition.window"),
         "{stderr}"
     );
+}
+
+/// The commit of the checkout the tests run in, as `build.rs` abbreviates it.
+fn checkout_commit() -> Option<String> {
+    let output = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let output = sluice().arg("--version").output().expect("run");
+    assert!(output.status.success());
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let commit = match std::env::var("SLUICE_GIT_COMMIT") {
+        Ok(commit) if !commit.is_empty() => commit,
+        _ => checkout_commit().expect("the tests run in a git checkout"),
+    };
+    assert_eq!(
+        version,
+        format!("sluice {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_definition() {
+    let subcommands = [
+        "run",
+        "validate",
+        "normalise",
+        "test",
+        "config-schema",
+        "completions",
+    ];
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = sluice().args(["completions", shell]).output().expect("run");
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        for subcommand in subcommands {
+            assert!(script.contains(subcommand), "{shell}: no {subcommand}");
+        }
+        // An option of a subcommand, so the script completes below the top level too.
+        assert!(script.contains("log-format"), "{shell}: no --log-format");
+    }
+    let output = sluice().arg("man").output().expect("run");
+    assert!(output.status.success());
+    let page = String::from_utf8_lossy(&output.stdout);
+    assert!(page.contains(".TH sluice 1"), "{page}");
+    for subcommand in subcommands {
+        // roff escapes the hyphens of names.
+        let named = format!("sluice\\-{}(1)", subcommand.replace('-', "\\-"));
+        assert!(page.contains(&named), "the page does not name {named}");
+    }
+    // The pages it names exist: one per subcommand, written with `--dir`.
+    let dir = std::env::temp_dir().join(format!("sluice-man-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let output = sluice()
+        .arg("man")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for subcommand in subcommands {
+        let page = std::fs::read_to_string(dir.join(format!("sluice-{subcommand}.1")))
+            .unwrap_or_else(|error| panic!("sluice-{subcommand}.1: {error}"));
+        assert!(
+            page.contains(".TH sluice-"),
+            "sluice-{subcommand}.1: {page}"
+        );
+    }
+    assert!(dir.join("sluice.1").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts `sluice run` against a broker port nothing listens on, with `arguments`, and answers
+/// the first `lines` lines it logs (it logs as it retries the broker, so lines keep coming).
+fn first_log_lines(arguments: &[&str], lines: usize) -> Vec<String> {
+    use std::io::BufRead as _;
+
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free port")
+    };
+    let mut child = sluice()
+        .arg("run")
+        .args(arguments)
+        .env(
+            "SLUICE_AMQP__URL",
+            format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port()),
+        )
+        .env("SLUICE_ADMIN__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("SLUICE_EVENTS__ENABLED", "false")
+        .env("SLUICE_RULES__ENABLED", "false")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice");
+    let stderr = child.stderr.take().expect("stderr");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut logged = Vec::new();
+    while logged.len() < lines {
+        match receiver.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(line) => logged.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(logged.len(), lines, "sluice logged only {logged:?}");
+    logged
+}
+
+#[test]
+fn logs_to_a_pipe_are_plain_text_without_colour_codes() {
+    let lines = first_log_lines(&[], 3);
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "a colour code in {line:?}");
+        assert!(
+            line.contains("INFO") || line.contains("WARN") || line.contains("ERROR"),
+            "{line:?}"
+        );
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_keep_the_broker_password_out() {
+    let lines = first_log_lines(&["--log-format", "json"], 3);
+    for line in &lines {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("{line:?}: {error}"));
+        assert!(entry["level"].is_string(), "{line}");
+        assert!(entry["fields"].is_object(), "{line}");
+        assert!(!line.contains("guest:guest"), "{line}");
+    }
 }
