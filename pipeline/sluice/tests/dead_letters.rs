@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use common::{Broker, Sluice, TestNames, diamond, eventually, influx_url, unique};
 use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
+use lapin::options::{BasicPublishOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::Value;
-use sluice_amqp::topology::{ExchangeSpec, ExchangeType, declare_exchange};
+use sluice_amqp::topology::{
+    ExchangeSpec, ExchangeType, QueueSpec, declare_exchange, declare_queue,
+};
 use sluice_testing::influx::TestDatabase;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -56,7 +58,8 @@ fn field<'a>(lines: &'a [Value], name: &str) -> Vec<&'a Value> {
     lines.iter().map(|line| &line[name]).collect()
 }
 
-/// Declares the dead-letter exchange and queue as `sluice run` would.
+/// Declares the dead-letter exchange and queue exactly as `sluice run` does, so a test can
+/// count the queue before sluice's dead-letter publisher has connected.
 async fn declare_dead_letter_queue(broker: &Broker, names: &TestNames) {
     declare_exchange(
         &broker.channel,
@@ -69,9 +72,23 @@ async fn declare_dead_letter_queue(broker: &Broker, names: &TestNames) {
     )
     .await
     .expect("declare the dead-letter exchange");
+    declare_queue(
+        &broker.channel,
+        &QueueSpec::durable(names.dead_letter_queue.clone()),
+    )
+    .await
+    .expect("declare the dead-letter queue");
     broker
-        .bind_queue(&names.dead_letter_queue, &names.dead_letter_exchange, "#")
-        .await;
+        .channel
+        .queue_bind(
+            names.dead_letter_queue.as_str().into(),
+            names.dead_letter_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind the dead-letter queue");
 }
 
 /// Publishes a letter with the headers sluice's dead-letter publisher gives one.
@@ -291,6 +308,7 @@ async fn a_field_type_conflict_fixed_and_replayed_lands_and_leaves_the_queue() {
     influx
         .write_lines(&format!("disk.free value=\"full\" {BASE_TIME}\n"))
         .await;
+    declare_dead_letter_queue(&broker, &names).await;
     let sluice = Sluice::start(&names, &influx_url(), &[]).await;
     broker
         .publish(

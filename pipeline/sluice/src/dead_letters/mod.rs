@@ -32,8 +32,12 @@ const REPLAYED_FROM_HEADER: &str = "x-sluice-replayed-from";
 
 #[derive(Subcommand)]
 pub enum DeadLettersCommand {
-    /// One line per letter: position, id, stage.reason, attempts, rejection time, where it was
-    /// first published, and the error (cut short). Every letter stays in the queue, in order.
+    /// One line per letter; every letter stays in the queue, in order.
+    ///
+    /// Each line: position, id, stage.reason, attempts, rejection time, where it was first
+    /// published, and the error (cut short). The letters are read with `basic.get`, left
+    /// unacked while they are printed, then all returned to their places: reading takes
+    /// nothing, and a command that dies returns them too.
     #[command(after_help = LIST_EXAMPLES)]
     List {
         #[command(flatten)]
@@ -44,9 +48,11 @@ pub enum DeadLettersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The letters in full, one JSON object per line: every header, the whole error, and the
-    /// body (`body_encoding` "utf8": its exact text, "hex" when it is not UTF-8). Every letter
-    /// stays in the queue, in order.
+    /// The letters in full as JSON lines; every letter stays in the queue, in order.
+    ///
+    /// One JSON object per line: every header, the whole error, and the body (`body_encoding`
+    /// "utf8": its exact text, "hex" when it is not UTF-8). Read as `list` reads: nothing is
+    /// taken.
     #[command(after_help = SHOW_EXAMPLES)]
     Show {
         #[command(flatten)]
@@ -54,11 +60,8 @@ pub enum DeadLettersCommand {
         #[command(flatten)]
         select: Selection,
     },
-    /// Republish the chosen letters to their original exchange and routing key (or the ones
-    /// given), optionally after editing their JSON body, and remove each one from the queue only
-    /// once the broker confirmed its copy. Letters not chosen, and letters that could not be
-    /// republished, stay where they were. Prints one JSON line per chosen letter with its
-    /// outcome; exits 1 when any chosen letter was not republished.
+    /// Republish chosen letters, optionally fixed; each leaves the queue once its copy is
+    /// confirmed.
     #[command(long_about = REPLAY_ABOUT, after_help = REPLAY_EXAMPLES)]
     Replay {
         #[command(flatten)]
@@ -108,7 +111,7 @@ pub struct QueueArgs {
 /// Which of the letters read the command is about; all of them when none is given.
 #[derive(Args)]
 pub struct Selection {
-    /// Only letters rejected by this stage (`normalise`, `influx`, `elasticsearch`, `rules`...).
+    /// Only letters rejected by this stage (`normalise`, `events`, `influx`, `elasticsearch`, `rules`).
     /// Repeatable.
     #[arg(long)]
     stage: Vec<String>,
@@ -285,8 +288,12 @@ async fn print_chosen(
         .iter()
         .filter(|letter| select.matches(letter))
     {
-        writeln!(out, "{}", render(letter)).context("writing to stdout")?;
-        shown += 1;
+        match writeln!(out, "{}", render(letter)) {
+            Ok(()) => shown += 1,
+            // `| head`: the reader has seen enough.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(error) => return Err(error).context("writing to stdout"),
+        }
     }
     Ok((reading, shown))
 }

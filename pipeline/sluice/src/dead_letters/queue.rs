@@ -152,6 +152,12 @@ impl DeadLetterQueue {
         {
             let _ = publisher.close(200, "done".into()).await;
         }
+        if !self.reader.status().connected() {
+            // The broker closed the channel (after an error it reported already), and that
+            // returned every letter still unacked on it.
+            let _ = self.connection.close(200, "done".into()).await;
+            return Ok(());
+        }
         // Tag 0 with `multiple`: every delivery still unacked on this channel.
         self.reader
             .basic_nack(
