@@ -33,6 +33,7 @@ fn dead_letters(names: &TestNames, args: &[&str]) -> Output {
         .arg("dead-letters")
         .args(args)
         .env("SLUICE_AMQP__URL", common::amqp_url())
+        .env("SLUICE_METRICS__EXCHANGE", &names.exchange)
         .env("SLUICE_DEAD_LETTER__EXCHANGE", &names.dead_letter_exchange)
         .env("SLUICE_DEAD_LETTER__QUEUE", &names.dead_letter_queue)
         .output()
@@ -334,17 +335,25 @@ async fn a_field_type_conflict_fixed_and_replayed_lands_and_leaves_the_queue() {
     assert_eq!(listed[0]["stage"], "influx");
     assert_eq!(listed[0]["original_exchange"], names.exchange.as_str());
     let id = listed[0]["id"].as_str().expect("id");
+    let fix = [
+        "--id",
+        id,
+        "--set",
+        "/service=\"nodecellar.nodejs_host.host_a.disk.free_bytes\"",
+    ];
+    // A dry run first: the point the fixed letter becomes, and nothing taken.
+    let dry = json_lines(
+        &dead_letters(&names, &[&["replay", "--dry-run"], &fix[..]].concat()),
+        true,
+    );
+    assert_eq!(dry.len(), 1, "{dry:?}");
+    assert_eq!(dry[0]["outcome"], "would_replay");
+    assert_eq!(dry[0]["normalised"]["measurement"], "disk.free_bytes");
+    assert_eq!(dry[0]["normalised"]["fields"]["value"], 12.5);
+    assert_eq!(ready(&broker, &names.dead_letter_queue).await, 1);
+
     let replayed = json_lines(
-        &dead_letters(
-            &names,
-            &[
-                "replay",
-                "--id",
-                id,
-                "--set",
-                "/service=\"nodecellar.nodejs_host.host_a.disk.free_bytes\"",
-            ],
-        ),
+        &dead_letters(&names, &[&["replay"], &fix[..]].concat()),
         true,
     );
     assert_eq!(replayed.len(), 1, "{replayed:?}");
@@ -439,6 +448,10 @@ async fn a_letter_the_broker_does_not_take_stays_and_the_others_are_untouched() 
         serde_json::from_str(dry[0]["body"].as_str().expect("body")).expect("JSON body");
     assert_eq!(dry_body["metric"], 7);
     assert_eq!(dry_body["node_id"], "host_a");
+    assert!(
+        dry[0].get("normalised").is_none(),
+        "only copies to the metrics exchange are normalised: {dry:?}"
+    );
     assert_eq!(ready(&broker, &names.dead_letter_queue).await, 2);
 
     // Only the chosen letter goes; the copy is fresh: no dead-letter headers, where it came from.
@@ -472,5 +485,50 @@ async fn a_letter_the_broker_does_not_take_stays_and_the_others_are_untouched() 
     broker.delete_queue(&target).await;
     broker.delete_exchange(&target).await;
     broker.delete_exchange(&unbound).await;
+    broker.remove(&names).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_failed_and_never_show_the_password() {
+    let names = TestNames::new("dlq-errors");
+    let broker = Broker::connect().await;
+    // The real broker with a wrong password, and a port nothing listens on.
+    let real = url::Url::parse(&common::amqp_url()).expect("AMQP_URL");
+    let mut wrong_password = real.clone();
+    wrong_password
+        .set_password(Some("not-the-password-7c1f"))
+        .expect("a URL with a host");
+    let mut nowhere = wrong_password.clone();
+    nowhere
+        .set_port(Some(common::free_port()))
+        .expect("a URL with a host");
+    for url in [&wrong_password, &nowhere] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["dead-letters", "list"])
+            .env("SLUICE_AMQP__URL", url.as_str())
+            .env("SLUICE_DEAD_LETTER__QUEUE", &names.dead_letter_queue)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        assert!(stderr.contains("cannot connect to"), "{stderr}");
+        assert!(stderr.contains(":***@"), "{stderr}");
+        assert!(!stderr.contains("not-the-password-7c1f"), "{stderr}");
+    }
+
+    // A queue that is not there says how to name the right one.
+    let output = dead_letters(&names, &["list"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&names.dead_letter_queue) && stderr.contains("--queue"),
+        "{stderr}"
+    );
+    // Replaying nothing in particular is refused before anything is read.
+    declare_dead_letter_queue(&broker, &names).await;
+    let output = dead_letters(&names, &["replay"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--all"), "{stderr}");
     broker.remove(&names).await;
 }

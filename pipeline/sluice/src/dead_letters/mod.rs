@@ -20,9 +20,11 @@ use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use serde_json::json;
+use serde_json::{Value, json};
+use sluice_core::rejection::Rejection;
+use sluice_normalise::{Normalised, Normaliser};
 
-use crate::config::RawConfig;
+use crate::config::{RawConfig, Settings};
 use edit::Edit;
 use letter::Letter;
 use queue::DeadLetterQueue;
@@ -87,8 +89,9 @@ pub enum DeadLettersCommand {
         /// Remove the member or element at a JSON pointer of the body, e.g. `/unit`. Repeatable.
         #[arg(long = "delete", value_name = "POINTER", value_parser = edit::parse_delete)]
         deletes: Vec<Edit>,
-        /// Print what would be published (target and edited body), and leave every letter in
-        /// the queue.
+        /// Print what would be published (target and edited body) and, for copies to the
+        /// metrics exchange, what the configuration's templates make of them (`normalised`, as
+        /// `sluice normalise` prints it); leave every letter in the queue.
         #[arg(long)]
         dry_run: bool,
     },
@@ -161,8 +164,10 @@ Fixing a letter: --set and --delete edit a JSON body at JSON pointers (RFC 6901)
 republished. This is deliberately not jq: a repair changes a field or two, a pointer names \
 exactly which, and an edit whose place does not exist fails that letter (it stays in the queue) \
 rather than doing nothing. An edited body is re-encoded (same JSON, keys sorted, no spaces). \
-To replay through a corrected template or rule, fix the configuration, restart sluice, and \
-replay the letters unchanged: they are normalised afresh.
+To replay through a corrected template, fix the configuration, check with `replay --dry-run \
+--config FILE` (each copy to the metrics exchange shows the point it becomes under FILE's \
+templates, as `normalised`), restart sluice on it, and replay the letters unchanged: they are \
+normalised afresh.
 
 Prints one JSON line per chosen letter: its position, id, stage, reason, target and outcome \
 (\"replayed\", \"would_replay\" with --dry-run, or \"failed\" with the error). Exits 0 when \
@@ -242,13 +247,18 @@ async fn run_async(command: DeadLettersCommand) -> anyhow::Result<ExitCode> {
 
 /// The queue's connection and name, from the configuration and `--queue`.
 async fn open(args: &QueueArgs) -> anyhow::Result<DeadLetterQueue> {
+    open_with_settings(args).await.map(|(queue, _)| queue)
+}
+
+/// [`open`], also answering the validated configuration.
+async fn open_with_settings(args: &QueueArgs) -> anyhow::Result<(DeadLetterQueue, Settings)> {
     let settings = RawConfig::load(args.config.as_deref())
         .and_then(|raw| raw.validate())
         .map_err(|errors| anyhow!("{errors}"))?;
     let queue = args
         .queue
         .clone()
-        .or(settings.dead_letter.queue)
+        .or_else(|| settings.dead_letter.queue.clone())
         .ok_or_else(|| {
             anyhow!(
                 "dead_letter.queue is \"\" (sluice declares no dead-letter queue): name the \
@@ -256,7 +266,42 @@ async fn open(args: &QueueArgs) -> anyhow::Result<DeadLetterQueue> {
                 settings.dead_letter.exchange
             )
         })?;
-    DeadLetterQueue::open(&settings.dead_letter.url, &queue).await
+    let queue = DeadLetterQueue::open(&settings.dead_letter.url, &queue).await?;
+    Ok((queue, settings))
+}
+
+/// What a copy sent to the metrics exchange becomes under the configuration's naming (its
+/// templates): shown by `replay --dry-run`, so a corrected template can be checked before
+/// anything is replayed.
+struct Preview {
+    metrics_exchange: String,
+    normaliser: Normaliser,
+}
+
+impl Preview {
+    fn from_settings(settings: Settings) -> Option<Preview> {
+        let metrics = settings.metrics?;
+        Some(Preview {
+            metrics_exchange: metrics.source.topology.exchange?.name,
+            normaliser: Normaliser::new(metrics.naming, metrics.point_limits),
+        })
+    }
+
+    /// The point (as `sluice normalise` prints it), the control message or the error; `None`
+    /// for a copy that does not go to the metrics exchange.
+    fn of(&self, exchange: &str, body: &[u8]) -> Option<Value> {
+        if exchange != self.metrics_exchange {
+            return None;
+        }
+        Some(match self.normaliser.normalise(body) {
+            Ok(Normalised::Point(point)) => serde_json::to_value(&point).unwrap_or_default(),
+            Ok(Normalised::Control(control)) => json!({ "control": control }),
+            Err(error) => json!({ "error": {
+                "reason": error.reason().as_str(),
+                "message": error.to_string(),
+            } }),
+        })
+    }
 }
 
 /// `list` and `show`: print each chosen letter, then return every letter to the queue.
@@ -333,7 +378,8 @@ async fn replay(
     target: &Target,
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut queue = open(args).await?;
+    let (mut queue, settings) = open_with_settings(args).await?;
+    let preview = Preview::from_settings(settings);
     let reading = match queue.read(limit(args)).await {
         Ok(reading) => reading,
         Err(error) => {
@@ -362,6 +408,12 @@ async fn replay(
                 line["routing_key"] = json!(routing_key);
                 if dry_run {
                     line["body"] = json!(letter::body_text(&body).0);
+                    if let Some(normalised) = preview
+                        .as_ref()
+                        .and_then(|preview| preview.of(&exchange, &body))
+                    {
+                        line["normalised"] = normalised;
+                    }
                     Ok("would_replay")
                 } else {
                     republish_then_remove(&mut queue, letter, &exchange, &routing_key, &body)
