@@ -415,6 +415,12 @@ async fn replay(
                         line["normalised"] = normalised;
                     }
                     Ok("would_replay")
+                } else if !queue.is_reading() {
+                    // Its copy could not be acked away: publishing it would only duplicate it.
+                    Err(anyhow!(
+                        "not republished: the channel reading the dead-letter queue closed, \
+                         and the letter went back to the queue"
+                    ))
                 } else {
                     republish_then_remove(&mut queue, letter, &exchange, &routing_key, &body)
                         .await

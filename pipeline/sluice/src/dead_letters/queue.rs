@@ -61,8 +61,9 @@ impl DeadLetterQueue {
             .await
             .with_context(|| {
                 format!(
-                    "the dead-letter queue {queue:?} is not there on {url}; name it with \
-                     --queue or dead_letter.queue as `sluice run` uses it"
+                    "the dead-letter queue {queue:?} does not exist on {url} (`sluice run` \
+                     declares it when it starts); name the one sluice uses with --queue or \
+                     dead_letter.queue"
                 )
             })?;
         Ok(DeadLetterQueue {
@@ -137,6 +138,12 @@ impl DeadLetterQueue {
         }
     }
 
+    /// Whether the letters read are still held by this command (the broker returns them all
+    /// when it closes the reading channel, after an error on it).
+    pub fn is_reading(&self) -> bool {
+        self.reader.status().connected()
+    }
+
     /// Removes a letter from the queue: only once its copy is confirmed.
     pub async fn remove(&self, letter: &Letter) -> anyhow::Result<()> {
         self.reader
@@ -152,7 +159,7 @@ impl DeadLetterQueue {
         {
             let _ = publisher.close(200, "done".into()).await;
         }
-        if !self.reader.status().connected() {
+        if !self.is_reading() {
             // The broker closed the channel (after an error it reported already), and that
             // returned every letter still unacked on it.
             let _ = self.connection.close(200, "done".into()).await;
