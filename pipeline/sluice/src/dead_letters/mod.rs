@@ -5,6 +5,10 @@
 //! - [`letter`]: one letter's headers decoded, and its `list` and `show` forms.
 //! - [`edit`]: the `--set`/`--delete` JSON pointer edits `replay` applies to a body.
 //!
+//! `replay --dry-run` also runs each copy bound for the metrics exchange through the
+//! configuration's naming ([`Preview`]), so a corrected template is seen at work before anything
+//! is replayed.
+//!
 //! The broker URL and the queue come from the configuration (`amqp.url`, `dead_letter.queue`),
 //! as `sluice run` uses them, so the command needs nothing but `--config`.
 
