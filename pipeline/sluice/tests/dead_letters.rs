@@ -530,5 +530,10 @@ async fn errors_say_what_failed_and_never_show_the_password() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--all"), "{stderr}");
+    // A bare word is not JSON: the usage error shows the quoting.
+    let output = dead_letters(&names, &["replay", "--all", "--set", "/name=cpu"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(r#"--set '/name="cpu"'"#), "{stderr}");
     broker.remove(&names).await;
 }
