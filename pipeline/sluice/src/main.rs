@@ -2,7 +2,8 @@
 //! the paths (`metrics_path`, `events_path`, and `rule_stage`, which the metrics path feeds),
 //! serves the admin endpoint, and turns SIGTERM/Ctrl-C into a drain-flush-ack-exit within the
 //! configured deadline. `normalise_command` and `test_command` show what bodies and rules do
-//! without running the pipeline.
+//! without running the pipeline; `dead_letters` reads the dead-letter queue and replays what it
+//! holds.
 
 #![allow(
     unreachable_pub,
@@ -11,6 +12,7 @@
 
 mod admin;
 mod config;
+mod dead_letters;
 mod events_path;
 mod metrics_path;
 mod normalise_command;
@@ -97,6 +99,10 @@ enum Command {
         #[arg(long, short, env = "SLUICE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Read the dead-letter queue without taking anything from it, and replay chosen letters
+    /// (optionally fixed) to where they were first published.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLettersCommand),
     /// Print the JSON Schema of the configuration file.
     ConfigSchema,
     /// Print a completion script for SHELL, e.g. `sluice completions bash >
@@ -174,6 +180,7 @@ fn main() -> ExitCode {
             sweep_interval,
             config,
         } => test_command::run(config.as_deref(), &rules, &input, sweep_interval),
+        Command::DeadLetters(command) => dead_letters::run(command),
         Command::ConfigSchema => {
             let schema = config::json_schema();
             match serde_json::to_string_pretty(&schema) {
