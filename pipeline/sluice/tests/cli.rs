@@ -265,6 +265,7 @@ fn completions_and_the_manual_page_come_from_the_command_line_definition() {
         "test",
         "config-schema",
         "completions",
+        "dead-letters",
     ];
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let output = sluice().args(["completions", shell]).output().expect("run");
