@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EventsPathSettings;
-use crate::sources;
+use crate::{sources, store_check};
 
 /// The name of the index template installed when `events.install_index_template` is set.
 const INDEX_TEMPLATE_NAME: &str = "sluice-events";
@@ -47,7 +47,16 @@ pub async fn start(
     let elasticsearch = Arc::new(
         EsWriter::new(settings.elasticsearch).context("setting up the Elasticsearch writer")?,
     );
-    if settings.install_index_template {
+    let answered = store_check::first_contact(
+        &store_check::Store {
+            name: "Elasticsearch",
+            url_setting: "elasticsearch.url",
+            path_switch: "events.enabled",
+        },
+        elasticsearch.ping(),
+    )
+    .await;
+    if settings.install_index_template && answered {
         let pattern = settings.index.wildcard();
         // Not fatal: Elasticsearch may come up later; documents wait in the queue meanwhile.
         if let Err(error) = elasticsearch

@@ -18,6 +18,7 @@ mod metrics_path;
 mod normalise_command;
 mod rule_stage;
 mod sources;
+mod store_check;
 mod test_command;
 
 use std::io::IsTerminal as _;

@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MetricsPathSettings;
-use crate::sources;
+use crate::{sources, store_check};
 
 /// What the admin endpoint needs to answer `/readyz` for this path.
 pub struct MetricsPathHealth {
@@ -49,7 +49,16 @@ pub async fn start(
 ) -> anyhow::Result<MetricsPathHealth> {
     let influx =
         Arc::new(InfluxWriter::new(settings.influx).context("setting up the InfluxDB writer")?);
-    if settings.create_database {
+    let answered = store_check::first_contact(
+        &store_check::Store {
+            name: "InfluxDB",
+            url_setting: "influx.url",
+            path_switch: "metrics.enabled",
+        },
+        influx.ping(),
+    )
+    .await;
+    if settings.create_database && answered {
         // Not fatal: InfluxDB may come up later, and the writer creates the database on a 404.
         if let Err(error) = influx.ensure_database().await {
             tracing::warn!(%error, "could not create the InfluxDB database yet; writes will retry");

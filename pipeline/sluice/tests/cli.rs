@@ -315,6 +315,14 @@ fn completions_and_the_manual_page_come_from_the_command_line_definition() {
 /// Starts `sluice run` against a broker port nothing listens on, with `arguments`, and answers
 /// the first `lines` lines it logs (it logs as it retries the broker, so lines keep coming).
 fn first_log_lines(arguments: &[&str], lines: usize) -> Vec<String> {
+    first_log_lines_with(arguments, &[("SLUICE_EVENTS__ENABLED", "false")], lines)
+}
+
+fn first_log_lines_with(
+    arguments: &[&str],
+    environment: &[(&str, &str)],
+    lines: usize,
+) -> Vec<String> {
     use std::io::BufRead as _;
 
     let free_port = || {
@@ -331,9 +339,9 @@ fn first_log_lines(arguments: &[&str], lines: usize) -> Vec<String> {
             format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port()),
         )
         .env("SLUICE_ADMIN__LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("SLUICE_EVENTS__ENABLED", "false")
         .env("SLUICE_RULES__ENABLED", "false")
         .env("RUST_LOG", "info")
+        .envs(environment.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -385,4 +393,41 @@ fn json_logs_are_one_object_per_line_and_keep_the_broker_password_out() {
         assert!(entry["fields"].is_object(), "{line}");
         assert!(!line.contains("guest:guest"), "{line}");
     }
+}
+
+#[test]
+fn a_store_that_does_not_answer_at_start_is_named_once_with_the_settings_that_fix_it() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let url = format!("http://127.0.0.1:{closed_port}");
+    // The broker is down too, so sluice keeps logging its retries: twenty lines are enough for
+    // the start-up messages and a few retries, and show the store is named only once.
+    let lines = first_log_lines_with(
+        &["--log-format", "plain"],
+        &[("SLUICE_ELASTICSEARCH__URL", url.as_str())],
+        20,
+    );
+    let named: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("Elasticsearch does not answer"))
+        .collect();
+    assert_eq!(named.len(), 1, "{lines:#?}");
+    for what in [
+        "elasticsearch.url",
+        "SLUICE_ELASTICSEARCH__URL",
+        "events.enabled = false",
+        "SLUICE_EVENTS__ENABLED=false",
+        &closed_port.to_string(),
+    ] {
+        assert!(named[0].contains(what), "{what} is not in {}", named[0]);
+    }
+    // InfluxDB answers (deploy/services.sh), so it is not named.
+    assert!(
+        !lines
+            .iter()
+            .any(|line| line.contains("InfluxDB does not answer")),
+        "{lines:#?}"
+    );
 }
