@@ -1,5 +1,6 @@
 //! The `open-loop` and `sweep` subcommands: each starts its own sluice (`--sluice-bin`) with
-//! a unique queue and database, through the latency proxy (see `sluice_load::sweep`).
+//! a unique queue and database, through the latency proxy (see `sluice_load::sweep`); and `demo`,
+//! a live feed for a sluice that is already running (see `sluice_load::demo`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +20,36 @@ pub(crate) enum Command {
     /// Run a scenario once per value of its [sweep] setting, each against a fresh sluice: print a
     /// table, write JSON and an SVG plot, and name the best value.
     Sweep(SweepArgs),
+    /// Publish what a small manager sends, live, until Ctrl-C: every host of two deployments
+    /// reports the Diamond collectors' metrics each interval, with a task event and a log now and
+    /// then. For watching a running sluice (`deploy/run.sh --demo` starts both).
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    #[arg(long, default_value = "cloudify-monitoring")]
+    exchange: String,
+    /// Hosts per deployment.
+    #[arg(long, default_value_t = 3)]
+    hosts: usize,
+    /// How often each host reports, e.g. `1s`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    interval: Duration,
+    /// Stop after this many intervals (default: until Ctrl-C).
+    #[arg(long)]
+    ticks: Option<u64>,
+    /// The manager's event exchange (4.x).
+    #[arg(long, default_value = "cloudify-events")]
+    events_exchange: String,
+    /// The manager's log exchange (4.x).
+    #[arg(long, default_value = "cloudify-logs")]
+    logs_exchange: String,
+    /// Metrics only: no events or logs.
+    #[arg(long)]
+    no_events: bool,
 }
 
 /// Where sluice and the services are.
@@ -118,6 +149,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::OpenLoop(args) => open_loop(args).await,
         Command::Sweep(args) => sweep(args).await,
+        Command::Demo(args) => demo(args).await,
     }
 }
 
@@ -228,4 +260,21 @@ fn file_stem(path: &Path) -> anyhow::Result<String> {
 fn write_json(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(json)?;
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let settings = sluice_load::demo::DemoSettings {
+        amqp_url: args.amqp_url,
+        exchange: args.exchange,
+        hosts: args.hosts,
+        interval: args.interval,
+        ticks: args.ticks,
+        events: (!args.no_events).then_some((args.events_exchange, args.logs_exchange)),
+    };
+    let counts = sluice_load::demo::run(&settings).await?;
+    println!(
+        "demo: stopped after {} metrics, {} events, {} logs",
+        counts.metrics, counts.events, counts.logs
+    );
+    Ok(())
 }

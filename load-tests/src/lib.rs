@@ -13,6 +13,7 @@
 
 pub mod baseline;
 pub mod broker;
+pub mod demo;
 pub mod latency;
 pub mod latency_proxy;
 pub mod open_loop;
