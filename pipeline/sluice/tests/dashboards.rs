@@ -247,11 +247,14 @@ const OPERATOR_KEYWORDS: &[&str] = &["and", "or", "unless", "bool", "offset"];
 struct PromNames {
     metrics: BTreeSet<String>,
     grouping_labels: BTreeSet<String>,
+    /// The labels that selectors match on (`{quantile="0.99"}`).
+    matcher_labels: BTreeSet<String>,
 }
 
 /// Reads the identifiers of a PromQL expression: metric names are identifiers outside label
 /// matchers (`{...}`), ranges (`[...]`) and strings that are neither followed by `(` (functions)
-/// nor keywords; the label lists after `by (...)` and the like are grouping labels.
+/// nor keywords; the label lists after `by (...)` and the like are grouping labels, and the
+/// names inside `{...}` are matcher labels.
 fn prom_names(expr: &str) -> Result<PromNames, String> {
     let chars: Vec<char> = expr.chars().collect();
     let mut names = PromNames::default();
@@ -273,7 +276,32 @@ fn prom_names(expr: &str) -> Result<PromNames, String> {
     while index < chars.len() {
         let current = chars[index];
         if current == '{' {
-            index = skip_to(index, '}')?;
+            let end = skip_to(index, '}')?;
+            let mut at = index + 1;
+            while at < end - 1 {
+                if chars[at].is_whitespace() || chars[at] == ',' {
+                    at += 1;
+                    continue;
+                }
+                let start = at;
+                while at < end - 1 && is_identifier_char(chars[at]) {
+                    at += 1;
+                }
+                if start == at {
+                    return Err(format!("{expr}: a label matcher without a label name"));
+                }
+                names
+                    .matcher_labels
+                    .insert(chars[start..at].iter().collect());
+                // The operator, then the quoted value.
+                while at < end - 1 && chars[at] != '"' {
+                    at += 1;
+                }
+                if at < end - 1 {
+                    at = skip_string(&chars, at)?;
+                }
+            }
+            index = end;
         } else if current == '[' {
             index = skip_to(index, ']')?;
         } else if current == '"' || current == '\'' {
@@ -368,6 +396,10 @@ fn the_promql_reader_finds_metrics_and_grouping_labels_and_nothing_else() {
     assert_eq!(
         names.grouping_labels,
         BTreeSet::from(["sink".to_owned(), "reason".to_owned()])
+    );
+    assert_eq!(
+        names.matcher_labels,
+        BTreeSet::from(["instance".to_owned(), "x".to_owned()])
     );
     assert!(
         prom_names("sum(rat(sluice_a_total[5m]))").is_err(),
@@ -472,7 +504,7 @@ fn unserved(dashboard: &Value, served: &BTreeMap<String, BTreeSet<String>>) -> V
                 None => problems.push(format!("{place}: {metric} is not served")),
             }
         }
-        for label in &names.grouping_labels {
+        for label in names.grouping_labels.union(&names.matcher_labels) {
             if !labels_served.contains(label) && !TARGET_LABELS.contains(&label.as_str()) {
                 problems.push(format!("{place}: no metric of it has the label {label}"));
             }
@@ -667,7 +699,8 @@ async fn every_metric_the_sluice_dashboard_reads_is_served_by_a_running_sluice()
         &serde_json::to_string(&sluice_dashboard)
             .expect("text")
             .replace("sluice_acked_total", "sluice_ackd_total")
-            .replace("by (sink)", "by (sinks)"),
+            .replace("by (sink)", "by (sinks)")
+            .replace(r#"quantile=\"0.99\""#, r#"le=\"0.99\""#),
     )
     .expect("json");
     let problems = unserved(&misspelt, &served);
@@ -677,7 +710,8 @@ async fn every_metric_the_sluice_dashboard_reads_is_served_by_a_running_sluice()
             .any(|problem| problem.contains("sluice_ackd_total is not served"))
             && problems
                 .iter()
-                .any(|problem| problem.contains("label sinks")),
+                .any(|problem| problem.contains("label sinks"))
+            && problems.iter().any(|problem| problem.contains("label le")),
         "{problems:#?}"
     );
 
