@@ -134,7 +134,9 @@ impl EsWriter {
 
     /// `PUT /_index_template/<name>`: a Logstash-like composable template for `index_patterns`.
     /// String fields are `text` with a `keyword` sub-field (`ignore_above` 256), `@timestamp`
-    /// is a `date`, `@version` a `keyword`. Putting the same template again changes nothing, so
+    /// is a `date`, `@version` a `keyword`, and the manager's fields whose shape varies between
+    /// its versions are mapped so that no index refuses one of their shapes (see
+    /// `index_template` for which and why). Putting the same template again changes nothing, so
     /// this is safe to call at every start. It applies to indices created after it; its
     /// priority is 200, above Elasticsearch's built-in templates.
     pub async fn install_index_template(
@@ -324,14 +326,36 @@ impl Encode<Document> for EsWriter {
 }
 
 /// The body of the index template: what Logstash's own template does for strings and
-/// `@timestamp`, without its geo and message special cases.
+/// `@timestamp`, without its geo and message special cases, and explicit mappings for the
+/// manager's fields whose shape varies between its versions. A dynamic mapping fixes a field's
+/// type from the first value an index sees, and each daily index is new: left to it, the same
+/// field can become a different type on different days, or one day's index refuses half of the
+/// manager's documents (a 400 per document, dead-lettered). The fields mapped here are the ones
+/// where that happens with the manager's own traffic:
+///
+/// - `timestamp`: ISO 8601 with `Z` (3.5+) passes Elasticsearch's date detection, while the
+///   3.x shapes (`2016-06-15 10:13:20.123+0000`, with a space and no colon in the offset; the
+///   policy engine's without a zone; the one without seconds) do not; an index that first saw
+///   the ISO shape maps a `date` and refuses the others. It is kept as the manager sent it, a
+///   `keyword` (exact match and sorting within a shape); the instant to query and sort on is
+///   sluice's `@timestamp`, parsed from every shape.
+/// - `message.arguments`, `message.args` (the policy engine's) and
+///   `context.trigger-parameters`: free-form values (null, lists, objects, numbers or strings
+///   from the triggering event), so no single type fits. They are kept in `_source` but not
+///   indexed (`enabled: false` accepts any value); no reader of the manager queries them.
+///
+/// Every other string stays `text` with a `keyword` sub-field, as Logstash leaves it, and date
+/// detection stays on as in Elasticsearch's default, so a field the manager does not send is
+/// mapped as it would be without the template.
 fn index_template(index_patterns: &[String]) -> serde_json::Value {
+    let free_form = serde_json::json!({ "type": "object", "enabled": false });
     serde_json::json!({
         "index_patterns": index_patterns,
         "priority": TEMPLATE_PRIORITY,
         "_meta": {
             "managed_by": "sluice",
-            "description": "events and logs: strings as text with a keyword sub-field"
+            "description": "events and logs: strings as text with a keyword sub-field, \
+                            the manager's fields of varying shape protected"
         },
         "template": {
             "mappings": {
@@ -349,7 +373,19 @@ fn index_template(index_patterns: &[String]) -> serde_json::Value {
                 }],
                 "properties": {
                     "@timestamp": { "type": "date" },
-                    "@version": { "type": "keyword" }
+                    "@version": { "type": "keyword" },
+                    "timestamp": { "type": "keyword", "ignore_above": 256 },
+                    "message": {
+                        "properties": {
+                            "arguments": free_form,
+                            "args": free_form
+                        }
+                    },
+                    "context": {
+                        "properties": {
+                            "trigger-parameters": free_form
+                        }
+                    }
                 }
             }
         }
@@ -427,6 +463,26 @@ mod tests {
         assert_eq!(
             strings["mapping"]["fields"]["keyword"],
             serde_json::json!({"type": "keyword", "ignore_above": 256})
+        );
+    }
+
+    #[test]
+    fn the_template_protects_the_managers_fields_of_varying_shape() {
+        let template = index_template(&["logstash-*".to_owned()]);
+        let properties = &template["template"]["mappings"]["properties"];
+        assert_eq!(properties["timestamp"]["type"], "keyword");
+        let free_form = serde_json::json!({"type": "object", "enabled": false});
+        assert_eq!(properties["message"]["properties"]["arguments"], free_form);
+        assert_eq!(properties["message"]["properties"]["args"], free_form);
+        assert_eq!(
+            properties["context"]["properties"]["trigger-parameters"],
+            free_form
+        );
+        // Date detection is left as Elasticsearch has it: the explicit mappings protect.
+        assert!(
+            template["template"]["mappings"]
+                .get("date_detection")
+                .is_none()
         );
     }
 

@@ -46,7 +46,12 @@ pub struct RawEvents {
     /// The index each document goes to, named from its own `@timestamp` (Logstash date syntax),
     /// or a fixed name such as `cloudify_events`.
     pub index: String,
-    /// Install an index template (strings as text with a keyword sub-field) at start.
+    /// Install (or update) at each start the index template `sluice-events` for the index
+    /// pattern: strings as text with a keyword sub-field, as Logstash leaves them, and the
+    /// manager's fields whose shape varies between its versions mapped so that no daily index
+    /// refuses either shape (`timestamp` as a keyword; the free-form arguments kept, not
+    /// indexed). On by default, as Logstash manages its template; turn it off when the indices'
+    /// templates are managed elsewhere.
     pub install_index_template: bool,
 }
 
@@ -60,7 +65,7 @@ impl Default for RawEvents {
             binding_keys: vec!["#".into()],
             queues: None,
             index: "logstash-%{+YYYY.MM.dd}".into(),
-            install_index_template: false,
+            install_index_template: true,
         }
     }
 }
