@@ -390,3 +390,85 @@ async fn messages_redelivered_after_a_crash_are_stored_once() {
     broker.delete_exchange(&exchange).await;
     broker.remove(&names).await;
 }
+
+/// Regression: a daily index that first saw the 3.5+ ISO `timestamp` took it for a date and
+/// refused every 3.x `+0000` document of that day. The template sluice installs by default
+/// maps `timestamp` as a keyword, so both shapes land in the same index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_timestamp_shapes_of_the_manager_land_in_one_daily_index_with_the_default_template() {
+    let names = TestNames::new("eventsshapes");
+    let broker = Broker::connect().await;
+    let es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let exchange = unique("cloudify-events");
+    let queue = unique("sluice.events");
+    let exchanges = format!(r#"["{exchange}"]"#);
+    let queues = format!(r#"["{queue}"]"#);
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &events_overrides(&es_url, "4.x", &exchanges, &queues),
+    )
+    .await;
+
+    let event = |timestamp: &str| {
+        serde_json::json!({
+            "type": "cloudify_event", "event_type": "task_succeeded", "message_code": null,
+            "timestamp": timestamp,
+            "message": {"text": format!("Task succeeded at {timestamp}"), "arguments": null},
+            "context": {"deployment_id": "nodecellar", "execution_id": "5e1c0d2a", "workflow_id": "install"},
+        })
+        .to_string()
+        .into_bytes()
+    };
+    // The ISO shape first: it is the one date detection would have fixed the index with.
+    broker
+        .publish(&exchange, "", &event("2016-06-15T10:13:20.123Z"))
+        .await;
+    eventually("the ISO 8601 event stored", WAIT, || async {
+        (es.documents("logstash-2016.06.15").len() == 1).then_some(())
+    })
+    .await;
+    broker
+        .publish(&exchange, "", &event("2016-06-15 10:13:21.456+0000"))
+        .await;
+    let stored = eventually("the 3.x event stored beside it", WAIT, || async {
+        let documents = es.documents("logstash-2016.06.15");
+        (documents.len() == 2).then_some(documents)
+    })
+    .await;
+    let mut timestamps: Vec<&str> = stored
+        .iter()
+        .filter_map(|document| document["timestamp"].as_str())
+        .collect();
+    timestamps.sort_unstable();
+    assert_eq!(
+        timestamps,
+        ["2016-06-15 10:13:21.456+0000", "2016-06-15T10:13:20.123Z"]
+    );
+
+    let mapping: Value = reqwest::get(format!("{es_url}logstash-2016.06.15/_mapping"))
+        .await
+        .expect("the double answers")
+        .json()
+        .await
+        .expect("a mapping");
+    let properties = &mapping["logstash-2016.06.15"]["mappings"]["properties"];
+    assert_eq!(properties["timestamp"]["type"], "keyword", "{mapping}");
+    assert_eq!(properties["@timestamp"]["type"], "date", "{mapping}");
+
+    eventually("both deliveries acked", WAIT, || async {
+        (sluice.counter("sluice_acked_total").await == 2.0).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop");
+    assert_eq!(broker.queue_counts(&queue).await, (0, 0));
+    assert_eq!(
+        broker.queue_counts(&names.dead_letter_queue).await.0,
+        0,
+        "nothing dead-lettered"
+    );
+    broker.delete_queue(&queue).await;
+    broker.delete_exchange(&exchange).await;
+    broker.remove(&names).await;
+}
