@@ -50,4 +50,4 @@ pub mod writer;
 pub use api::{EsAuth, EsSettings};
 pub use encode::{InvalidDocument, encode_document, validate_document};
 pub use error::EsError;
-pub use writer::{BulkItem, EsWriter};
+pub use writer::{BulkItem, EsWriter, TemplateOptions};

@@ -50,6 +50,19 @@ const MAX_POOLED_BUFFERS: usize = 8;
 /// templates of Elasticsearch 8 (100), so that it wins where patterns overlap.
 const TEMPLATE_PRIORITY: u64 = 200;
 
+/// What the index template adds beyond its mappings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateOptions {
+    /// The ILM policy the indices are managed by (`index.lifecycle.name`): rollover and
+    /// retention (the manager kept 7 days), defined in Elasticsearch. The policy need not exist
+    /// when the template is put.
+    pub ilm_policy: Option<String>,
+    /// The pattern names data streams (`data_stream: {}`): a document sent with `create` to a
+    /// name of the pattern goes into that data stream, whose backing indices Elasticsearch
+    /// creates and rolls over (`.ds-<name>-<date>-000001`).
+    pub data_stream: bool,
+}
+
 /// The Elasticsearch sink's write half. Cheap to share: one per sink, behind an `Arc` if several
 /// tasks write concurrently.
 pub struct EsWriter {
@@ -138,11 +151,13 @@ impl EsWriter {
     /// its versions are mapped so that no index refuses one of their shapes (see
     /// `index_template` for which and why). Putting the same template again changes nothing, so
     /// this is safe to call at every start. It applies to indices created after it; its
-    /// priority is 200, above Elasticsearch's built-in templates.
+    /// priority is 200, above Elasticsearch's built-in templates. `options` add an ILM policy
+    /// and make the patterns name data streams.
     pub async fn install_index_template(
         &self,
         name: &str,
         index_patterns: &[String],
+        options: &TemplateOptions,
     ) -> Result<(), EsError> {
         if name.is_empty() {
             return Err(EsError::Settings(
@@ -154,11 +169,16 @@ impl EsWriter {
                 "index template: no index patterns".into(),
             ));
         }
+        if options.ilm_policy.as_deref() == Some("") {
+            return Err(EsError::Settings(
+                "index template: the ILM policy name is empty".into(),
+            ));
+        }
         let url = self
             .endpoints
             .index_template(name)
             .map_err(EsError::Settings)?;
-        let body = serde_json::to_vec(&index_template(index_patterns))
+        let body = serde_json::to_vec(&index_template(index_patterns, options))
             .map_err(|error| EsError::Settings(format!("index template: {error}")))?;
         let request = self
             .client
@@ -347,9 +367,9 @@ impl Encode<Document> for EsWriter {
 /// Every other string stays `text` with a `keyword` sub-field, as Logstash leaves it, and date
 /// detection stays on as in Elasticsearch's default, so a field the manager does not send is
 /// mapped as it would be without the template.
-fn index_template(index_patterns: &[String]) -> serde_json::Value {
+fn index_template(index_patterns: &[String], options: &TemplateOptions) -> serde_json::Value {
     let free_form = serde_json::json!({ "type": "object", "enabled": false });
-    serde_json::json!({
+    let mut template = serde_json::json!({
         "index_patterns": index_patterns,
         "priority": TEMPLATE_PRIORITY,
         "_meta": {
@@ -389,7 +409,14 @@ fn index_template(index_patterns: &[String]) -> serde_json::Value {
                 }
             }
         }
-    })
+    });
+    if let Some(policy) = &options.ilm_policy {
+        template["template"]["settings"] = serde_json::json!({ "index.lifecycle.name": policy });
+    }
+    if options.data_stream {
+        template["data_stream"] = serde_json::json!({});
+    }
+    template
 }
 
 /// Ok for a 2xx answer; the error that says what to do otherwise.
@@ -450,7 +477,7 @@ mod tests {
 
     #[test]
     fn the_template_maps_strings_to_text_and_keyword_and_timestamp_to_date() {
-        let template = index_template(&["logstash-*".to_owned()]);
+        let template = index_template(&["logstash-*".to_owned()], &TemplateOptions::default());
         assert_eq!(
             template["index_patterns"],
             serde_json::json!(["logstash-*"])
@@ -468,7 +495,7 @@ mod tests {
 
     #[test]
     fn the_template_protects_the_managers_fields_of_varying_shape() {
-        let template = index_template(&["logstash-*".to_owned()]);
+        let template = index_template(&["logstash-*".to_owned()], &TemplateOptions::default());
         let properties = &template["template"]["mappings"]["properties"];
         assert_eq!(properties["timestamp"]["type"], "keyword");
         let free_form = serde_json::json!({"type": "object", "enabled": false});
@@ -483,6 +510,28 @@ mod tests {
             template["template"]["mappings"]
                 .get("date_detection")
                 .is_none()
+        );
+        // No options, nothing beyond the mappings.
+        assert!(template["template"].get("settings").is_none());
+        assert!(template.get("data_stream").is_none());
+    }
+
+    #[test]
+    fn options_add_the_ilm_policy_and_the_data_stream() {
+        let options = TemplateOptions {
+            ilm_policy: Some("cloudify-7-days".to_owned()),
+            data_stream: true,
+        };
+        let template = index_template(&["logstash-events".to_owned()], &options);
+        assert_eq!(
+            template["template"]["settings"],
+            serde_json::json!({"index.lifecycle.name": "cloudify-7-days"})
+        );
+        assert_eq!(template["data_stream"], serde_json::json!({}));
+        // A data stream needs `@timestamp` mapped as a date, which the mappings already do.
+        assert_eq!(
+            template["template"]["mappings"]["properties"]["@timestamp"]["type"],
+            "date"
         );
     }
 

@@ -10,6 +10,7 @@ mod target;
 use serde_json::{Value, json};
 use sluice_core::outcome::ItemOutcome;
 use sluice_core::rejection::Reason;
+use sluice_elasticsearch::TemplateOptions;
 use sluice_normalise::IndexPattern;
 
 use target::{Target, assert_all_delivered, document, write};
@@ -84,7 +85,11 @@ async fn with_the_template_every_timestamp_shape_and_any_arguments_land_in_one_d
     let (_, pattern, index) = daily_pattern(&target, "template");
     let template = target.template_name("events");
     writer
-        .install_index_template(&template, &[pattern.wildcard()])
+        .install_index_template(
+            &template,
+            &[pattern.wildcard()],
+            &TemplateOptions::default(),
+        )
         .await
         .expect("template installed");
 
@@ -189,12 +194,20 @@ async fn the_template_shapes_only_new_indices_of_its_pattern() {
     assert_all_delivered(&write(&writer, &[iso(&before)]).await, 1);
     let template = target.template_name("scope");
     writer
-        .install_index_template(&template, &[pattern.wildcard()])
+        .install_index_template(
+            &template,
+            &[pattern.wildcard()],
+            &TemplateOptions::default(),
+        )
         .await
         .expect("template installed");
     // Reinstalled at each start: the second put changes nothing.
     writer
-        .install_index_template(&template, &[pattern.wildcard()])
+        .install_index_template(
+            &template,
+            &[pattern.wildcard()],
+            &TemplateOptions::default(),
+        )
         .await
         .expect("template installed again");
     assert_all_delivered(&write(&writer, &[iso(&after), iso(&elsewhere)]).await, 2);
@@ -207,4 +220,121 @@ async fn the_template_shapes_only_new_indices_of_its_pattern() {
         "date",
         "an index the pattern does not make is left to dynamic mapping"
     );
+}
+
+#[tokio::test]
+async fn an_ilm_policy_is_named_in_the_template_settings() {
+    let target = Target::start().await;
+    let writer = target.writer();
+    let (_, pattern, _) = daily_pattern(&target, "ilm");
+    let template = target.template_name("ilm");
+    let options = TemplateOptions {
+        ilm_policy: Some("sluice-test-7-days".to_owned()),
+        data_stream: false,
+    };
+    writer
+        .install_index_template(&template, &[pattern.wildcard()], &options)
+        .await
+        .expect("template installed");
+
+    let (status, answer) = target
+        .request(
+            reqwest::Method::GET,
+            &format!("_index_template/{template}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let settings = &answer["index_templates"][0]["index_template"]["template"]["settings"];
+    // Elasticsearch answers settings nested; the fake, as they were put.
+    let policy = settings
+        .pointer("/index/lifecycle/name")
+        .or_else(|| settings.get("index.lifecycle.name"));
+    assert_eq!(policy, Some(&json!("sluice-test-7-days")), "{answer}");
+
+    let error = writer
+        .install_index_template(
+            &template,
+            &[pattern.wildcard()],
+            &TemplateOptions {
+                ilm_policy: Some(String::new()),
+                data_stream: false,
+            },
+        )
+        .await
+        .expect_err("an empty policy name");
+    assert!(error.to_string().contains("ILM policy"), "{error}");
+}
+
+#[tokio::test]
+async fn with_data_stream_the_documents_go_into_the_stream_named_by_the_fixed_index() {
+    let target = Target::start().await;
+    let writer = target.writer();
+    let stream = target.data_stream("events");
+    let pattern = IndexPattern::parse(&stream).expect("a fixed name");
+    assert!(pattern.is_fixed());
+    let template = target.template_name("stream");
+    let options = TemplateOptions {
+        ilm_policy: None,
+        data_stream: true,
+    };
+    writer
+        .install_index_template(&template, &[pattern.wildcard()], &options)
+        .await
+        .expect("template installed");
+
+    let documents = [
+        document(
+            &stream,
+            "iso",
+            &manager_event("2016-06-15T10:13:20.123Z", Value::Null, Value::Null),
+        ),
+        document(
+            &stream,
+            "3x",
+            &manager_event("2016-06-15 10:13:21.456+0000", Value::Null, Value::Null),
+        ),
+    ];
+    assert_all_delivered(&write(&writer, &documents).await, 2);
+    // Written again (a redelivery): 409 in the backing index, delivered, nothing stored twice.
+    assert_all_delivered(&write(&writer, &documents).await, 2);
+    assert_eq!(target.count(&stream).await, 2);
+
+    let (status, answer) = target
+        .request(
+            reqwest::Method::GET,
+            &format!("_data_stream/{stream}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let backing = answer["data_streams"][0]["indices"][0]["index_name"]
+        .as_str()
+        .expect("a backing index");
+    assert!(
+        backing.starts_with(&format!(".ds-{stream}-")) && backing.ends_with("-000001"),
+        "{answer}"
+    );
+    let mapping = target.mapping(backing).await;
+    assert_eq!(
+        mapping["properties"]["timestamp"]["type"], "keyword",
+        "the template's mappings shape the backing index: {mapping}"
+    );
+    let hits = target
+        .search_ids(
+            &stream,
+            json!({"query": {"term": {"timestamp": "2016-06-15T10:13:20.123Z"}}}),
+        )
+        .await;
+    assert_eq!(hits, ["iso"]);
+
+    // Only `create` writes into a data stream, which is what the writer always sends.
+    let (status, answer) = target
+        .bulk_raw(&format!(
+            "{{\"index\":{{\"_index\":\"{stream}\",\"_id\":\"x\"}}}}\n{}\n",
+            manager_event("2016-06-15T10:13:22.000Z", Value::Null, Value::Null)
+        ))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["items"][0]["index"]["status"], 400, "{answer}");
 }

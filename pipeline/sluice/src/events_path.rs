@@ -60,7 +60,7 @@ pub async fn start(
         let pattern = settings.index.wildcard();
         // Not fatal: Elasticsearch may come up later; documents wait in the queue meanwhile.
         if let Err(error) = elasticsearch
-            .install_index_template(INDEX_TEMPLATE_NAME, &[pattern])
+            .install_index_template(INDEX_TEMPLATE_NAME, &[pattern], &settings.template_options)
             .await
         {
             tracing::warn!(%error, "could not install the index template yet");
