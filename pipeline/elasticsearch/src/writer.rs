@@ -23,6 +23,7 @@
 //! answers 409, which counts as delivered.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response};
@@ -73,6 +74,18 @@ pub struct EsWriter {
     api_key_header: Option<HeaderValue>,
     gzip: bool,
     buffers: BufferPool,
+    /// The template to install before the first write, see [`EsWriter::with_index_template`].
+    template: Option<ManagedTemplate>,
+    /// Set once `template` has been put since this writer was made.
+    template_installed: AtomicBool,
+}
+
+/// The index template a writer installs before it writes.
+#[derive(Debug, Clone)]
+struct ManagedTemplate {
+    name: String,
+    index_patterns: Vec<String>,
+    options: TemplateOptions,
 }
 
 impl fmt::Debug for EsWriter {
@@ -131,7 +144,47 @@ impl EsWriter {
             api_key_header,
             gzip: settings.gzip,
             buffers: BufferPool::new(MAX_POOLED_BUFFERS),
+            template: None,
+            template_installed: AtomicBool::new(false),
         })
+    }
+
+    /// Makes the template (see [`EsWriter::install_index_template`]) a precondition of every
+    /// write: until it has been put, a write puts it first, and if that fails, every document
+    /// of the write is retried. So no index of the pattern is created by a document before the
+    /// template exists, also when Elasticsearch comes up after sluice: an index created
+    /// without it would keep dynamic mappings (and refuse one of the manager's timestamp
+    /// shapes) for good, and a data stream's name would become a plain index.
+    pub fn with_index_template(
+        mut self,
+        name: &str,
+        index_patterns: Vec<String>,
+        options: TemplateOptions,
+    ) -> Self {
+        self.template = Some(ManagedTemplate {
+            name: name.to_owned(),
+            index_patterns,
+            options,
+        });
+        self
+    }
+
+    /// Puts the template of [`EsWriter::with_index_template`] unless it was already put by
+    /// this writer; Ok when there is none.
+    pub async fn ensure_index_template(&self) -> Result<(), EsError> {
+        let Some(template) = &self.template else {
+            return Ok(());
+        };
+        if self.template_installed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.install_index_template(&template.name, &template.index_patterns, &template.options)
+            .await?;
+        // Two writes may both put it before either sets this: harmless, putting it is idempotent.
+        if !self.template_installed.swap(true, Ordering::AcqRel) {
+            telemetry::index_template_installed(&template.name, &template.index_patterns);
+        }
+        Ok(())
     }
 
     /// `GET /`, for the readiness endpoint: Ok when the cluster answers 2xx. With security on,
@@ -327,6 +380,17 @@ impl Sink for EsWriter {
     fn encoder(&self) {}
 
     async fn write(&self, items: &[&BulkItem]) -> Vec<ItemOutcome> {
+        if let Err(error) = self.ensure_index_template().await {
+            let detail = format!("the index template is not installed yet: {error}");
+            telemetry::index_template_failed(&error, items.len());
+            return items
+                .iter()
+                .map(|_| ItemOutcome::Retry {
+                    after: None,
+                    detail: detail.clone(),
+                })
+                .collect();
+        }
         let items: Vec<&[u8]> = items.iter().map(|item| item.as_bytes()).collect();
         write_batch(self, &self.buffers, &items).await
     }
