@@ -17,7 +17,9 @@
 //! - `response` (private): a bulk answer read item by item into outcomes.
 //! - [`writer`]: [`EsWriter`] and its [`BulkItem`]s: the HTTP requests, what each whole-request
 //!   answer means (the split of requests that are too large is `sluice_http::write_batch`'s),
-//!   `ping` and `install_index_template`.
+//!   `ping`, `install_index_template` (the Logstash-like template, with [`TemplateOptions`]
+//!   for an ILM policy and data streams) and `with_index_template`, which makes the template a
+//!   precondition of every write.
 //! - [`error`]: [`EsError`], for the calls that answer one result, with
 //!   [`EsError::is_retryable`].
 //! - `telemetry` (private): the one place that both logs and counts what happens to requests.
@@ -50,4 +52,4 @@ pub mod writer;
 pub use api::{EsAuth, EsSettings};
 pub use encode::{InvalidDocument, encode_document, validate_document};
 pub use error::EsError;
-pub use writer::{BulkItem, EsWriter};
+pub use writer::{BulkItem, EsWriter, TemplateOptions};

@@ -12,6 +12,32 @@
 use std::collections::BTreeMap;
 
 use crate::encode::InvalidDocument;
+use crate::error::EsError;
+
+/// The writer's index template was put (once per writer, at start or before its first write).
+pub(crate) fn index_template_installed(name: &str, index_patterns: &[String]) {
+    tracing::info!(
+        template = name,
+        ?index_patterns,
+        "elasticsearch index template installed"
+    );
+}
+
+/// The writer's index template could not be put; the `documents` of the write wait (retried).
+/// A refusal that will not pass by itself (a bad request, refused credentials) is an error:
+/// writes stay held until it is fixed or the template is turned off.
+pub(crate) fn index_template_failed(error: &EsError, documents: usize) {
+    if error.is_retryable() {
+        tracing::warn!(%error, documents, "could not install the elasticsearch index template yet; the documents wait");
+    } else {
+        tracing::error!(
+            %error,
+            documents,
+            "elasticsearch refused the index template; writes are held until it is fixed, or \
+             until events.install_index_template is turned off"
+        );
+    }
+}
 
 /// A bulk request is about to be sent with a body of `bytes` bytes.
 pub(crate) fn bulk_request_sent(bytes: usize) {

@@ -23,6 +23,7 @@
 //! answers 409, which counts as delivered.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response};
@@ -50,6 +51,19 @@ const MAX_POOLED_BUFFERS: usize = 8;
 /// templates of Elasticsearch 8 (100), so that it wins where patterns overlap.
 const TEMPLATE_PRIORITY: u64 = 200;
 
+/// What the index template adds beyond its mappings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateOptions {
+    /// The ILM policy the indices are managed by (`index.lifecycle.name`): rollover and
+    /// retention (the manager kept 7 days), defined in Elasticsearch. The policy need not exist
+    /// when the template is put.
+    pub ilm_policy: Option<String>,
+    /// The pattern names data streams (`data_stream: {}`): a document sent with `create` to a
+    /// name of the pattern goes into that data stream, whose backing indices Elasticsearch
+    /// creates and rolls over (`.ds-<name>-<date>-000001`).
+    pub data_stream: bool,
+}
+
 /// The Elasticsearch sink's write half. Cheap to share: one per sink, behind an `Arc` if several
 /// tasks write concurrently.
 pub struct EsWriter {
@@ -60,6 +74,18 @@ pub struct EsWriter {
     api_key_header: Option<HeaderValue>,
     gzip: bool,
     buffers: BufferPool,
+    /// The template to install before the first write, see [`EsWriter::with_index_template`].
+    template: Option<ManagedTemplate>,
+    /// Set once `template` has been put since this writer was made.
+    template_installed: AtomicBool,
+}
+
+/// The index template a writer installs before it writes.
+#[derive(Debug, Clone)]
+struct ManagedTemplate {
+    name: String,
+    index_patterns: Vec<String>,
+    options: TemplateOptions,
 }
 
 impl fmt::Debug for EsWriter {
@@ -118,7 +144,47 @@ impl EsWriter {
             api_key_header,
             gzip: settings.gzip,
             buffers: BufferPool::new(MAX_POOLED_BUFFERS),
+            template: None,
+            template_installed: AtomicBool::new(false),
         })
+    }
+
+    /// Makes the template (see [`EsWriter::install_index_template`]) a precondition of every
+    /// write: until it has been put, a write puts it first, and if that fails, every document
+    /// of the write is retried. So no index of the pattern is created by a document before the
+    /// template exists, also when Elasticsearch comes up after sluice: an index created
+    /// without it would keep dynamic mappings (and refuse one of the manager's timestamp
+    /// shapes) for good, and a data stream's name would become a plain index.
+    pub fn with_index_template(
+        mut self,
+        name: &str,
+        index_patterns: Vec<String>,
+        options: TemplateOptions,
+    ) -> Self {
+        self.template = Some(ManagedTemplate {
+            name: name.to_owned(),
+            index_patterns,
+            options,
+        });
+        self
+    }
+
+    /// Puts the template of [`EsWriter::with_index_template`] unless it was already put by
+    /// this writer; Ok when there is none.
+    pub async fn ensure_index_template(&self) -> Result<(), EsError> {
+        let Some(template) = &self.template else {
+            return Ok(());
+        };
+        if self.template_installed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.install_index_template(&template.name, &template.index_patterns, &template.options)
+            .await?;
+        // Two writes may both put it before either sets this: harmless, putting it is idempotent.
+        if !self.template_installed.swap(true, Ordering::AcqRel) {
+            telemetry::index_template_installed(&template.name, &template.index_patterns);
+        }
+        Ok(())
     }
 
     /// `GET /`, for the readiness endpoint: Ok when the cluster answers 2xx. With security on,
@@ -134,13 +200,17 @@ impl EsWriter {
 
     /// `PUT /_index_template/<name>`: a Logstash-like composable template for `index_patterns`.
     /// String fields are `text` with a `keyword` sub-field (`ignore_above` 256), `@timestamp`
-    /// is a `date`, `@version` a `keyword`. Putting the same template again changes nothing, so
+    /// is a `date`, `@version` a `keyword`, and the manager's fields whose shape varies between
+    /// its versions are mapped so that no index refuses one of their shapes (see
+    /// `index_template` for which and why). Putting the same template again changes nothing, so
     /// this is safe to call at every start. It applies to indices created after it; its
-    /// priority is 200, above Elasticsearch's built-in templates.
+    /// priority is 200, above Elasticsearch's built-in templates. `options` add an ILM policy
+    /// and make the patterns name data streams.
     pub async fn install_index_template(
         &self,
         name: &str,
         index_patterns: &[String],
+        options: &TemplateOptions,
     ) -> Result<(), EsError> {
         if name.is_empty() {
             return Err(EsError::Settings(
@@ -152,11 +222,16 @@ impl EsWriter {
                 "index template: no index patterns".into(),
             ));
         }
+        if options.ilm_policy.as_deref() == Some("") {
+            return Err(EsError::Settings(
+                "index template: the ILM policy name is empty".into(),
+            ));
+        }
         let url = self
             .endpoints
             .index_template(name)
             .map_err(EsError::Settings)?;
-        let body = serde_json::to_vec(&index_template(index_patterns))
+        let body = serde_json::to_vec(&index_template(index_patterns, options))
             .map_err(|error| EsError::Settings(format!("index template: {error}")))?;
         let request = self
             .client
@@ -305,6 +380,17 @@ impl Sink for EsWriter {
     fn encoder(&self) {}
 
     async fn write(&self, items: &[&BulkItem]) -> Vec<ItemOutcome> {
+        if let Err(error) = self.ensure_index_template().await {
+            let detail = format!("the index template is not installed yet: {error}");
+            telemetry::index_template_failed(&error, items.len());
+            return items
+                .iter()
+                .map(|_| ItemOutcome::Retry {
+                    after: None,
+                    detail: detail.clone(),
+                })
+                .collect();
+        }
         let items: Vec<&[u8]> = items.iter().map(|item| item.as_bytes()).collect();
         write_batch(self, &self.buffers, &items).await
     }
@@ -324,14 +410,36 @@ impl Encode<Document> for EsWriter {
 }
 
 /// The body of the index template: what Logstash's own template does for strings and
-/// `@timestamp`, without its geo and message special cases.
-fn index_template(index_patterns: &[String]) -> serde_json::Value {
-    serde_json::json!({
+/// `@timestamp`, without its geo and message special cases, and explicit mappings for the
+/// manager's fields whose shape varies between its versions. A dynamic mapping fixes a field's
+/// type from the first value an index sees, and each daily index is new: left to it, the same
+/// field can become a different type on different days, or one day's index refuses half of the
+/// manager's documents (a 400 per document, dead-lettered). The fields mapped here are the ones
+/// where that happens with the manager's own traffic:
+///
+/// - `timestamp`: ISO 8601 with `Z` (3.5+) passes Elasticsearch's date detection, while the
+///   3.x shapes (`2016-06-15 10:13:20.123+0000`, with a space and no colon in the offset; the
+///   policy engine's without a zone; the one without seconds) do not; an index that first saw
+///   the ISO shape maps a `date` and refuses the others. It is kept as the manager sent it, a
+///   `keyword` (exact match and sorting within a shape); the instant to query and sort on is
+///   sluice's `@timestamp`, parsed from every shape.
+/// - `message.arguments`, `message.args` (the policy engine's) and
+///   `context.trigger-parameters`: free-form values (null, lists, objects, numbers or strings
+///   from the triggering event), so no single type fits. They are kept in `_source` but not
+///   indexed (`enabled: false` accepts any value); no reader of the manager queries them.
+///
+/// Every other string stays `text` with a `keyword` sub-field, as Logstash leaves it, and date
+/// detection stays on as in Elasticsearch's default, so a field the manager does not send is
+/// mapped as it would be without the template.
+fn index_template(index_patterns: &[String], options: &TemplateOptions) -> serde_json::Value {
+    let free_form = serde_json::json!({ "type": "object", "enabled": false });
+    let mut template = serde_json::json!({
         "index_patterns": index_patterns,
         "priority": TEMPLATE_PRIORITY,
         "_meta": {
             "managed_by": "sluice",
-            "description": "events and logs: strings as text with a keyword sub-field"
+            "description": "events and logs: strings as text with a keyword sub-field, \
+                            the manager's fields of varying shape protected"
         },
         "template": {
             "mappings": {
@@ -349,11 +457,30 @@ fn index_template(index_patterns: &[String]) -> serde_json::Value {
                 }],
                 "properties": {
                     "@timestamp": { "type": "date" },
-                    "@version": { "type": "keyword" }
+                    "@version": { "type": "keyword" },
+                    "timestamp": { "type": "keyword", "ignore_above": 256 },
+                    "message": {
+                        "properties": {
+                            "arguments": free_form,
+                            "args": free_form
+                        }
+                    },
+                    "context": {
+                        "properties": {
+                            "trigger-parameters": free_form
+                        }
+                    }
                 }
             }
         }
-    })
+    });
+    if let Some(policy) = &options.ilm_policy {
+        template["template"]["settings"] = serde_json::json!({ "index.lifecycle.name": policy });
+    }
+    if options.data_stream {
+        template["data_stream"] = serde_json::json!({});
+    }
+    template
 }
 
 /// Ok for a 2xx answer; the error that says what to do otherwise.
@@ -414,7 +541,7 @@ mod tests {
 
     #[test]
     fn the_template_maps_strings_to_text_and_keyword_and_timestamp_to_date() {
-        let template = index_template(&["logstash-*".to_owned()]);
+        let template = index_template(&["logstash-*".to_owned()], &TemplateOptions::default());
         assert_eq!(
             template["index_patterns"],
             serde_json::json!(["logstash-*"])
@@ -427,6 +554,48 @@ mod tests {
         assert_eq!(
             strings["mapping"]["fields"]["keyword"],
             serde_json::json!({"type": "keyword", "ignore_above": 256})
+        );
+    }
+
+    #[test]
+    fn the_template_protects_the_managers_fields_of_varying_shape() {
+        let template = index_template(&["logstash-*".to_owned()], &TemplateOptions::default());
+        let properties = &template["template"]["mappings"]["properties"];
+        assert_eq!(properties["timestamp"]["type"], "keyword");
+        let free_form = serde_json::json!({"type": "object", "enabled": false});
+        assert_eq!(properties["message"]["properties"]["arguments"], free_form);
+        assert_eq!(properties["message"]["properties"]["args"], free_form);
+        assert_eq!(
+            properties["context"]["properties"]["trigger-parameters"],
+            free_form
+        );
+        // Date detection is left as Elasticsearch has it: the explicit mappings protect.
+        assert!(
+            template["template"]["mappings"]
+                .get("date_detection")
+                .is_none()
+        );
+        // No options, nothing beyond the mappings.
+        assert!(template["template"].get("settings").is_none());
+        assert!(template.get("data_stream").is_none());
+    }
+
+    #[test]
+    fn options_add_the_ilm_policy_and_the_data_stream() {
+        let options = TemplateOptions {
+            ilm_policy: Some("cloudify-7-days".to_owned()),
+            data_stream: true,
+        };
+        let template = index_template(&["logstash-events".to_owned()], &options);
+        assert_eq!(
+            template["template"]["settings"],
+            serde_json::json!({"index.lifecycle.name": "cloudify-7-days"})
+        );
+        assert_eq!(template["data_stream"], serde_json::json!({}));
+        // A data stream needs `@timestamp` mapped as a date, which the mappings already do.
+        assert_eq!(
+            template["template"]["mappings"]["properties"]["@timestamp"]["type"],
+            "date"
         );
     }
 

@@ -8,7 +8,7 @@ mod target;
 use serde_json::{Value, json};
 use sluice_core::outcome::ItemOutcome;
 use sluice_core::rejection::Reason;
-use sluice_elasticsearch::EsWriter;
+use sluice_elasticsearch::{EsWriter, TemplateOptions};
 
 use target::{Target, assert_all_delivered, document, event, write};
 
@@ -182,12 +182,12 @@ async fn the_cluster_answers_ping_and_the_index_template_shapes_new_indices() {
     let template = target.template_name("template");
     let patterns = [format!("{index}*")];
     writer
-        .install_index_template(&template, &patterns)
+        .install_index_template(&template, &patterns, &TemplateOptions::default())
         .await
         .expect("template installed");
     // Idempotent: putting it again changes nothing.
     writer
-        .install_index_template(&template, &patterns)
+        .install_index_template(&template, &patterns, &TemplateOptions::default())
         .await
         .expect("template installed again");
 
@@ -230,12 +230,16 @@ async fn an_invalid_template_is_refused_as_not_retryable() {
     let writer = target.writer();
     let template = target.template_name("bad");
     let error = writer
-        .install_index_template(&template, &["bad pattern-*".to_owned()])
+        .install_index_template(
+            &template,
+            &["bad pattern-*".to_owned()],
+            &TemplateOptions::default(),
+        )
         .await
         .expect_err("a pattern with a space is refused");
     assert!(!error.is_retryable(), "{error}");
     let error = writer
-        .install_index_template("", &["x-*".to_owned()])
+        .install_index_template("", &["x-*".to_owned()], &TemplateOptions::default())
         .await
         .expect_err("an empty name");
     assert!(error.to_string().contains("name is empty"), "{error}");

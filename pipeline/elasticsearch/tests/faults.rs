@@ -439,3 +439,36 @@ async fn requests_are_ndjson_and_gzipped_when_asked() {
         format!(r#"{{"create":{{"_index":"{index}","_id":"event-0002"}}}}"#)
     );
 }
+
+/// Regression: the template was put only at start, when Elasticsearch answered; one that came
+/// up later got its first daily index made by a document, without the template, for good.
+#[tokio::test]
+async fn no_document_is_written_before_the_writers_template_is_installed() {
+    // Fake only: it is stopped.
+    let mut target = Target::fake().await;
+    let index = target.index("precondition");
+    let template = target.template_name("precondition");
+    let writer = target.writer().with_index_template(
+        &template,
+        vec![index.clone()],
+        sluice_elasticsearch::TemplateOptions::default(),
+    );
+    let iso = document(
+        &index,
+        "iso",
+        r#"{"type":"cloudify_log","timestamp":"2016-06-15T10:13:20.123Z","@timestamp":"2016-06-15T10:13:20.123Z"}"#,
+    );
+
+    target.fake_server().stop().await;
+    let outcomes = write(&writer, std::slice::from_ref(&iso)).await;
+    let (_, detail) = retry_detail(&outcomes[0]);
+    assert!(detail.contains("index template"), "{detail}");
+
+    target.fake_server().restart().await;
+    assert_all_delivered(&write(&writer, &[iso]).await, 1);
+    let mapping = target.mapping(&index).await;
+    assert_eq!(
+        mapping["properties"]["timestamp"]["type"], "keyword",
+        "the index was made with the template: {mapping}"
+    );
+}

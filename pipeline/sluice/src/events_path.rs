@@ -44,9 +44,17 @@ pub async fn start(
     shutdown: CancellationToken,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<EventsPathHealth> {
-    let elasticsearch = Arc::new(
-        EsWriter::new(settings.elasticsearch).context("setting up the Elasticsearch writer")?,
-    );
+    let mut writer =
+        EsWriter::new(settings.elasticsearch).context("setting up the Elasticsearch writer")?;
+    if settings.install_index_template {
+        // A precondition of every write, so that no index is made before the template.
+        writer = writer.with_index_template(
+            INDEX_TEMPLATE_NAME,
+            vec![settings.index.wildcard()],
+            settings.template_options,
+        );
+    }
+    let elasticsearch = Arc::new(writer);
     let answered = store_check::first_contact(
         &store_check::Store {
             name: "Elasticsearch",
@@ -56,15 +64,10 @@ pub async fn start(
         elasticsearch.ping(),
     )
     .await;
-    if settings.install_index_template && answered {
-        let pattern = settings.index.wildcard();
-        // Not fatal: Elasticsearch may come up later; documents wait in the queue meanwhile.
-        if let Err(error) = elasticsearch
-            .install_index_template(INDEX_TEMPLATE_NAME, &[pattern])
-            .await
-        {
-            tracing::warn!(%error, "could not install the index template yet");
-        }
+    // Put at each start when Elasticsearch answers, so that a refused template shows at once;
+    // otherwise (or when it fails) the first write puts it.
+    if answered && let Err(error) = elasticsearch.ensure_index_template().await {
+        tracing::warn!(%error, "could not install the index template yet; the first write tries again");
     }
 
     let (deliveries, statuses) = sources::start(settings.sources, &shutdown, tasks);

@@ -352,7 +352,13 @@ async fn messages_redelivered_after_a_crash_are_stored_once() {
     let queue = unique("sluice.events");
     let exchanges = format!(r#"["{exchange}"]"#);
     let queues = format!(r#"["{queue}"]"#);
-    let overrides = events_overrides(&es_url, "4.x", &exchanges, &queues);
+    // Without the template: the delay below holds every answer, the template's put (a
+    // precondition of writing) included, and this test is about the bulk writes.
+    let overrides = [
+        events_overrides(&es_url, "4.x", &exchanges, &queues),
+        vec![("SLUICE_EVENTS__INSTALL_INDEX_TEMPLATE", "false")],
+    ]
+    .concat();
 
     // Elasticsearch stores every bulk but answers only after a minute: the first sluice never
     // learns that its writes landed, so it acks nothing before it is killed.
@@ -385,6 +391,165 @@ async fn messages_redelivered_after_a_crash_are_stored_once() {
         "a redelivery meets 409, never a duplicate"
     );
     assert!(second.stop(), "clean stop");
+    assert_eq!(broker.queue_counts(&queue).await, (0, 0));
+    broker.delete_queue(&queue).await;
+    broker.delete_exchange(&exchange).await;
+    broker.remove(&names).await;
+}
+
+/// Regression: a daily index that first saw the 3.5+ ISO `timestamp` took it for a date and
+/// refused every 3.x `+0000` document of that day. The template sluice installs by default
+/// maps `timestamp` as a keyword, so both shapes land in the same index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_timestamp_shapes_of_the_manager_land_in_one_daily_index_with_the_default_template() {
+    let names = TestNames::new("eventsshapes");
+    let broker = Broker::connect().await;
+    let es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let exchange = unique("cloudify-events");
+    let queue = unique("sluice.events");
+    let exchanges = format!(r#"["{exchange}"]"#);
+    let queues = format!(r#"["{queue}"]"#);
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &events_overrides(&es_url, "4.x", &exchanges, &queues),
+    )
+    .await;
+
+    let event = |timestamp: &str| {
+        serde_json::json!({
+            "type": "cloudify_event", "event_type": "task_succeeded", "message_code": null,
+            "timestamp": timestamp,
+            "message": {"text": format!("Task succeeded at {timestamp}"), "arguments": null},
+            "context": {"deployment_id": "nodecellar", "execution_id": "5e1c0d2a", "workflow_id": "install"},
+        })
+        .to_string()
+        .into_bytes()
+    };
+    // The ISO shape first: it is the one date detection would have fixed the index with.
+    broker
+        .publish(&exchange, "", &event("2016-06-15T10:13:20.123Z"))
+        .await;
+    eventually("the ISO 8601 event stored", WAIT, || async {
+        (es.documents("logstash-2016.06.15").len() == 1).then_some(())
+    })
+    .await;
+    broker
+        .publish(&exchange, "", &event("2016-06-15 10:13:21.456+0000"))
+        .await;
+    let stored = eventually("the 3.x event stored beside it", WAIT, || async {
+        let documents = es.documents("logstash-2016.06.15");
+        (documents.len() == 2).then_some(documents)
+    })
+    .await;
+    let mut timestamps: Vec<&str> = stored
+        .iter()
+        .filter_map(|document| document["timestamp"].as_str())
+        .collect();
+    timestamps.sort_unstable();
+    assert_eq!(
+        timestamps,
+        ["2016-06-15 10:13:21.456+0000", "2016-06-15T10:13:20.123Z"]
+    );
+
+    let mapping: Value = reqwest::get(format!("{es_url}logstash-2016.06.15/_mapping"))
+        .await
+        .expect("the double answers")
+        .json()
+        .await
+        .expect("a mapping");
+    let properties = &mapping["logstash-2016.06.15"]["mappings"]["properties"];
+    assert_eq!(properties["timestamp"]["type"], "keyword", "{mapping}");
+    assert_eq!(properties["@timestamp"]["type"], "date", "{mapping}");
+
+    eventually("both deliveries acked", WAIT, || async {
+        (sluice.counter("sluice_acked_total").await == 2.0).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop");
+    assert_eq!(broker.queue_counts(&queue).await, (0, 0));
+    assert_eq!(
+        broker.queue_counts(&names.dead_letter_queue).await.0,
+        0,
+        "nothing dead-lettered"
+    );
+    broker.delete_queue(&queue).await;
+    broker.delete_exchange(&exchange).await;
+    broker.remove(&names).await;
+}
+
+/// `events.data_stream` and `events.ilm_policy`: the template sluice installs makes the fixed
+/// `events.index` a data stream under the policy, and both timestamp shapes land in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_data_stream_the_events_go_into_the_stream_named_by_the_index() {
+    let names = TestNames::new("eventsstream");
+    let broker = Broker::connect().await;
+    let es = FakeElasticsearch::start().await;
+    let es_url = es.url().to_string();
+    let exchange = unique("cloudify-events");
+    let queue = unique("sluice.events");
+    let exchanges = format!(r#"["{exchange}"]"#);
+    let queues = format!(r#"["{queue}"]"#);
+    let mut sluice = Sluice::start(
+        &names,
+        &influx_url(),
+        &[
+            events_overrides(&es_url, "4.x", &exchanges, &queues),
+            vec![
+                ("SLUICE_EVENTS__INDEX", "logstash-cloudify"),
+                ("SLUICE_EVENTS__DATA_STREAM", "true"),
+                ("SLUICE_EVENTS__ILM_POLICY", "cloudify-7-days"),
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+
+    for timestamp in ["2016-06-15T10:13:20.123Z", "2016-06-15 10:13:21.456+0000"] {
+        let body = serde_json::json!({
+            "type": "cloudify_log", "level": "info", "logger": "ctx", "message_code": null,
+            "timestamp": timestamp, "message": {"text": format!("log at {timestamp}")},
+            "context": {"deployment_id": "nodecellar", "execution_id": "5e1c0d2a"},
+        });
+        broker
+            .publish(&exchange, "", body.to_string().as_bytes())
+            .await;
+    }
+    eventually("both logs stored in the stream", WAIT, || async {
+        (es.documents("logstash-cloudify").len() == 2).then_some(())
+    })
+    .await;
+
+    let get = |path: String| async move {
+        reqwest::get(path)
+            .await
+            .expect("the double answers")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    let streams = get(format!("{es_url}_data_stream/logstash-cloudify")).await;
+    assert_eq!(
+        streams["data_streams"][0]["template"], "sluice-events",
+        "{streams}"
+    );
+    let template = get(format!("{es_url}_index_template/sluice-events")).await;
+    let body = &template["index_templates"][0]["index_template"];
+    assert_eq!(
+        body["index_patterns"],
+        serde_json::json!(["logstash-cloudify"])
+    );
+    assert_eq!(
+        body["template"]["settings"]["index.lifecycle.name"], "cloudify-7-days",
+        "{template}"
+    );
+
+    eventually("both deliveries acked", WAIT, || async {
+        (sluice.counter("sluice_acked_total").await == 2.0).then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "clean stop");
     assert_eq!(broker.queue_counts(&queue).await, (0, 0));
     broker.delete_queue(&queue).await;
     broker.delete_exchange(&exchange).await;

@@ -26,7 +26,12 @@
 //!   (`illegal_argument_exception`); `dynamic: strict` and `false`, `date_detection`.
 //! - `PUT`/`GET`/`DELETE /_index_template/<name>` (composable templates: `index_patterns`,
 //!   `priority`, `template.mappings` applied to indices created later, the same-priority
-//!   overlap refusal), `GET /` (cluster info, `version.number` `8.15.0`), `GET /<index>/_count`,
+//!   overlap refusal); data streams: the first `create` into a name whose template has
+//!   `data_stream` makes the stream and its backing index `.ds-<name>-<yyyy.MM.dd>-000001`
+//!   (hidden from patterns that do not start with `.`), other op types and documents without
+//!   `@timestamp` refused as ES refuses them, the stream name resolving to its backing index
+//!   for `_search`, `_count`, `_mapping`, and `GET`/`DELETE /_data_stream/<name>` (no
+//!   rollover); `GET /` (cluster info, `version.number` `8.15.0`), `GET /<index>/_count`,
 //!   `GET|POST /<index>/_search` (the `query` module says which queries), `POST /<index>/_refresh`,
 //!   `GET /<index>/_mapping`, `GET /<index>/_doc/<id>`, `DELETE /<index>`, `HEAD /<index>`;
 //!   index expressions with `,`, `*` and `_all`; `index_not_found_exception` for a missing
@@ -44,7 +49,7 @@
 //!
 //! Shards, replicas, routing and cluster state; near-real-time visibility (a document is
 //! searchable as soon as it is written, `_refresh` is a no-op); optimistic concurrency
-//! (`if_seq_no`, `version`) and update scripts; ingest pipelines, aliases and data streams;
+//! (`if_seq_no`, `version`) and update scripts; ingest pipelines, aliases, data stream rollover;
 //! analysers beyond lower-cased words, relevance scores (every hit scores 1.0), aggregations,
 //! `range` and most other queries; mapping types beyond those listed (others accept anything);
 //! bare `yyyy` dates; positions in parse errors are close, not exact; smile/cbor/yaml bodies;
@@ -479,6 +484,18 @@ fn route(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body:
                 None => Err(template_not_found(name)),
             }
         }
+        ["_data_stream", name] if is(&Method::GET) => get_data_stream(&state, name),
+        ["_data_stream", name] if is(&Method::DELETE) => {
+            match state.store.data_streams.remove(*name) {
+                Some(stream) => {
+                    for index in &stream.backing_indices {
+                        state.store.indices.remove(index);
+                    }
+                    Ok(Reply::json(200, &json!({"acknowledged": true})))
+                }
+                None => Err(index_not_found(name)),
+            }
+        }
         ["_count"] if reading => count(&state, "_all", headers, body),
         [index, "_count"] if reading => count(&state, index, headers, body),
         ["_search"] if reading => search(&state, "_all", headers, body),
@@ -860,6 +877,43 @@ fn get_template(state: &FakeState, name: &str) -> Result<Reply, Failure> {
         return Err(template_not_found(name));
     }
     Ok(Reply::json(200, &json!({"index_templates": templates})))
+}
+
+/// `GET /_data_stream/<name>`: the stream, its template and backing indices.
+fn get_data_stream(state: &FakeState, name: &str) -> Result<Reply, Failure> {
+    let streams: Vec<Value> = state
+        .store
+        .data_streams
+        .iter()
+        .filter(|(candidate, _)| store::glob_matches(name, candidate))
+        .map(|(name, stream)| {
+            let indices: Vec<Value> = stream
+                .backing_indices
+                .iter()
+                .map(|index| {
+                    let uuid = state
+                        .store
+                        .indices
+                        .get(index)
+                        .map(|index| index.uuid.clone());
+                    json!({"index_name": index, "index_uuid": uuid})
+                })
+                .collect();
+            json!({
+                "name": name,
+                "timestamp_field": {"name": "@timestamp"},
+                "indices": indices,
+                "generation": stream.backing_indices.len(),
+                "status": "GREEN",
+                "template": stream.template,
+                "hidden": false,
+            })
+        })
+        .collect();
+    if streams.is_empty() && !name.contains('*') {
+        return Err(index_not_found(name));
+    }
+    Ok(Reply::json(200, &json!({"data_streams": streams})))
 }
 
 fn count(

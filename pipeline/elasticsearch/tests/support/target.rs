@@ -35,6 +35,7 @@ pub(crate) struct Target {
     client: reqwest::Client,
     indices: Mutex<Vec<String>>,
     templates: Mutex<Vec<String>>,
+    data_streams: Mutex<Vec<String>>,
 }
 
 impl Target {
@@ -57,6 +58,7 @@ impl Target {
             client: reqwest::Client::new(),
             indices: Mutex::new(Vec::new()),
             templates: Mutex::new(Vec::new()),
+            data_streams: Mutex::new(Vec::new()),
         }
     }
 
@@ -82,6 +84,7 @@ impl Target {
             client: reqwest::Client::new(),
             indices: Mutex::new(Vec::new()),
             templates: Mutex::new(Vec::new()),
+            data_streams: Mutex::new(Vec::new()),
         };
         let answer = target
             .client
@@ -142,6 +145,13 @@ impl Target {
     /// `name` (a variation of a name from [`Target::index`]), deleted at the end.
     pub(crate) fn also_delete(&self, name: String) -> String {
         self.indices.lock().expect("lock").push(name.clone());
+        name
+    }
+
+    /// A unique data stream name, deleted (with its backing indices) at the end.
+    pub(crate) fn data_stream(&self, label: &str) -> String {
+        let name = format!("{}-{label}", unique_prefix());
+        self.data_streams.lock().expect("lock").push(name.clone());
         name
     }
 
@@ -264,7 +274,7 @@ impl Target {
 }
 
 impl Drop for Target {
-    /// Deletes the test's indices and templates with blocking requests, so that it also
+    /// Deletes the test's indices, data streams and templates with blocking requests, so that it also
     /// happens when a test panics. Only a real server needs it (and only over plain http).
     fn drop(&mut self) {
         if self.fake.is_some() || self.url.scheme() != "http" {
@@ -280,8 +290,17 @@ impl Drop for Target {
             .lock()
             .map(|names| names.clone())
             .unwrap_or_default();
+        let data_streams = self
+            .data_streams
+            .lock()
+            .map(|names| names.clone())
+            .unwrap_or_default();
         for index in indices {
             self.blocking_delete(&index);
+        }
+        // Before the templates: a template that a data stream uses cannot be deleted.
+        for data_stream in data_streams {
+            self.blocking_delete(&format!("_data_stream/{data_stream}"));
         }
         for template in templates {
             self.blocking_delete(&format!("_index_template/{template}"));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sluice_amqp::source::SourceSettings;
 use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology};
 use sluice_core::path::PathLimits;
-use sluice_elasticsearch::EsSettings;
+use sluice_elasticsearch::{EsSettings, TemplateOptions};
 use sluice_normalise::IndexPattern;
 
 use super::amqp::{BrokerConnection, RawExchangeType};
@@ -46,8 +46,24 @@ pub struct RawEvents {
     /// The index each document goes to, named from its own `@timestamp` (Logstash date syntax),
     /// or a fixed name such as `cloudify_events`.
     pub index: String,
-    /// Install an index template (strings as text with a keyword sub-field) at start.
+    /// Install (or update) at each start the index template `sluice-events` for the index
+    /// pattern: strings as text with a keyword sub-field, as Logstash leaves them, and the
+    /// manager's fields whose shape varies between its versions mapped so that no daily index
+    /// refuses either shape (`timestamp` as a keyword; the free-form arguments kept, not
+    /// indexed). On by default, as Logstash manages its template; turn it off when the indices'
+    /// templates are managed elsewhere.
     pub install_index_template: bool,
+    /// The ILM policy sluice's template puts its indices under (`index.lifecycle.name`), such
+    /// as one that deletes them after 7 days, the manager's retention. The policy itself is
+    /// defined in Elasticsearch. Needs `install_index_template`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ilm_policy: Option<String>,
+    /// Write into a data stream instead of indices named by date: the template makes
+    /// `events.index` a data stream, which must then be a fixed name (the stream's), and
+    /// Elasticsearch creates and rolls over its backing indices (with `ilm_policy`, by the
+    /// policy's rollover). Name it so that the manager's readers still find it, such as
+    /// `logstash-cloudify` for their `logstash-*`. Needs `install_index_template`.
+    pub data_stream: bool,
 }
 
 impl Default for RawEvents {
@@ -60,7 +76,9 @@ impl Default for RawEvents {
             binding_keys: vec!["#".into()],
             queues: None,
             index: "logstash-%{+YYYY.MM.dd}".into(),
-            install_index_template: false,
+            install_index_template: true,
+            ilm_policy: None,
+            data_stream: false,
         }
     }
 }
@@ -71,6 +89,7 @@ pub struct EventsPathSettings {
     pub sources: Vec<SourceSettings>,
     pub index: IndexPattern,
     pub install_index_template: bool,
+    pub template_options: TemplateOptions,
     pub elasticsearch: EsSettings,
     pub limits: PathLimits,
 }
@@ -88,6 +107,39 @@ impl RawEvents {
         let index = IndexPattern::parse(&self.index)
             .map_err(|error| fail("events.index", error.to_string()))
             .ok();
+        if self.ilm_policy.as_deref() == Some("") {
+            fail(
+                "events.ilm_policy",
+                "is empty: name a policy, or leave it unset".into(),
+            );
+        }
+        for (field, set) in [
+            ("events.ilm_policy", self.ilm_policy.is_some()),
+            ("events.data_stream", self.data_stream),
+        ] {
+            if set && !self.install_index_template {
+                fail(
+                    field,
+                    "is a setting of the template sluice installs: needs \
+                     events.install_index_template = true"
+                        .into(),
+                );
+            }
+        }
+        if self.data_stream
+            && let Some(pattern) = &index
+            && !pattern.is_fixed()
+        {
+            fail(
+                "events.index",
+                format!(
+                    "{:?} names an index per date, but with events.data_stream it names the \
+                     data stream: use a fixed name such as \"logstash-cloudify\" (Elasticsearch \
+                     rolls the stream's backing indices over)",
+                    pattern.as_str()
+                ),
+            );
+        }
         let queues = match (&self.manager, &self.queues) {
             (_, Some(queues)) => queues.clone(),
             (RawManager::V3, None) => vec!["cloudify-events".into(), "cloudify-logs".into()],
@@ -140,6 +192,10 @@ impl RawEvents {
             sources,
             index: index?,
             install_index_template: self.install_index_template,
+            template_options: TemplateOptions {
+                ilm_policy: self.ilm_policy.clone(),
+                data_stream: self.data_stream,
+            },
             elasticsearch,
             limits,
         })
@@ -191,6 +247,40 @@ impl RawEvents {
 mod tests {
     use super::*;
     use crate::config::RawConfig;
+
+    #[test]
+    fn a_data_stream_needs_a_fixed_name_and_both_options_need_the_template() {
+        let mut raw = RawConfig::default();
+        raw.events.data_stream = true;
+        let errors = raw
+            .validate()
+            .err()
+            .expect("a dated index refused")
+            .to_string();
+        assert!(errors.contains("events.index"), "{errors}");
+        assert!(errors.contains("fixed name"), "{errors}");
+
+        raw.events.index = "logstash-cloudify".into();
+        raw.events.ilm_policy = Some("cloudify-7-days".into());
+        let events = raw.validate().expect("valid").events.expect("events");
+        assert_eq!(
+            events.template_options,
+            TemplateOptions {
+                ilm_policy: Some("cloudify-7-days".into()),
+                data_stream: true,
+            }
+        );
+
+        raw.events.install_index_template = false;
+        let errors = raw.validate().err().expect("no template").to_string();
+        assert!(errors.contains("events.ilm_policy"), "{errors}");
+        assert!(errors.contains("events.data_stream"), "{errors}");
+
+        raw.events.install_index_template = true;
+        raw.events.ilm_policy = Some(String::new());
+        let errors = raw.validate().err().expect("an empty policy").to_string();
+        assert!(errors.contains("events.ilm_policy"), "{errors}");
+    }
 
     #[test]
     fn manager_3x_consumes_the_managers_own_queues_as_it_declares_them() {

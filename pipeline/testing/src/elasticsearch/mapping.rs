@@ -31,6 +31,9 @@ pub(super) enum FieldType {
     Keyword,
     Date,
     Object,
+    /// An object with `enabled: false`: any value (an object or not) is kept in `_source`,
+    /// neither parsed nor indexed, and nothing under it is mapped.
+    Disabled,
     /// A type this fake does not model (`ip`, `geo_point`, ...): any value is accepted.
     Other,
 }
@@ -46,7 +49,7 @@ impl FieldType {
             FieldType::Text { .. } => "text",
             FieldType::Keyword => "keyword",
             FieldType::Date => "date",
-            FieldType::Object => "object",
+            FieldType::Object | FieldType::Disabled => "object",
             FieldType::Other => "other",
         }
     }
@@ -142,6 +145,10 @@ impl Mapping {
     fn add_properties(&mut self, prefix: &str, properties: &Map<String, Value>) {
         for (name, definition) in properties {
             let path = join(prefix, name);
+            if definition.get("enabled").and_then(Value::as_bool) == Some(false) {
+                self.fields.insert(path, FieldType::Disabled);
+                continue;
+            }
             let field_type = match definition.get("type").and_then(Value::as_str) {
                 Some("text") => FieldType::Text {
                     keyword_subfield: definition
@@ -234,6 +241,10 @@ fn render_type(definition: &mut Map<String, Value>, field_type: FieldType) {
                 .entry("properties")
                 .or_insert_with(|| Value::Object(Map::new()));
         }
+        FieldType::Disabled => {
+            definition.insert("type".into(), json!("object"));
+            definition.insert("enabled".into(), json!(false));
+        }
         FieldType::Text { keyword_subfield } => {
             definition.insert("type".into(), json!("text"));
             if keyword_subfield {
@@ -272,6 +283,14 @@ impl DocumentParser<'_> {
             .or_else(|| self.mapping.field(path))
     }
 
+    /// Whether `path` is a disabled object or lies under one (reached by a dotted key).
+    fn disabled(&self, path: &str) -> bool {
+        path.match_indices('.')
+            .map(|(at, _)| &path[..at])
+            .chain([path])
+            .any(|prefix| self.field(prefix) == Some(FieldType::Disabled))
+    }
+
     fn object(&mut self, prefix: &str, object: &Map<String, Value>) -> Result<(), MappingError> {
         for (key, value) in object {
             if key.is_empty() || key.split('.').any(str::is_empty) {
@@ -300,6 +319,9 @@ impl DocumentParser<'_> {
 
     /// `path` is about to hold an object: map it as one, or refuse a concrete field.
     fn enter_object(&mut self, path: &str, key: &str) -> Result<(), MappingError> {
+        if self.disabled(path) {
+            return Ok(());
+        }
         match self.field(path) {
             Some(FieldType::Object) => Ok(()),
             None => self.add(path, FieldType::Object, key),
@@ -331,6 +353,9 @@ impl DocumentParser<'_> {
     }
 
     fn value(&mut self, path: &str, key: &str, value: &Value) -> Result<(), MappingError> {
+        if self.disabled(path) {
+            return Ok(());
+        }
         match value {
             Value::Null => Ok(()),
             Value::Array(values) => {
@@ -503,6 +528,8 @@ fn coerce(field_type: FieldType, value: &Value) -> Result<(), String> {
             token_name(other)
         )),
         (FieldType::Object, _) => Err("object".into()),
+        // Never reached: values under a disabled object are not parsed.
+        (FieldType::Disabled, _) => Ok(()),
     }
 }
 

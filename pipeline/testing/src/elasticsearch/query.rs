@@ -336,7 +336,7 @@ fn term_matches(
             let wanted = scalar_text(wanted);
             values.into_iter().any(|value| scalar_text(value) == wanted)
         }
-        FieldType::Object => false,
+        FieldType::Object | FieldType::Disabled => false,
     }
 }
 

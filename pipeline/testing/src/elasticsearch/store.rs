@@ -43,10 +43,20 @@ pub(super) struct Template {
     pub(super) body: Value,
 }
 
+/// A data stream: created by the first `create` into a name that a template with
+/// `data_stream` matches; its documents live in hidden backing indices. This fake never rolls
+/// over, so there is one backing index, `.ds-<name>-<yyyy.MM.dd>-000001` (the day it was made).
+#[derive(Debug, Clone)]
+pub(super) struct DataStream {
+    pub(super) template: String,
+    pub(super) backing_indices: Vec<String>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Store {
     pub(super) indices: BTreeMap<String, Index>,
     pub(super) templates: BTreeMap<String, Template>,
+    pub(super) data_streams: BTreeMap<String, DataStream>,
     generated: u64,
 }
 
@@ -54,6 +64,8 @@ impl Store {
     /// The indices an expression names: comma-separated names and `*` patterns, `_all`.
     /// A concrete name that does not exist is `index_not_found_exception`; a pattern that
     /// matches nothing is no index.
+    /// A data stream stands for its backing indices, which (hidden, as in Elasticsearch) a
+    /// pattern matches only when it starts with `.`.
     pub(super) fn resolve(&self, expression: &str) -> Result<Vec<String>, Failure> {
         let mut names = Vec::new();
         for part in expression.split(',').filter(|part| !part.is_empty()) {
@@ -62,9 +74,18 @@ impl Store {
                 names.extend(
                     self.indices
                         .keys()
+                        .filter(|name| !name.starts_with('.') || pattern.starts_with('.'))
                         .filter(|name| glob_matches(pattern, name))
                         .cloned(),
                 );
+                names.extend(
+                    self.data_streams
+                        .iter()
+                        .filter(|(name, _)| glob_matches(pattern, name))
+                        .flat_map(|(_, stream)| stream.backing_indices.iter().cloned()),
+                );
+            } else if let Some(stream) = self.data_streams.get(part) {
+                names.extend(stream.backing_indices.iter().cloned());
             } else if self.indices.contains_key(part) {
                 names.push(part.to_owned());
             } else {
@@ -191,11 +212,17 @@ impl Store {
     }
 
     fn execute_inner(&mut self, operation: &Operation<'_>) -> Value {
-        let index_name = operation.index.as_str();
+        let requested = operation.index.as_str();
         let id = match &operation.id {
             Some(id) => id.clone(),
             None => self.generate_id(),
         };
+        let backing_index = match self.data_stream_write_index(requested, operation.op_type) {
+            Ok(backing_index) => backing_index,
+            Err(error) => return failure(requested, &id, 400, error),
+        };
+        let in_data_stream = backing_index.is_some();
+        let index_name = backing_index.as_deref().unwrap_or(requested);
         if !self.indices.contains_key(index_name) {
             if operation.op_type == OpType::Delete {
                 return failure(
@@ -250,6 +277,14 @@ impl Store {
                     Ok(value) => value,
                     Err(error) => return failure(index_name, &id, 400, error),
                 };
+                if in_data_stream && !value.contains_key("@timestamp") {
+                    let error = json!({
+                        "type": "document_parsing_exception",
+                        "reason": "[1:1] failed to parse: data stream timestamp field \
+                                   [@timestamp] is missing",
+                    });
+                    return failure(index_name, &id, 400, error);
+                }
                 if let Err(error) = index.mapping.index_document(&id, &value, operation.source) {
                     return failure(index_name, &id, 400, error.to_json());
                 }
@@ -360,32 +395,90 @@ impl Store {
         }
     }
 
-    /// Creates an index the first time a document names it, with the mapping of the
-    /// highest-priority template whose patterns match its name.
-    fn create_index(&mut self, name: &str) -> Result<(), Value> {
-        validate_index_name(name)?;
-        let template = self
-            .templates
-            .values()
-            .filter(|template| {
+    /// The highest-priority template whose patterns match `name`, with its name.
+    fn template_for(&self, name: &str) -> Option<(&String, &Template)> {
+        self.templates
+            .iter()
+            .filter(|(_, template)| {
                 template
                     .patterns
                     .iter()
                     .any(|pattern| glob_matches(pattern, name))
             })
-            .max_by_key(|template| template.priority);
-        let mappings = template.and_then(|template| template.body.pointer("/template/mappings"));
+            .max_by_key(|(_, template)| template.priority)
+    }
+
+    /// Where a write to `name` goes when `name` is a data stream, or becomes one (the first
+    /// `create` into a name whose template has `data_stream`): its backing index, created
+    /// with the template's mapping. `None` for a write to an ordinary index. Only `create`
+    /// writes into a data stream, as in Elasticsearch.
+    fn data_stream_write_index(
+        &mut self,
+        name: &str,
+        op_type: OpType,
+    ) -> Result<Option<String>, Value> {
+        let is_stream = self.data_streams.contains_key(name);
+        let makes_stream = !is_stream
+            && !self.indices.contains_key(name)
+            && self
+                .template_for(name)
+                .is_some_and(|(_, template)| template.body.get("data_stream").is_some());
+        if !is_stream && !makes_stream {
+            return Ok(None);
+        }
+        if op_type != OpType::Create {
+            return Err(json!({
+                "type": "illegal_argument_exception",
+                "reason": "only write ops with an op_type of create are allowed in data streams",
+            }));
+        }
+        if makes_stream {
+            validate_index_name(name)?;
+            let Some((template_name, template)) = self.template_for(name) else {
+                return Ok(None);
+            };
+            let template_name = template_name.clone();
+            let mapping = Mapping::from_template(template.body.pointer("/template/mappings"));
+            let day = jiff::Timestamp::now().strftime("%Y.%m.%d").to_string();
+            let backing_index = format!(".ds-{name}-{day}-000001");
+            self.insert_index(&backing_index, mapping);
+            self.data_streams.insert(
+                name.to_owned(),
+                DataStream {
+                    template: template_name,
+                    backing_indices: vec![backing_index],
+                },
+            );
+        }
+        Ok(self
+            .data_streams
+            .get(name)
+            .and_then(|stream| stream.backing_indices.last().cloned()))
+    }
+
+    /// Creates an index the first time a document names it, with the mapping of the
+    /// highest-priority template whose patterns match its name.
+    fn create_index(&mut self, name: &str) -> Result<(), Value> {
+        validate_index_name(name)?;
+        let mappings = self
+            .template_for(name)
+            .and_then(|(_, template)| template.body.pointer("/template/mappings"));
+        let mapping = Mapping::from_template(mappings);
+        self.insert_index(name, mapping);
+        Ok(())
+    }
+
+    fn insert_index(&mut self, name: &str, mapping: Mapping) {
         let uuid = format!("fAkE{:018}", self.indices.len() as u64 + 1);
         self.indices.insert(
             name.to_owned(),
             Index {
                 uuid,
                 documents: BTreeMap::new(),
-                mapping: Mapping::from_template(mappings),
+                mapping,
                 next_seq_no: 0,
             },
         );
-        Ok(())
     }
 
     /// A 20-character id, as Elasticsearch's time-based ids look.
