@@ -12,6 +12,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use serde_json::json;
 use sluice_amqp::topology::{ExchangeSpec, declare_exchange};
 
+use crate::open_loop::agent_body;
 use crate::publish::publish_confirmed;
 
 /// The deployments the feed reports for; the second has dots in its id, as real ones may.
@@ -133,23 +134,7 @@ async fn publish_tick(
 
 /// A Diamond body for one host's collector at `tick`, as the agents publish it.
 pub fn metric_body(deployment: &str, host: usize, path: &str, tick: u64, time: i64) -> Vec<u8> {
-    let node_id = format!("nodejs_host_{host:05x}");
-    let (name, rest) = path.split_once('.').unwrap_or((path, ""));
-    json!({
-        "node_id": node_id,
-        "node_name": "nodejs_host",
-        "deployment_id": deployment,
-        "name": name,
-        "path": rest.replace('.', "_"),
-        "metric": demo_value(path, host, tick),
-        "unit": "",
-        "type": "GAUGE",
-        "host": node_id,
-        "service": format!("{deployment}.nodejs_host.{node_id}.{path}"),
-        "time": time,
-    })
-    .to_string()
-    .into_bytes()
+    agent_body(deployment, host, path, demo_value(path, host, tick), time)
 }
 
 /// A value that looks like the collector's: a slow wave per host around a level of its kind,

@@ -82,25 +82,37 @@ pub fn diamond_body(
     collector: usize,
     intended_micros: u64,
 ) -> Vec<u8> {
-    let node_id = format!("nodejs_host_{host:05x}");
     let mut path = PATHS[collector % PATHS.len()].to_owned();
     if collector >= PATHS.len() {
         // More collectors than paths: number the repeats, so each is a series of its own.
         path.push_str(&format!("_{}", collector / PATHS.len()));
     }
-    let (name, rest) = path.split_once('.').unwrap_or((path.as_str(), ""));
+    agent_body(
+        deployment,
+        host,
+        &path,
+        intended_micros as f64,
+        (intended_micros / 1_000_000) as i64,
+    )
+}
+
+/// The body a Diamond agent on `host` publishes for the collector `path` (e.g.
+/// `cpu.total.user`): `metric` at `time` (seconds).
+pub fn agent_body(deployment: &str, host: usize, path: &str, metric: f64, time: i64) -> Vec<u8> {
+    let node_id = format!("nodejs_host_{host:05x}");
+    let (name, rest) = path.split_once('.').unwrap_or((path, ""));
     json!({
         "node_id": node_id,
         "node_name": "nodejs_host",
         "deployment_id": deployment,
         "name": name,
         "path": rest.replace('.', "_"),
-        "metric": intended_micros as f64,
+        "metric": metric,
         "unit": "",
         "type": "GAUGE",
         "host": node_id,
         "service": format!("{deployment}.nodejs_host.{node_id}.{path}"),
-        "time": intended_micros / 1_000_000,
+        "time": time,
     })
     .to_string()
     .into_bytes()
