@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use sluice_testing::names::free_port;
 
 fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
@@ -326,12 +327,6 @@ fn first_log_lines_with(
 ) -> Vec<String> {
     use std::io::BufRead as _;
 
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .expect("a free port")
-    };
     let mut child = sluice()
         .arg("run")
         .args(arguments)
@@ -398,10 +393,7 @@ fn json_logs_are_one_object_per_line_and_keep_the_broker_password_out() {
 
 #[test]
 fn a_store_that_does_not_answer_at_start_is_named_once_with_the_settings_that_fix_it() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port");
+    let closed_port = free_port();
     let url = format!("http://127.0.0.1:{closed_port}");
     // The broker is down too, so sluice keeps logging its retries: twenty lines are enough for
     // the start-up messages and a few retries, and show the store is named only once.
