@@ -11,12 +11,14 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events_path::EventsPathHealth;
 use crate::metrics_path::MetricsPathHealth;
 
-/// The running paths, as far as readiness goes; `None` for a disabled path.
+/// The running paths, as far as readiness goes; `None` for a disabled path. A reload that
+/// restarts a path sends the new one.
 #[derive(Clone, Default)]
 pub struct Health {
     pub metrics: Option<Arc<MetricsPathHealth>>,
@@ -29,13 +31,13 @@ const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 struct AdminState {
     prometheus: PrometheusHandle,
-    health: Health,
+    health: watch::Receiver<Health>,
 }
 
 pub async fn serve(
     listener: TcpListener,
     prometheus: PrometheusHandle,
-    health: Health,
+    health: watch::Receiver<Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = AdminState { prometheus, health };
@@ -55,7 +57,9 @@ async fn render_metrics(State(state): State<AdminState>) -> String {
 
 /// 200 when every source consumes and every store answers; otherwise 503 and the first reason.
 async fn readiness(State(state): State<AdminState>) -> (StatusCode, String) {
-    match first_unready(&state.health).await {
+    // Cloned out of the watch: no lock is held across the stores' pings.
+    let health = state.health.borrow().clone();
+    match first_unready(&health).await {
         None => (StatusCode::OK, "ready\n".into()),
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }

@@ -1,7 +1,7 @@
-//! `sluice`: the binary. Parses the command line, loads and validates the configuration, wires
-//! the paths (`metrics_path`, `events_path`, and `rule_stage`, which the metrics path feeds),
-//! serves the admin endpoint, and turns SIGTERM/Ctrl-C into a drain-flush-ack-exit within the
-//! configured deadline. `normalise_command` and `test_command` show what bodies and rules do
+//! `sluice`: the binary. Parses the command line and runs the command. `run_command` loads the
+//! configuration, wires the paths (`metrics_path`, `events_path`, and `rule_stage`, which the
+//! metrics path feeds), serves the admin endpoint, reloads on SIGHUP, and turns SIGTERM/Ctrl-C
+//! into a drain-flush-ack-exit within the configured deadline. `normalise_command` and `test_command` show what bodies and rules do
 //! without running the pipeline; `dead_letters` reads the dead-letter queue and replays what it
 //! holds.
 
@@ -17,6 +17,7 @@ mod events_path;
 mod metrics_path;
 mod normalise_command;
 mod rule_stage;
+mod run_command;
 mod sources;
 mod store_check;
 mod test_command;
@@ -24,22 +25,12 @@ mod test_command;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
 use clap::{CommandFactory, Parser, Subcommand};
-use metrics_exporter_prometheus::PrometheusBuilder;
-use sluice_amqp::dead_letter::run_dead_letter_publisher;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::RawConfig;
-
-/// Dead letters waiting for the publisher; rejecting stages wait when it is full.
-const DEAD_LETTER_CHANNEL_CAPACITY: usize = 1024;
 
 /// `sluice --version`: the version and the commit it was built from (see `build.rs`).
 const VERSION: &str = concat!(
@@ -71,6 +62,10 @@ enum Command {
         /// otherwise (a file, journald, a pipe); `json` is one JSON object per line.
         #[arg(long, value_enum, default_value_t = LogFormat::Auto, env = "SLUICE_LOG_FORMAT")]
         log_format: LogFormat,
+        /// Reload when the configuration file changes, as on SIGHUP: an invalid file is
+        /// refused and the running configuration kept.
+        #[arg(long, env = "SLUICE_WATCH_CONFIG")]
+        watch_config: bool,
     },
     /// Check a configuration and report every error with the field it concerns.
     Validate {
@@ -130,7 +125,11 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config,
+            log_format,
+            watch_config,
+        } => {
             init_logging(log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -142,7 +141,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config)) {
+            match runtime.block_on(run_command::run(config, watch_config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -226,157 +225,5 @@ fn init_logging(format: LogFormat) {
         // Colour codes are noise in a file or a journal; only a person at a terminal wants them.
         LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Plain => logs.with_ansi(false).init(),
-    }
-}
-
-async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let settings = RawConfig::load(config_file.as_deref())
-        .and_then(|raw| raw.validate())
-        .map_err(|errors| anyhow!("{errors}"))?;
-    for warning in &settings.warnings {
-        tracing::warn!("{warning}");
-    }
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    tokio::spawn({
-        let prometheus = prometheus.clone();
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                prometheus.run_upkeep();
-            }
-        }
-    });
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signals(shutdown.clone()));
-
-    let mut stages: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let (dead_letter_tx, dead_letter_rx) = mpsc::channel(DEAD_LETTER_CHANNEL_CAPACITY);
-    let dead_letter_publisher = tokio::spawn(run_dead_letter_publisher(
-        settings.dead_letter,
-        dead_letter_rx,
-    ));
-    let rule_feed = match settings.rules {
-        Some(rules_settings) => Some(
-            rule_stage::start(
-                rules_settings,
-                dead_letter_tx.clone(),
-                // Leaves time for the final checkpoint within the shutdown deadline.
-                settings.shutdown_deadline.mul_f64(0.75),
-                &mut stages,
-            )
-            .await?,
-        ),
-        None => None,
-    };
-    let metrics_health = match settings.metrics {
-        Some(metrics_settings) => Some(Arc::new(
-            metrics_path::start(
-                metrics_settings,
-                dead_letter_tx.clone(),
-                rule_feed,
-                shutdown.clone(),
-                &mut stages,
-            )
-            .await?,
-        )),
-        None => None,
-    };
-    let events_health = match settings.events {
-        Some(events_settings) => Some(Arc::new(
-            events_path::start(
-                events_settings,
-                dead_letter_tx.clone(),
-                shutdown.clone(),
-                &mut stages,
-            )
-            .await?,
-        )),
-        None => None,
-    };
-    // The publisher ends once every stage that may reject has ended and dropped its sender.
-    drop(dead_letter_tx);
-
-    // The admin endpoint outlives the drain, so /metrics can be scraped while it runs.
-    let admin_stop = CancellationToken::new();
-    if let Some(address) = settings.admin_listen {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding the admin endpoint to {address}"))?;
-        tracing::info!(%address, "admin endpoint: /metrics /healthz /readyz");
-        let health = admin::Health {
-            metrics: metrics_health,
-            events: events_health,
-        };
-        tokio::spawn(admin::serve(
-            listener,
-            prometheus,
-            health,
-            admin_stop.clone(),
-        ));
-    }
-
-    let drain = async {
-        let mut first_error = None;
-        while let Some(joined) = stages.join_next().await {
-            let outcome = joined
-                .map_err(anyhow::Error::from)
-                .and_then(|result| result);
-            if let Err(error) = outcome {
-                tracing::error!("{error:#}");
-                shutdown.cancel();
-                first_error.get_or_insert(error);
-            }
-        }
-        let _ = dead_letter_publisher.await;
-        first_error
-    };
-    tokio::pin!(drain);
-    let first_error = tokio::select! {
-        first_error = &mut drain => first_error,
-        () = shutdown.cancelled() => {
-            tracing::info!(deadline = ?settings.shutdown_deadline, "stopping: draining, flushing and acking");
-            match tokio::time::timeout(settings.shutdown_deadline, &mut drain).await {
-                Ok(first_error) => first_error,
-                Err(_) => Some(anyhow!(
-                    "the shutdown deadline of {:?} passed before everything was written; \
-                     unacked deliveries will be redelivered by the broker",
-                    settings.shutdown_deadline
-                )),
-            }
-        }
-    };
-    admin_stop.cancel();
-    match first_error {
-        None => {
-            tracing::info!("stopped cleanly");
-            Ok(())
-        }
-        Some(error) => Err(error),
-    }
-}
-
-/// The first SIGTERM or Ctrl-C starts a clean stop; a second one exits at once.
-async fn stop_on_signals(shutdown: CancellationToken) {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                return;
-            }
-        };
-    for signals_seen in 1.. {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        if signals_seen > 1 {
-            tracing::warn!("second stop signal: exiting without draining");
-            std::process::exit(130);
-        }
-        shutdown.cancel();
     }
 }

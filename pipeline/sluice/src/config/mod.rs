@@ -20,6 +20,7 @@ mod amqp;
 mod dead_letter;
 mod elasticsearch;
 mod events;
+mod fingerprint;
 mod influx;
 mod manager;
 mod metrics;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use schemars::JsonSchema;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use sluice_amqp::dead_letter::DeadLetterSettings;
 use sluice_core::batch::BatchLimits;
@@ -47,6 +48,7 @@ pub use amqp::RawAmqp;
 pub use dead_letter::RawDeadLetter;
 pub use elasticsearch::RawElasticsearch;
 pub use events::{EventsPathSettings, RawEvents};
+pub use fingerprint::Fingerprints;
 pub use influx::RawInflux;
 pub use manager::RawManagerRest;
 pub use metrics::{MetricsPathSettings, RawMetrics};
@@ -72,7 +74,10 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
 }
 
-fn redacted<S: serde::Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+fn redacted<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    if fingerprint::revealing() {
+        return serializer.serialize_str(secret.expose_secret());
+    }
     serializer.serialize_str("***")
 }
 
@@ -81,6 +86,9 @@ fn redacted_option<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     match secret {
+        Some(secret) if fingerprint::revealing() => {
+            serializer.serialize_str(secret.expose_secret())
+        }
         Some(_) => serializer.serialize_str("***"),
         None => serializer.serialize_none(),
     }

@@ -256,11 +256,22 @@ impl Sluice {
     /// Starts `sluice run` with the test's names, extra `SLUICE_*` overrides, and waits until
     /// it is consuming (so its queue is bound before anything is published).
     pub async fn start(names: &TestNames, influx_url: &str, overrides: &[(&str, &str)]) -> Sluice {
+        Sluice::start_with_args(names, influx_url, overrides, &[]).await
+    }
+
+    /// As [`Sluice::start`], with `args` after `sluice run` (e.g. `--config FILE`).
+    pub async fn start_with_args(
+        names: &TestNames,
+        influx_url: &str,
+        overrides: &[(&str, &str)],
+        args: &[&str],
+    ) -> Sluice {
         let admin = format!("127.0.0.1:{}", free_port());
         let state_dir = tempfile::tempdir().expect("a temporary directory");
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .arg("run")
+            .args(args)
             .env("RUST_LOG", "warn")
             .env("SLUICE_AMQP__URL", amqp_url())
             .env("SLUICE_METRICS__EXCHANGE", &names.exchange)
@@ -333,6 +344,34 @@ impl Sluice {
             .await
             .ok()?;
         response.text().await.ok()
+    }
+
+    /// A counter's value for one label set, written as `/metrics` has it, e.g.
+    /// `path="metrics"` (0 when absent).
+    pub async fn counter_with(&self, name: &str, labels: &str) -> f64 {
+        let series = format!("{name}{{{labels}}} ");
+        let text = self.metrics_text().await.unwrap_or_default();
+        text.lines()
+            .filter_map(|line| line.strip_prefix(&series)?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Sends `signal` (e.g. `HUP`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().map(Child::id).expect("running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// The sum of a counter over all its label sets (0 when absent).
