@@ -76,6 +76,37 @@ fn hot_path(c: &mut Criterion) {
         });
     }
 
+    // The same loop through the encode stage's tap (`sluice tap points`): closed, as it is
+    // while nobody taps, and open, with a listener that never reads (samples are dropped for
+    // it, as for a slow reader). Compare both with `decode_normalise_encode` of the same run.
+    let mut decoder = DiamondDecoder::new(
+        Normaliser::new(Naming::Templates(TemplateSet::default_diamond()), limits),
+        (),
+    );
+    let mut encoder = sink.encoder();
+    let tap = sluice_core::tap::named("bench-points");
+    for (name, listening) in [
+        ("decode_normalise_encode_tap_closed", false),
+        ("decode_normalise_encode_tap_open", true),
+    ] {
+        let listener = listening.then(|| sluice_core::tap::listen("bench-points"));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                lines.clear();
+                for message in &messages {
+                    if let Decoded::Item(point) = decoder.decode(message) {
+                        tap.offer(|| DiamondDecoder::<()>::tap_record(&point));
+                        if let Ok(line) = sink.encode(&mut encoder, &point) {
+                            lines.push(line);
+                        }
+                    }
+                }
+                black_box(lines.len())
+            })
+        });
+        drop(listener);
+    }
+
     let mut scratch = Scratch::default();
     group.bench_function("decode_normalise", |b| {
         b.iter(|| {

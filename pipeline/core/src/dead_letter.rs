@@ -5,10 +5,17 @@
 //! saying why, waits for the broker's confirm, and only then finishes the item's [`AckToken`]: so
 //! the original delivery is acked only once its rejection is durably recorded.
 
+use std::sync::{Arc, LazyLock};
+
 use tokio::sync::mpsc;
 
 use crate::ack::{AckToken, SourceMessage};
 use crate::rejection::{Reason, Refusal, Stage};
+use crate::tap::Tap;
+
+/// How much of a refused body `sluice tap dead-letters` shows; `sluice dead-letters show` has
+/// the whole of it.
+pub const TAPPED_BODY_BYTES: usize = 4096;
 
 #[derive(Debug)]
 pub struct DeadLetter {
@@ -51,11 +58,36 @@ impl DeadLetter {
         self.ack.dead_lettered();
     }
 
+    /// The letter as `sluice tap dead-letters` shows it: why, and the body as text (invalid
+    /// UTF-8 replaced) up to [`TAPPED_BODY_BYTES`].
+    fn tap_record(&self) -> serde_json::Value {
+        let body = &self.message().body;
+        let shown = &body[..body.len().min(TAPPED_BODY_BYTES)];
+        serde_json::json!({
+            "stage": self.stage.as_str(),
+            "reason": self.reason.as_str(),
+            "detail": self.detail,
+            "attempts": self.attempts,
+            "exchange": self.message().exchange,
+            "routing_key": self.message().routing_key,
+            "body": String::from_utf8_lossy(shown),
+            "body_bytes": body.len(),
+        })
+    }
+
     /// The routing key it is published with: `<stage>.<reason>`, so binding `#` sees every dead
     /// letter and `influx.#` only the sink's.
     pub fn routing_key(&self) -> String {
         format!("{}.{}", self.stage, self.reason)
     }
+}
+
+/// `sluice tap dead-letters`: every refusal as it is handed to the publisher.
+static DEAD_LETTER_TAP: LazyLock<Arc<Tap>> = LazyLock::new(|| crate::tap::named("dead-letters"));
+
+/// Opens the dead-letter tap, so that `sluice tap` finds it before the first refusal.
+pub fn open_tap() {
+    LazyLock::force(&DEAD_LETTER_TAP);
 }
 
 /// The sending side of the bounded dead-letter channel.
@@ -65,6 +97,7 @@ pub type DeadLetterReceiver = mpsc::Receiver<DeadLetter>;
 /// Sends a dead letter, counting it. If the publisher is gone (shutting down), the letter's token
 /// is dropped unfinished, so the original delivery goes back to the queue rather than being lost.
 pub async fn send_dead_letter(dead_letters: &DeadLetterSender, letter: DeadLetter) {
+    DEAD_LETTER_TAP.offer(|| letter.tap_record());
     metrics::counter!(
         "sluice_rejected_total",
         "stage" => letter.stage,

@@ -21,6 +21,7 @@
 //! - [`document`]: the normalised event or log document, with its index and idempotent `_id`.
 //! - [`action`]: what a rule asks for when it fires (a workflow to execute, a webhook to call).
 //! - [`retry`]: capped exponential backoff with jitter.
+//! - [`tap`]: samples of what passes a stage, for `sluice tap`, nearly free while unread.
 //!
 //! # Invariants
 //!
@@ -61,3 +62,4 @@ pub mod path;
 pub mod point;
 pub mod rejection;
 pub mod retry;
+pub mod tap;

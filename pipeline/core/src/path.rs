@@ -63,6 +63,15 @@ pub trait Decoder: Send + 'static {
 
     fn decode<'a>(&'a mut self, message: &SourceMessage) -> Decoded<Self::Item<'a>, Self::Control>;
 
+    /// The [tap](crate::tap) `sluice tap` reads this path's decoded items from (`points`,
+    /// `documents`).
+    fn tap_name(&self) -> &'static str;
+
+    /// An item as `sluice tap` shows it. Made only for a sampled item while someone listens.
+    fn tap_record(item: &Self::Item<'_>) -> serde_json::Value
+    where
+        Self: Sized;
+
     /// Hands on what the last [`decode`](Self::decode) set aside for a stage beside the path
     /// (the metrics decoder's copies of metrics for the rule stage). Awaited before the item
     /// goes on, so a full side stage holds the path. Nothing, by default.
@@ -179,6 +188,7 @@ pub async fn run_encode_stage<D, S, H>(
     let mut encoder = sink.encoder();
     let decode_stage = decoder.stage();
     let decoded_total = metrics::counter!("sluice_decoded_total", "stage" => decode_stage);
+    let tap = crate::tap::named(decoder.tap_name());
     // Deliveries are taken off the channel in runs: one wake-up per run, not per message.
     let mut arrived = Vec::with_capacity(RECEIVE_AT_ONCE);
     while deliveries.recv_many(&mut arrived, RECEIVE_AT_ONCE).await > 0 {
@@ -188,6 +198,7 @@ pub async fn run_encode_stage<D, S, H>(
             let next = match decoder.decode(ack.message()) {
                 Decoded::Item(item) => {
                     decoded_total.increment(1);
+                    tap.offer(|| D::tap_record(&item));
                     match sink.encode(&mut encoder, &item) {
                         Ok(item) => Next::Encoded(item),
                         Err(refusal) => Next::Refused(sink.stage(), refusal),

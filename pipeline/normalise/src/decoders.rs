@@ -80,6 +80,14 @@ impl<Tap: MetricTap> Decoder for DiamondDecoder<Tap> {
         }
     }
 
+    fn tap_name(&self) -> &'static str {
+        "points"
+    }
+
+    fn tap_record(point: &ValidPoint<'_>) -> serde_json::Value {
+        serde_json::to_value(point.to_point()).unwrap_or_default()
+    }
+
     fn hand_on(&mut self) -> impl Future<Output = ()> + Send {
         self.tap.hand_on()
     }
@@ -116,5 +124,16 @@ impl Decoder for EventsDecoder {
             Ok(document) => Decoded::Item(document),
             Err(error) => Decoded::Refused(Refusal::of(&error)),
         }
+    }
+
+    fn tap_name(&self) -> &'static str {
+        "documents"
+    }
+
+    /// The document as it goes into the bulk body, with where it goes.
+    fn tap_record(document: &Document) -> serde_json::Value {
+        let source = serde_json::from_slice::<serde_json::Value>(&document.source)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&document.source).into());
+        serde_json::json!({ "_index": document.index, "_id": document.id, "_source": source })
     }
 }

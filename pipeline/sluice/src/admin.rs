@@ -1,6 +1,6 @@
-//! The admin HTTP endpoint: `/metrics` in Prometheus format, `/healthz` (the process answers) and
-//! `/readyz` (every source consuming, InfluxDB and Elasticsearch reachable). Binds to loopback by
-//! default.
+//! The admin HTTP endpoint: `/metrics` in Prometheus format, `/healthz` (the process answers),
+//! `/readyz` (every source consuming, InfluxDB and Elasticsearch reachable) and `/tap`
+//! (`tap_stream`). Binds to loopback by default.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +45,7 @@ pub async fn serve(
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readiness))
+        .merge(crate::tap_stream::routes())
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

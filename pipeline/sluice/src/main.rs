@@ -20,6 +20,8 @@ mod rule_stage;
 mod run_command;
 mod sources;
 mod store_check;
+mod tap_command;
+mod tap_stream;
 mod test_command;
 
 use std::io::IsTerminal as _;
@@ -99,6 +101,22 @@ enum Command {
     /// (optionally fixed) to where they were first published.
     #[command(subcommand)]
     DeadLetters(dead_letters::DeadLettersCommand),
+    /// Print a sample of what passes a stage of a running sluice, as JSON lines: `points`
+    /// (decoded metrics), `documents` (events and logs), `dead-letters`. Without NAME, list
+    /// the taps. E.g. `sluice tap dead-letters --limit 5 | jq .reason`.
+    Tap {
+        name: Option<String>,
+        /// The running sluice's admin endpoint (its `admin.listen`).
+        #[arg(long, default_value = "127.0.0.1:9598", env = "SLUICE_ADMIN__LISTEN")]
+        admin: String,
+        /// Samples a second, at most 100 (sluice samples no more than that, so tapping a busy
+        /// path costs it next to nothing).
+        #[arg(long, default_value_t = 10)]
+        rate: u64,
+        /// Stop after this many lines.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Print the JSON Schema of the configuration file.
     ConfigSchema,
     /// Print a completion script for SHELL, e.g. `sluice completions bash >
@@ -181,6 +199,17 @@ fn main() -> ExitCode {
             config,
         } => test_command::run(config.as_deref(), &rules, &input, sweep_interval),
         Command::DeadLetters(command) => dead_letters::run(command),
+        Command::Tap {
+            name,
+            admin,
+            rate,
+            limit,
+        } => tap_command::run(&tap_command::TapRequest {
+            admin,
+            name,
+            rate,
+            limit,
+        }),
         Command::ConfigSchema => {
             let schema = config::json_schema();
             match serde_json::to_string_pretty(&schema) {

@@ -65,6 +65,8 @@ pub async fn run(config_file: Option<PathBuf>, watch_config: bool) -> anyhow::Re
         }
     });
 
+    // Listed by `sluice tap` from the start, not only after the first refusal.
+    sluice_core::dead_letter::open_tap();
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signals(shutdown.clone()));
     // One waiting request is enough: a reload reads the file as it is when the reload runs.
@@ -88,7 +90,7 @@ pub async fn run(config_file: Option<PathBuf>, watch_config: bool) -> anyhow::Re
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("binding the admin endpoint to {address}"))?;
-        tracing::info!(%address, "admin endpoint: /metrics /healthz /readyz");
+        tracing::info!(%address, "admin endpoint: /metrics /healthz /readyz /tap");
         tokio::spawn(admin::serve(
             listener,
             prometheus,
