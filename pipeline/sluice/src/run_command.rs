@@ -81,6 +81,7 @@ pub async fn run(config_file: Option<PathBuf>, watch_config: bool) -> anyhow::Re
         }
     }
 
+    crate::store_check::first_broker_contact(&settings.dead_letter.url).await;
     let admin_listen = settings.admin_listen;
     let mut pipeline = Pipeline::start(raw, settings, &shutdown).await?;
 

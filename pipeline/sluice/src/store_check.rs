@@ -1,7 +1,8 @@
-//! The first contact with a path's store. When it does not answer at start, sluice says so once,
-//! with the two settings that fix it: where the store is, and how to turn the path off. The path
-//! starts anyway: what it receives waits in the broker until the store answers (and `/readyz`
-//! answers 503 meanwhile), so a store that comes up late loses nothing.
+//! The first contact with the broker and with each path's store. When one does not answer at
+//! start, sluice says so once, with what fixes it: where it is, and for a store how to turn its
+//! path off. sluice starts anyway. Its sources keep reconnecting to the broker, and what a path
+//! receives waits in the broker until its store answers (`/readyz` answers 503 meanwhile). So a
+//! service that comes up late loses nothing.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -40,6 +41,30 @@ pub async fn first_contact<E: Display>(
         environment_variable(store.path_switch),
     );
     false
+}
+
+/// Connects to the broker once; logs what to do when it does not answer.
+pub async fn first_broker_contact(url: &sluice_amqp::BrokerUrl) {
+    let connected = tokio::time::timeout(
+        FIRST_PING_TIMEOUT,
+        sluice_amqp::connection::connect(url, "first-contact"),
+    )
+    .await;
+    let error = match connected {
+        Ok(Ok(connection)) => {
+            let _ = connection.close(200, "first contact".into()).await;
+            return;
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {FIRST_PING_TIMEOUT:?}"),
+    };
+    tracing::error!(
+        %error,
+        "RabbitMQ does not answer; sluice keeps trying and starts consuming once it does. \
+         Start it (deploy/services.sh starts one on 127.0.0.1:5672), or set amqp.url \
+         ({}) to where it runs",
+        environment_variable("amqp.url"),
+    );
 }
 
 /// The `SLUICE_<SECTION>__<KEY>` variable that overrides a setting.

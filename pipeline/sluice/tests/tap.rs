@@ -80,7 +80,13 @@ async fn tap_lists_the_stages_and_prints_points_and_dead_letters_as_they_pass() 
 
     let points = {
         let _load = Repeating::publish(Arc::clone(&broker), names.exchange.clone(), |index| {
-            diamond("nodecellar", "h", "disk.io", index as f64, 1_700_000_000 + index)
+            diamond(
+                "nodecellar",
+                "h",
+                "disk.io",
+                index as f64,
+                1_700_000_000 + index,
+            )
         });
         tap(&sluice, &["points", "--limit", "3", "--rate", "100"]).await
     };

@@ -152,7 +152,7 @@ impl RawConfig {
                         } else {
                             error.path.join(".")
                         },
-                        message: error.kind.to_string(),
+                        message: explained(&error.kind),
                     })
                     .collect(),
             )
@@ -214,6 +214,25 @@ impl RawConfig {
             warnings,
         })
     }
+}
+
+/// A loading error's text; a misspelt setting also gets the nearest real one.
+fn explained(kind: &figment::error::Kind) -> String {
+    if let figment::error::Kind::UnknownField(found, expected) = kind {
+        let nearest = expected
+            .iter()
+            .map(|known| (strsim::jaro_winkler(found, known), *known))
+            .filter(|(similarity, _)| *similarity > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((_, known)) = nearest {
+            return format!("unknown setting `{found}`: did you mean `{known}`?");
+        }
+        return format!(
+            "unknown setting `{found}`; this section has: {}",
+            expected.join(", ")
+        );
+    }
+    kind.to_string()
 }
 
 /// An http or https URL.
@@ -423,6 +442,23 @@ mod tests {
         ] {
             assert!(fields.contains(&field), "{field} missing from {fields:?}");
         }
+    }
+
+    #[test]
+    fn a_misspelt_setting_is_answered_with_the_nearest_real_one() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(&file, "[influx]\nbatch_max_point = 10\nzzz = 1\n").expect("write");
+        let errors = RawConfig::load(Some(&file)).err().expect("refused").0;
+        let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            said.contains(
+                &"influx.batch_max_point: unknown setting `batch_max_point`: did you mean \
+                  `batch_max_points`?"
+                    .to_owned()
+            ),
+            "{said:?}"
+        );
     }
 
     #[test]
