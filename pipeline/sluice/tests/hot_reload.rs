@@ -92,14 +92,7 @@ async fn under_load_a_reload_swaps_only_the_changed_path_and_loses_nothing() {
     // The new naming joins the measurement's parts with `_`: `disk.io` becomes `disk_io`.
     write_atomically(&config, "[metrics]\nseparator = \"_\"\n");
     sluice.signal("HUP");
-    eventually("the reload applied", WAIT, || async {
-        (sluice
-            .counter_with("sluice_config_reloads_total", r#"outcome="applied""#)
-            .await
-            == 1.0)
-            .then_some(())
-    })
-    .await;
+    reloads(&sluice, "applied", 1.0, "the reload applied").await;
     eventually("points under the new naming", WAIT, || async {
         (influx.count("disk_io").await > 0).then_some(())
     })
@@ -154,6 +147,19 @@ async fn under_load_a_reload_swaps_only_the_changed_path_and_loses_nothing() {
     broker.delete_exchange(&events_exchange).await;
 }
 
+/// Waits until `sluice_config_reloads_total{outcome}` reaches `count`.
+async fn reloads(sluice: &Sluice, outcome: &str, count: f64, what: &str) {
+    let labels = format!("outcome=\"{outcome}\"");
+    eventually(what, WAIT, || async {
+        (sluice
+            .counter_with("sluice_config_reloads_total", &labels)
+            .await
+            == count)
+            .then_some(())
+    })
+    .await;
+}
+
 fn event_body(id: &str) -> Vec<u8> {
     serde_json::json!({
         "type": "cloudify_event",
@@ -187,23 +193,9 @@ async fn a_watched_file_that_turns_invalid_changes_nothing_and_a_valid_one_appli
         &config,
         "[metrics]\nseparator = \"_\"\n[influx]\nbatch_max_points = 0\n",
     );
-    eventually("the invalid values refused", WAIT, || async {
-        (sluice
-            .counter_with("sluice_config_reloads_total", r#"outcome="refused""#)
-            .await
-            == 1.0)
-            .then_some(())
-    })
-    .await;
+    reloads(&sluice, "refused", 1.0, "the invalid values refused").await;
     write_atomically(&config, "[metrics\nseparator = ");
-    eventually("the broken file refused", WAIT, || async {
-        (sluice
-            .counter_with("sluice_config_reloads_total", r#"outcome="refused""#)
-            .await
-            == 2.0)
-            .then_some(())
-    })
-    .await;
+    reloads(&sluice, "refused", 2.0, "the broken file refused").await;
     // Still the first configuration: the old naming, nothing restarted.
     for index in 0..100i64 {
         let body = diamond("nodecellar", "h", "disk.io", 1.0, BASE_TIME + index);
@@ -223,14 +215,7 @@ async fn a_watched_file_that_turns_invalid_changes_nothing_and_a_valid_one_appli
     );
 
     write_atomically(&config, "[metrics]\nseparator = \"_\"\n");
-    eventually("the valid file applied", WAIT, || async {
-        (sluice
-            .counter_with("sluice_config_reloads_total", r#"outcome="applied""#)
-            .await
-            == 1.0)
-            .then_some(())
-    })
-    .await;
+    reloads(&sluice, "applied", 1.0, "the valid file applied").await;
     for index in 100..150i64 {
         let body = diamond("nodecellar", "h", "disk.io", 1.0, BASE_TIME + index);
         broker.publish(&names.exchange, "nodecellar", &body).await;

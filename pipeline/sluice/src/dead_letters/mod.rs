@@ -185,23 +185,15 @@ const REPLAY_EXAMPLES: &str = "Examples:
 
 /// Runs a `dead-letters` subcommand to its exit code.
 pub fn run(command: DeadLettersCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+    crate::on_one_thread(async {
+        match run_async(command).await {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {}", describe(&error));
+                ExitCode::FAILURE
+            }
         }
-    };
-    match runtime.block_on(run_async(command)) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {}", describe(&error));
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn run_async(command: DeadLettersCommand) -> anyhow::Result<ExitCode> {
