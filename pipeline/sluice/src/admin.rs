@@ -1,20 +1,23 @@
-//! The admin HTTP endpoint: `/metrics` in Prometheus format, `/healthz` (the process answers) and
-//! `/readyz` (every source consuming, InfluxDB and Elasticsearch reachable). Binds to loopback by
-//! default.
+//! The admin HTTP endpoint: `/metrics` in Prometheus format, `/healthz` (the process answers),
+//! `/readyz` (every source consuming, InfluxDB and Elasticsearch reachable), and the live status
+//! page: `/` (the page) and `/status` (its figures as JSON; see `crate::status`). Binds to
+//! loopback by default.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::events_path::EventsPathHealth;
 use crate::metrics_path::MetricsPathHealth;
+use crate::status::{PAGE, StatusSources};
 
 /// The running paths, as far as readiness goes; `None` for a disabled path.
 #[derive(Clone, Default)]
@@ -30,16 +33,24 @@ const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 struct AdminState {
     prometheus: PrometheusHandle,
     health: Health,
+    status: StatusSources,
 }
 
 pub async fn serve(
     listener: TcpListener,
     prometheus: PrometheusHandle,
     health: Health,
+    status: StatusSources,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = AdminState { prometheus, health };
+    let state = AdminState {
+        prometheus,
+        health,
+        status,
+    };
     let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/status", get(status_json))
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readiness))
@@ -51,6 +62,24 @@ pub async fn serve(
 
 async fn render_metrics(State(state): State<AdminState>) -> String {
     state.prometheus.render()
+}
+
+/// The figures of the page; never cached, since each answer is a new sample.
+async fn status_json(State(state): State<AdminState>) -> impl IntoResponse {
+    let consuming = |sources: &[Arc<sluice_amqp::source::SourceStatus>]| {
+        !sources.is_empty() && sources.iter().all(|source| source.is_consuming())
+    };
+    let mut paths = Vec::new();
+    if let Some(metrics) = &state.health.metrics {
+        paths.push(("metrics", consuming(&metrics.sources)));
+    }
+    if let Some(events) = &state.health.events {
+        paths.push(("events", consuming(&events.sources)));
+    }
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(state.status.status(&paths)),
+    )
 }
 
 /// 200 when every source consumes and every store answers; otherwise 503 and the first reason.

@@ -3,7 +3,8 @@
 //! serves the admin endpoint, and turns SIGTERM/Ctrl-C into a drain-flush-ack-exit within the
 //! configured deadline. `normalise_command` and `test_command` show what bodies and rules do
 //! without running the pipeline; `dead_letters` reads the dead-letter queue and replays what it
-//! holds.
+//! holds. `status` is the live status page of the admin endpoint, and `top` shows its figures in
+//! a terminal.
 
 #![allow(
     unreachable_pub,
@@ -18,8 +19,10 @@ mod metrics_path;
 mod normalise_command;
 mod rule_stage;
 mod sources;
+mod status;
 mod store_check;
 mod test_command;
+mod top;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -29,12 +32,15 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, Parser, Subcommand};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use sluice_amqp::dead_letter::run_dead_letter_publisher;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::RawConfig;
 
@@ -118,6 +124,10 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Watch a running sluice in the terminal: the figures of its status page (rates, unacked,
+    /// batch sizes, write latency, dead letters, last errors, rule triggers), refreshed every
+    /// second; q quits.
+    Top(top::TopArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -131,7 +141,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, log_format } => {
-            init_logging(log_format);
+            let recent_logs = init_logging(log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -142,7 +152,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config)) {
+            match runtime.block_on(run(config, recent_logs)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -199,6 +209,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+        Command::Top(args) => top::run(&args),
         Command::Man { dir } => {
             let written = match &dir {
                 Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
@@ -216,29 +227,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr as `RUST_LOG` says; every warning and error is also kept for the status page,
+/// in the answered ring.
+fn init_logging(format: LogFormat) -> status::recent::RecentLogs {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => logs.json().init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Json => logs.json().boxed(),
         // Colour codes are noise in a file or a journal; only a person at a terminal wants them.
-        LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Plain => logs.with_ansi(false).init(),
-    }
+        LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Plain => logs.with_ansi(false).boxed(),
+    };
+    let recent = status::recent::RecentLogs::default();
+    tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        // Its own level, so that `RUST_LOG=error` still keeps warnings for the page, and so that
+        // debug and trace call sites stay disabled when the output does not want them.
+        .with(recent.layer().with_filter(LevelFilter::WARN))
+        .init();
+    recent
 }
 
-async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(
+    config_file: Option<PathBuf>,
+    recent_logs: status::recent::RecentLogs,
+) -> anyhow::Result<()> {
     let settings = RawConfig::load(config_file.as_deref())
         .and_then(|raw| raw.validate())
         .map_err(|errors| anyhow!("{errors}"))?;
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let status_shape = status::shape(&settings);
+    let (prometheus, status_registry) = status::install_recorders()?;
     tokio::spawn({
         let prometheus = prometheus.clone();
         async move {
@@ -271,6 +292,7 @@ async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let rule_activity = rule_feed.as_ref().map(sluice_rest::stage::RuleFeed::activity);
     let metrics_health = match settings.metrics {
         Some(metrics_settings) => Some(Arc::new(
             metrics_path::start(
@@ -305,15 +327,22 @@ async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("binding the admin endpoint to {address}"))?;
-        tracing::info!(%address, "admin endpoint: /metrics /healthz /readyz");
+        tracing::info!(%address, "admin endpoint: / (status page) /status /metrics /healthz /readyz");
         let health = admin::Health {
             metrics: metrics_health,
             events: events_health,
         };
+        let status = status::StatusSources::start(
+            status_shape,
+            status_registry,
+            recent_logs,
+            rule_activity,
+        );
         tokio::spawn(admin::serve(
             listener,
             prometheus,
             health,
+            status,
             admin_stop.clone(),
         ));
     }
