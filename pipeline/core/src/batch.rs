@@ -151,7 +151,12 @@ mod tests {
     async fn full_batches_go_at_once_and_the_rest_after_linger() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        tokio::spawn(run_batcher(in_rx, out_tx, limits(3, 1000, 50), Stage::Influx));
+        tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(3, 1000, 50),
+            Stage::Influx,
+        ));
         for _ in 0..4 {
             in_tx.send(Sized(1)).await.expect("send");
         }
@@ -174,7 +179,12 @@ mod tests {
     async fn byte_bound_splits_before_passing_the_limit() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        tokio::spawn(run_batcher(in_rx, out_tx, limits(100, 10, 50), Stage::Influx));
+        tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(100, 10, 50),
+            Stage::Influx,
+        ));
         for size in [4, 4, 4, 20, 1] {
             in_tx.send(Sized(size)).await.expect("send");
         }
@@ -194,7 +204,12 @@ mod tests {
     async fn closing_the_input_flushes_without_waiting_for_linger() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        let batcher = tokio::spawn(run_batcher(in_rx, out_tx, limits(100, 1000, 60_000), Stage::Influx));
+        let batcher = tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(100, 1000, 60_000),
+            Stage::Influx,
+        ));
         in_tx.send(Sized(1)).await.expect("send");
         in_tx.send(Sized(2)).await.expect("send");
         let started = Instant::now();
@@ -208,7 +223,12 @@ mod tests {
     async fn linger_is_counted_from_the_first_item_of_each_batch() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        tokio::spawn(run_batcher(in_rx, out_tx, limits(100, 1000, 100), Stage::Influx));
+        tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(100, 1000, 100),
+            Stage::Influx,
+        ));
         let started = Instant::now();
         in_tx.send(Sized(1)).await.expect("send");
         tokio::time::sleep(Duration::from_millis(60)).await;

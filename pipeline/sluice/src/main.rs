@@ -37,8 +37,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -292,7 +292,9 @@ async fn run(
         ),
         None => None,
     };
-    let rule_activity = rule_feed.as_ref().map(sluice_rest::stage::RuleFeed::activity);
+    let rule_activity = rule_feed
+        .as_ref()
+        .map(sluice_rest::stage::RuleFeed::activity);
     let metrics_health = match settings.metrics {
         Some(metrics_settings) => Some(Arc::new(
             metrics_path::start(
@@ -332,12 +334,8 @@ async fn run(
             metrics: metrics_health,
             events: events_health,
         };
-        let status = status::StatusSources::start(
-            status_shape,
-            status_registry,
-            recent_logs,
-            rule_activity,
-        );
+        let status =
+            status::StatusSources::start(status_shape, status_registry, recent_logs, rule_activity);
         tokio::spawn(admin::serve(
             listener,
             prometheus,

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ratatui::Frame;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -20,7 +21,6 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline, Wrap};
-use ratatui::Frame;
 
 use crate::status::figures::{PathFigures, Status};
 
@@ -116,8 +116,8 @@ fn once(
     height: u16,
 ) -> anyhow::Result<()> {
     let status = runtime.block_on(client.fetch())?;
-    let mut terminal = Terminal::new(TestBackend::new(width, height))
-        .context("setting up the frame buffer")?;
+    let mut terminal =
+        Terminal::new(TestBackend::new(width, height)).context("setting up the frame buffer")?;
     terminal
         .draw(|frame| draw(frame, &client.admin, Ok(&status)))
         .context("drawing the frame")?;
@@ -230,8 +230,8 @@ fn draw(frame: &mut Frame<'_>, admin: &str, status: Result<&Status, &str>) {
         rows[status.paths.len() + 1],
     );
     let bottom = rows[status.paths.len() + 2];
-    let [left, right] = Layout::horizontal([Constraint::Percentage(45), Constraint::Fill(1)])
-        .areas(bottom);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Fill(1)]).areas(bottom);
     let [dead_area, rules_area] =
         Layout::vertical([Constraint::Percentage(40), Constraint::Fill(1)]).areas(left);
     draw_dead_letters(frame, status, dead_area);
@@ -300,7 +300,9 @@ fn draw_path(frame: &mut Frame<'_>, path: &PathFigures, area: Rect) {
         .iter()
         .map(|value| value.max(0.0).round() as u64)
         .collect();
-    let shown = history.len().saturating_sub(usize::from(spark_area.width.saturating_sub(2)));
+    let shown = history
+        .len()
+        .saturating_sub(usize::from(spark_area.width.saturating_sub(2)));
     frame.render_widget(
         Sparkline::default()
             .block(Block::bordered().title(" received, last minute "))
@@ -327,7 +329,10 @@ fn draw_dead_letters(frame: &mut Frame<'_>, status: &Status, area: Rect) {
         .collect();
     for failure in &dead.failures {
         lines.push(Line::from(Span::styled(
-            format!("{:>7}  not taken by the broker: {}", failure.total, failure.label),
+            format!(
+                "{:>7}  not taken by the broker: {}",
+                failure.total, failure.label
+            ),
             Style::new().fg(Color::Red),
         )));
     }
@@ -381,9 +386,7 @@ fn draw_rules(frame: &mut Frame<'_>, status: &Status, area: Rect) {
         )));
     }
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: true })
-            .block(block),
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(block),
         area,
     );
 }

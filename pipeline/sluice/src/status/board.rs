@@ -13,9 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
 use sluice_core::rejection::Stage;
 
@@ -65,9 +63,8 @@ impl Recorder for StatusRecorder {
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        self.registry.get_or_create_histogram(key, |histogram| {
-            Histogram::from_arc(Arc::clone(histogram))
-        })
+        self.registry
+            .get_or_create_histogram(key, |histogram| Histogram::from_arc(Arc::clone(histogram)))
     }
 }
 
@@ -491,7 +488,11 @@ mod tests {
         let mut sampler = Sampler::new(shape(), started);
         let first = sampler.sample(started + Duration::from_secs(2), readings(100, 40));
         let path = &first.paths[0];
-        assert_eq!(path.sources.len(), 1, "two consumers of one queue show once");
+        assert_eq!(
+            path.sources.len(),
+            1,
+            "two consumers of one queue show once"
+        );
         assert_eq!(path.sources[0].received_per_s, 50.0, "from zero at start");
         assert_eq!(path.sink.written_per_s, 20.0, "only this path's sink");
 
@@ -557,7 +558,10 @@ mod tests {
         assert_eq!(path.batch.batches_per_s, 4.0);
         assert_eq!(path.sink.write_p99_ms, Some(10.0));
         let idle = sampler.sample(started + Duration::from_secs(2), readings(0, 0));
-        assert_eq!(idle.paths[0].batch.items_p50, None, "no batch this interval");
+        assert_eq!(
+            idle.paths[0].batch.items_p50, None,
+            "no batch this interval"
+        );
     }
 
     #[test]

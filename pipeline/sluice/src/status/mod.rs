@@ -146,9 +146,12 @@ mod tests {
 
     #[test]
     fn store_urls_are_shown_without_credentials_or_query() {
-        let url = Url::parse("http://admin:hunter2@influx.example:8086/prefix?u=a&p=b")
-            .expect("a URL");
-        assert_eq!(url_without_secrets(&url), "http://influx.example:8086/prefix");
+        let url =
+            Url::parse("http://admin:hunter2@influx.example:8086/prefix?u=a&p=b").expect("a URL");
+        assert_eq!(
+            url_without_secrets(&url),
+            "http://influx.example:8086/prefix"
+        );
     }
 
     #[test]

@@ -119,9 +119,7 @@ impl RecentLogs {
     /// A layer that records every WARN and ERROR event, whatever `RUST_LOG` lets through to the
     /// log output: the page should show a warning even when the logs are turned down.
     pub fn layer<S: Subscriber>(&self) -> impl Layer<S> {
-        RecentLogsLayer {
-            logs: self.clone(),
-        }
+        RecentLogsLayer { logs: self.clone() }
     }
 }
 
@@ -159,7 +157,8 @@ impl Visit for FieldsText {
         if field.name() == "message" {
             value.clone_into(&mut self.message);
         } else {
-            self.others.insert(field.name().to_owned(), value.to_owned());
+            self.others
+                .insert(field.name().to_owned(), value.to_owned());
         }
     }
 
