@@ -184,7 +184,7 @@ fn start_load(
                     common::diamond("shop", &node, "cpu.total.user", (round % 100) as f64, now)
                 })
                 .collect();
-            if round % 10 == 0 {
+            if round.is_multiple_of(10) {
                 bodies.push(b"{not json".to_vec());
             }
             let messages: Vec<(&str, &str, &[u8])> = bodies
