@@ -288,6 +288,15 @@ async fn the_status_page_shows_the_live_rates_of_a_running_pipeline() {
         },
     )
     .await;
+    // The gauges the page shows are on /metrics too, for Prometheus.
+    let metrics = sluice.metrics_text().await.unwrap_or_default();
+    for series in [
+        "sluice_unacked{source=\"metrics\"}",
+        "sluice_sink_in_flight{sink=\"influx\"}",
+        "sluice_batch_items{sink=\"influx\",quantile=",
+    ] {
+        assert!(metrics.contains(series), "/metrics serves {series}");
+    }
     let graph = text_of(&browser, "graph").await;
     for node in [
         "source metrics",
