@@ -253,11 +253,12 @@ fn draw_path(frame: &mut Frame<'_>, path: &PathFigures, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [text_area, spark_area] =
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(32)]).areas(inner);
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(28)]).areas(inner);
     let mut lines = Vec::new();
     for source in &path.sources {
+        // The figures first, the long names last: a narrow terminal cuts the names.
         lines.push(Line::from(format!(
-            "source {:<9} received {:>9}  unacked {:>7}  reconnects {}  queue {}  {}",
+            "source {:<9} received {:>8}  unacked {:>6}  reconnects {}  queue {}  {}",
             source.name,
             rate(source.received_per_s),
             count(source.unacked),
@@ -268,14 +269,15 @@ fn draw_path(frame: &mut Frame<'_>, path: &PathFigures, area: Rect) {
     }
     let decode = &path.decode;
     lines.push(Line::from(format!(
-        "decode {:<9} decoded  {:>9}  rejected {}",
+        "decode {:<9} decoded  {:>8}  rejected {}",
         decode.stage,
         rate(decode.decoded_per_s),
         rate(decode.rejected_per_s)
     )));
     let batch = &path.batch;
     lines.push(Line::from(format!(
-        "batch            {:>9} batches  items p50 {} p99 {}  bytes p50 {} p99 {}",
+        "batch  {:<9} batches  {:>8}  items p50 {} p99 {}  bytes p50 {} p99 {}",
+        path.sink.name,
         rate(batch.batches_per_s),
         optional(batch.items_p50, count),
         optional(batch.items_p99, count),
@@ -284,13 +286,13 @@ fn draw_path(frame: &mut Frame<'_>, path: &PathFigures, area: Rect) {
     )));
     let sink = &path.sink;
     lines.push(Line::from(format!(
-        "sink   {:<9} written  {:>9}  retried {}  in flight {}  write p50 {} p99 {}  {}",
+        "sink   {:<9} written  {:>8}  write p50 {} p99 {}  in flight {}  retried {}  {}",
         sink.name,
         rate(sink.written_per_s),
-        rate(sink.retried_per_s),
-        count(sink.in_flight),
         optional(sink.write_p50_ms, milliseconds),
         optional(sink.write_p99_ms, milliseconds),
+        count(sink.in_flight),
+        rate(sink.retried_per_s),
         sink.url
     )));
     frame.render_widget(Paragraph::new(lines), text_area);
@@ -305,7 +307,7 @@ fn draw_path(frame: &mut Frame<'_>, path: &PathFigures, area: Rect) {
         .saturating_sub(usize::from(spark_area.width.saturating_sub(2)));
     frame.render_widget(
         Sparkline::default()
-            .block(Block::bordered().title(" received, last minute "))
+            .block(Block::bordered().title(" received/s, 1 min "))
             .data(&history[shown..])
             .style(Style::new().fg(Color::Cyan)),
         spark_area,
@@ -538,9 +540,9 @@ mod tests {
         for expected in [
             "metrics path",
             "consuming",
-            "received     250/s",
-            "unacked      40",
-            "written      249/s",
+            "received    250/s",
+            "unacked     40",
+            "written     249/s",
             "p99 3.5 ms",
             "dead letters by reason",
             "rule stage",
