@@ -9,12 +9,59 @@
 //!
 //! The acker ends when every token of its channel is gone (the report channel closes) or when the
 //! channel itself fails; in the latter case the broker has already requeued whatever was unacked.
+//!
+//! [`UnackedDeliveries`] keeps the `sluice_unacked{source}` gauge: deliveries the broker handed
+//! this channel that no ack has covered yet.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sluice_core::ack::{AckRangeTracker, FinishedReceiver};
 
-pub async fn run_acker(channel: Channel, mut finished: FinishedReceiver) {
+/// The deliveries of one channel not yet covered by an ack, shared by its source (which counts
+/// each delivery in) and its acker (which counts each acked range out). A nacked delivery counts
+/// until the cumulative ack passes its tag, which is soon: it is finished, so it never holds the
+/// range back. When the channel goes, so do its unacked deliveries (the broker requeues them):
+/// dropping the last handle takes what is left off the gauge, so a lost connection does not leave
+/// the figure high.
+#[derive(Debug)]
+pub(crate) struct UnackedDeliveries {
+    gauge: metrics::Gauge,
+    outstanding: AtomicU64,
+}
+
+impl UnackedDeliveries {
+    pub(crate) fn new(source: &str) -> Self {
+        Self {
+            gauge: metrics::gauge!("sluice_unacked", "source" => source.to_owned()),
+            outstanding: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn delivered(&self) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.gauge.increment(1.0);
+    }
+
+    fn acked(&self, deliveries: u64) {
+        self.outstanding.fetch_sub(deliveries, Ordering::Relaxed);
+        self.gauge.decrement(deliveries as f64);
+    }
+}
+
+impl Drop for UnackedDeliveries {
+    fn drop(&mut self) {
+        self.gauge
+            .decrement(self.outstanding.load(Ordering::Relaxed) as f64);
+    }
+}
+
+pub(crate) async fn run_acker(
+    channel: Channel,
+    mut finished: FinishedReceiver,
+    unacked: std::sync::Arc<UnackedDeliveries>,
+) {
     let mut tracker = AckRangeTracker::new();
     while let Some(first) = finished.recv().await {
         let mut next = Some(first);
@@ -50,6 +97,7 @@ pub async fn run_acker(channel: Channel, mut finished: FinishedReceiver) {
             return;
         }
         metrics::counter!("sluice_acked_total").increment(up_to - before);
+        unacked.acked(up_to - before);
         metrics::counter!("sluice_ack_frames_total").increment(1);
     }
 }

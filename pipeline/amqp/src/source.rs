@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::AmqpError;
-use crate::acker::run_acker;
+use crate::acker::{UnackedDeliveries, run_acker};
 use crate::connection::{BrokerUrl, connect};
 use crate::topology::{SourceTopology, declare_source};
 
@@ -249,7 +249,12 @@ async fn consume_session(
     tracing::info!(source = %settings.name, queue, url = %settings.url, "consuming");
 
     let (finished_tx, finished_rx) = finished_channel();
-    let acker = tokio::spawn(run_acker(channel.clone(), finished_rx));
+    let unacked = Arc::new(UnackedDeliveries::new(&settings.name));
+    let acker = tokio::spawn(run_acker(
+        channel.clone(),
+        finished_rx,
+        Arc::clone(&unacked),
+    ));
 
     let received = metrics::counter!("sluice_received_total", "source" => settings.name.clone());
     let mut cancelled = false;
@@ -289,6 +294,7 @@ async fn consume_session(
             }
         };
         received.increment(1);
+        unacked.delivered();
         let message = SourceMessage {
             body: Bytes::from(delivery.data),
             exchange: delivery.exchange.to_string(),

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::ack::Tracked;
+use crate::rejection::Stage;
 
 /// How large an item is once encoded, close enough to bound a request body.
 pub trait ByteSize {
@@ -38,11 +39,17 @@ pub struct BatchLimits {
 pub const RECEIVE_AT_ONCE: usize = 256;
 
 /// Runs until `input` closes; returns when the last batch was handed on (or the sink is gone).
+/// `sink` labels the batch-size histograms, so paths that batch differently are told apart.
 pub async fn run_batcher<T: ByteSize>(
     mut input: mpsc::Receiver<T>,
     output: mpsc::Sender<Vec<T>>,
     limits: BatchLimits,
+    sink: Stage,
 ) {
+    let sizes = BatchSizes {
+        items: metrics::histogram!("sluice_batch_items", "sink" => sink),
+        bytes: metrics::histogram!("sluice_batch_bytes", "sink" => sink),
+    };
     let mut batch: Vec<T> = Vec::with_capacity(limits.max_items.get());
     let mut batch_bytes = 0usize;
     let mut deadline: Option<Instant> = None;
@@ -56,7 +63,7 @@ pub async fn run_batcher<T: ByteSize>(
                     biased;
                     received = input.recv_many(&mut arrived, RECEIVE_AT_ONCE) => received,
                     () = tokio::time::sleep_until(at) => {
-                        if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
+                        if !emit(&output, &mut batch, &mut batch_bytes, limits, &sizes).await {
                             return;
                         }
                         deadline = None;
@@ -68,7 +75,7 @@ pub async fn run_batcher<T: ByteSize>(
         if received == 0 {
             // The input is closed and empty.
             if !batch.is_empty() {
-                emit(&output, &mut batch, &mut batch_bytes, limits).await;
+                emit(&output, &mut batch, &mut batch_bytes, limits, &sizes).await;
             }
             return;
         }
@@ -76,7 +83,7 @@ pub async fn run_batcher<T: ByteSize>(
         for item in arrived.drain(..) {
             let item_bytes = item.byte_size();
             if !batch.is_empty() && batch_bytes + item_bytes > limits.max_bytes.get() {
-                if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
+                if !emit(&output, &mut batch, &mut batch_bytes, limits, &sizes).await {
                     return;
                 }
                 deadline = None;
@@ -87,7 +94,7 @@ pub async fn run_batcher<T: ByteSize>(
             batch_bytes += item_bytes;
             batch.push(item);
             if batch.len() >= limits.max_items.get() || batch_bytes >= limits.max_bytes.get() {
-                if !emit(&output, &mut batch, &mut batch_bytes, limits).await {
+                if !emit(&output, &mut batch, &mut batch_bytes, limits, &sizes).await {
                     return;
                 }
                 deadline = None;
@@ -96,16 +103,22 @@ pub async fn run_batcher<T: ByteSize>(
     }
 }
 
+struct BatchSizes {
+    items: metrics::Histogram,
+    bytes: metrics::Histogram,
+}
+
 /// Hands the batch on; false when the sink is gone.
 async fn emit<T>(
     output: &mpsc::Sender<Vec<T>>,
     batch: &mut Vec<T>,
     batch_bytes: &mut usize,
     limits: BatchLimits,
+    sizes: &BatchSizes,
 ) -> bool {
     let full = std::mem::replace(batch, Vec::with_capacity(limits.max_items.get()));
-    metrics::histogram!("sluice_batch_items").record(full.len() as f64);
-    metrics::histogram!("sluice_batch_bytes").record(*batch_bytes as f64);
+    sizes.items.record(full.len() as f64);
+    sizes.bytes.record(*batch_bytes as f64);
     *batch_bytes = 0;
     output.send(full).await.is_ok()
 }
@@ -138,7 +151,12 @@ mod tests {
     async fn full_batches_go_at_once_and_the_rest_after_linger() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        tokio::spawn(run_batcher(in_rx, out_tx, limits(3, 1000, 50)));
+        tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(3, 1000, 50),
+            Stage::Influx,
+        ));
         for _ in 0..4 {
             in_tx.send(Sized(1)).await.expect("send");
         }
@@ -161,7 +179,12 @@ mod tests {
     async fn byte_bound_splits_before_passing_the_limit() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        tokio::spawn(run_batcher(in_rx, out_tx, limits(100, 10, 50)));
+        tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(100, 10, 50),
+            Stage::Influx,
+        ));
         for size in [4, 4, 4, 20, 1] {
             in_tx.send(Sized(size)).await.expect("send");
         }
@@ -181,7 +204,12 @@ mod tests {
     async fn closing_the_input_flushes_without_waiting_for_linger() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        let batcher = tokio::spawn(run_batcher(in_rx, out_tx, limits(100, 1000, 60_000)));
+        let batcher = tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(100, 1000, 60_000),
+            Stage::Influx,
+        ));
         in_tx.send(Sized(1)).await.expect("send");
         in_tx.send(Sized(2)).await.expect("send");
         let started = Instant::now();
@@ -195,7 +223,12 @@ mod tests {
     async fn linger_is_counted_from_the_first_item_of_each_batch() {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (out_tx, mut out_rx) = mpsc::channel(16);
-        tokio::spawn(run_batcher(in_rx, out_tx, limits(100, 1000, 100)));
+        tokio::spawn(run_batcher(
+            in_rx,
+            out_tx,
+            limits(100, 1000, 100),
+            Stage::Influx,
+        ));
         let started = Instant::now();
         in_tx.send(Sized(1)).await.expect("send");
         tokio::time::sleep(Duration::from_millis(60)).await;

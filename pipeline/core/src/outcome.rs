@@ -66,6 +66,10 @@ pub async fn deliver_batch<W: Sink>(
     dead_letters: &DeadLetterSender,
 ) {
     let stage = writer.stage();
+    // Items held by the sink driver until they are delivered or dead-lettered: it grows while a
+    // store is down and the same items are retried, which the write rates alone do not show.
+    let in_flight = metrics::gauge!("sluice_sink_in_flight", "sink" => stage);
+    in_flight.increment(batch.len() as f64);
     let mut pending = batch;
     let mut attempt: u32 = 0;
     while !pending.is_empty() {
@@ -89,6 +93,7 @@ pub async fn deliver_batch<W: Sink>(
             continue;
         }
 
+        let outcomes_count = pending.len();
         let mut retry = Vec::new();
         let mut retry_after: Option<Duration> = None;
         let mut last_retry_detail = String::new();
@@ -112,6 +117,7 @@ pub async fn deliver_batch<W: Sink>(
             }
         }
         metrics::counter!("sluice_written_total", "sink" => stage).increment(delivered);
+        in_flight.decrement((outcomes_count - retry.len()) as f64);
         if retry.is_empty() {
             return;
         }

@@ -155,7 +155,12 @@ pub async fn run_path<D, S, H>(
         controls,
         dead_letters.clone(),
     ));
-    let batcher = tokio::spawn(run_batcher(encoded_rx, batches_tx, limits.batch));
+    let batcher = tokio::spawn(run_batcher(
+        encoded_rx,
+        batches_tx,
+        limits.batch,
+        sink.stage(),
+    ));
     let sink_driver = tokio::spawn(run_sink(
         batches_rx,
         sink,

@@ -433,6 +433,11 @@ impl Engine {
         self.deployments.keys().map(String::as_str)
     }
 
+    /// The groups a loaded deployment's policies came from.
+    pub fn deployment_groups(&self, deployment_id: &str) -> Option<&Groups> {
+        Some(&self.deployments.get(deployment_id)?.groups)
+    }
+
     /// A loaded policy: the caller reads its [`crate::Restraints`] to hand them to the executor.
     pub fn policy(&self, deployment_id: &str, group: &str, policy: &str) -> Option<&Policy> {
         self.deployments

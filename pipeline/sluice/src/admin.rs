@@ -1,14 +1,16 @@
 //! The admin HTTP endpoint: `/metrics` in Prometheus format, `/healthz` (the process answers),
-//! `/readyz` (every source consuming, InfluxDB and Elasticsearch reachable) and `/tap`
-//! (`tap_stream`). Binds to loopback by default.
+//! `/readyz` (every source consuming, InfluxDB and Elasticsearch reachable), `/tap`
+//! (`tap_stream`), and the live status page: `/` (the page) and `/status` (its figures as JSON;
+//! see `crate::status`). Binds to loopback by default.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,13 +18,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events_path::EventsPathHealth;
 use crate::metrics_path::MetricsPathHealth;
+use crate::status::{PAGE, Shape, StatusSources};
+use sluice_rest::stage::RuleActivity;
 
-/// The running paths, as far as readiness goes; `None` for a disabled path. A reload that
-/// restarts a path sends the new one.
+/// The running paths, for readiness and the status page; `None` for a disabled path. A reload
+/// that restarts a path sends the new one.
 #[derive(Clone, Default)]
 pub struct Health {
     pub metrics: Option<Arc<MetricsPathHealth>>,
     pub events: Option<Arc<EventsPathHealth>>,
+    /// The rule stage's deployments and triggers, while it runs.
+    pub rules: Option<Arc<RuleActivity>>,
+    /// What the status page draws: the paths as configured.
+    pub shape: Arc<Shape>,
 }
 
 /// How long `/readyz` waits for each store's ping.
@@ -32,16 +40,24 @@ const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 struct AdminState {
     prometheus: PrometheusHandle,
     health: watch::Receiver<Health>,
+    status: StatusSources,
 }
 
 pub async fn serve(
     listener: TcpListener,
     prometheus: PrometheusHandle,
     health: watch::Receiver<Health>,
+    status: StatusSources,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = AdminState { prometheus, health };
+    let state = AdminState {
+        prometheus,
+        health,
+        status,
+    };
     let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/status", get(status_json))
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readiness))
@@ -54,6 +70,15 @@ pub async fn serve(
 
 async fn render_metrics(State(state): State<AdminState>) -> String {
     state.prometheus.render()
+}
+
+/// The figures of the page; never cached, since each answer is a new sample.
+async fn status_json(State(state): State<AdminState>) -> impl IntoResponse {
+    let health = state.health.borrow().clone();
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(state.status.status(&health)),
+    )
 }
 
 /// 200 when every source consumes and every store answers; otherwise 503 and the first reason.

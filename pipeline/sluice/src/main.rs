@@ -1,9 +1,11 @@
 //! `sluice`: the binary. Parses the command line and runs the command. `run_command` loads the
 //! configuration, wires the paths (`metrics_path`, `events_path`, and `rule_stage`, which the
 //! metrics path feeds), serves the admin endpoint, reloads on SIGHUP, and turns SIGTERM/Ctrl-C
-//! into a drain-flush-ack-exit within the configured deadline. `normalise_command` and `test_command` show what bodies and rules do
-//! without running the pipeline; `dead_letters` reads the dead-letter queue and replays what it
-//! holds.
+//! into a drain-flush-ack-exit within the configured deadline. `normalise_command` and
+//! `test_command` show what bodies and rules do without running the pipeline; `dead_letters`
+//! reads the dead-letter queue and replays what it holds. `status` is the live status page of the
+//! admin endpoint, `top` shows its figures in a terminal, and `tap_command` prints samples of
+//! what passes a stage (`tap_stream` serves them).
 
 #![allow(
     unreachable_pub,
@@ -19,10 +21,12 @@ mod normalise_command;
 mod rule_stage;
 mod run_command;
 mod sources;
+mod status;
 mod store_check;
 mod tap_command;
 mod tap_stream;
 mod test_command;
+mod top;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -31,6 +35,10 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::RawConfig;
 
@@ -131,6 +139,10 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Watch a running sluice in the terminal: the figures of its status page (rates, unacked,
+    /// batch sizes, write latency, dead letters, last errors, rule triggers), refreshed every
+    /// second; q quits.
+    Top(top::TopArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -148,7 +160,7 @@ fn main() -> ExitCode {
             log_format,
             watch_config,
         } => {
-            init_logging(log_format);
+            let recent_logs = init_logging(log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -159,7 +171,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run_command::run(config, watch_config)) {
+            match runtime.block_on(run_command::run(config, watch_config, recent_logs)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -227,6 +239,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+        Command::Top(args) => top::run(&args),
         Command::Man { dir } => {
             let written = match &dir {
                 Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
@@ -258,15 +271,23 @@ fn on_one_thread(command: impl Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr as `RUST_LOG` says; every warning and error is also kept for the status page,
+/// in the answered ring.
+fn init_logging(format: LogFormat) -> status::recent::RecentLogs {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => logs.json().init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Json => logs.json().boxed(),
         // Colour codes are noise in a file or a journal; only a person at a terminal wants them.
-        LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Plain => logs.with_ansi(false).init(),
-    }
+        LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Plain => logs.with_ansi(false).boxed(),
+    };
+    let recent = status::recent::RecentLogs::default();
+    tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        // Its own level, so that `RUST_LOG=error` still keeps warnings for the page, and so that
+        // debug and trace call sites stay disabled when the output does not want them.
+        .with(recent.layer().with_filter(LevelFilter::WARN))
+        .init();
+    recent
 }

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use sluice_amqp::dead_letter::{DeadLetterSettings, run_dead_letter_publisher};
 use sluice_core::dead_letter::DeadLetterSender;
+use sluice_rest::stage::{RuleActivity, RuleFeed};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,8 @@ use crate::config::{
 use crate::events_path::{self, EventsPathHealth};
 use crate::metrics_path::{self, MetricsPathHealth};
 use crate::rule_stage;
+use crate::status::recent::RecentLogs;
+use crate::status::{self, StatusSources};
 
 /// Dead letters waiting for the publisher; rejecting stages wait when it is full.
 const DEAD_LETTER_CHANNEL_CAPACITY: usize = 1024;
@@ -47,14 +49,16 @@ const DEAD_LETTER_CHANNEL_CAPACITY: usize = 1024;
 /// which notifications follow badly, and one small read a second costs nothing.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-pub async fn run(config_file: Option<PathBuf>, watch_config: bool) -> anyhow::Result<()> {
+pub async fn run(
+    config_file: Option<PathBuf>,
+    watch_config: bool,
+    recent_logs: RecentLogs,
+) -> anyhow::Result<()> {
     let (raw, settings) = load(config_file.as_deref()).map_err(|errors| anyhow!("{errors}"))?;
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let (prometheus, status_registry) = status::install_recorders()?;
     tokio::spawn({
         let prometheus = prometheus.clone();
         async move {
@@ -91,11 +95,14 @@ pub async fn run(config_file: Option<PathBuf>, watch_config: bool) -> anyhow::Re
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("binding the admin endpoint to {address}"))?;
-        tracing::info!(%address, "admin endpoint: /metrics /healthz /readyz /tap");
+        tracing::info!(%address, "admin endpoint: / (status page) /status /metrics /healthz /readyz /tap");
+        let status =
+            StatusSources::start(status_registry, recent_logs, pipeline.health.subscribe());
         tokio::spawn(admin::serve(
             listener,
             prometheus,
             pipeline.health.subscribe(),
+            status,
             admin_stop.clone(),
         ));
     }
@@ -167,7 +174,11 @@ impl Pipeline {
             metrics: None,
             events: None,
             dead_letters: DeadLetterPublisher::start(settings.dead_letter.clone()),
-            health: watch::channel(Health::default()).0,
+            health: watch::channel(Health {
+                shape: Arc::new(status::shape(&settings)),
+                ..Health::default()
+            })
+            .0,
             shutdown_deadline: settings.shutdown_deadline,
         };
         pipeline.start_metrics(&mut settings, shutdown).await?;
@@ -200,9 +211,15 @@ impl Pipeline {
             self.shutdown_deadline,
         )
         .await?;
-        let (part, health) = started.unzip();
+        let (part, health, rules) = match started {
+            Some((part, health, rules)) => (Some(part), Some(health), rules),
+            None => (None, None, None),
+        };
         self.metrics = part;
-        self.health.send_modify(|running| running.metrics = health);
+        self.health.send_modify(|running| {
+            running.metrics = health;
+            running.rules = rules;
+        });
         Ok(())
     }
 
@@ -257,6 +274,7 @@ impl Pipeline {
             tracing::warn!("{warning}");
         }
         self.shutdown_deadline = settings.shutdown_deadline;
+        let shape = Arc::new(status::shape(&settings));
 
         // Stopped before the publisher is replaced, so that what they reject while draining
         // still goes to the dead-letter exchange they were started with.
@@ -310,6 +328,7 @@ impl Pipeline {
         if fell_back {
             counted_reload("failed");
         } else {
+            self.health.send_modify(|running| running.shape = shape);
             tracing::info!(
                 metrics_restarted = restart_metrics,
                 events_restarted = restart_events,
@@ -430,14 +449,18 @@ async fn stop_part(name: &'static str, part: Option<Part>, deadline: Duration) {
     }
 }
 
-/// The metrics path with its rule stage; `None` when the metrics path is off.
+/// A started metrics part, what `/readyz` asks of it, and its rule stage's activity.
+type MetricsPart = (Part, Arc<MetricsPathHealth>, Option<Arc<RuleActivity>>);
+
+/// The metrics path with its rule stage (and the stage's activity, for the status page);
+/// `None` when the metrics path is off.
 async fn metrics_part(
     metrics: Option<MetricsPathSettings>,
     rules: Option<RulesSettings>,
     dead_letters: &DeadLetterSender,
     shutdown: &CancellationToken,
     shutdown_deadline: Duration,
-) -> anyhow::Result<Option<(Part, Arc<MetricsPathHealth>)>> {
+) -> anyhow::Result<Option<MetricsPart>> {
     let Some(metrics) = metrics else {
         return Ok(None);
     };
@@ -456,6 +479,7 @@ async fn metrics_part(
         ),
         None => None,
     };
+    let rule_activity = rule_feed.as_ref().map(RuleFeed::activity);
     let health = metrics_path::start(
         metrics,
         dead_letters.clone(),
@@ -467,6 +491,7 @@ async fn metrics_part(
     Ok(Some((
         Part::spawn("metrics", stop, tasks),
         Arc::new(health),
+        rule_activity,
     )))
 }
 

@@ -424,3 +424,19 @@ fn a_store_that_does_not_answer_at_start_is_named_once_with_the_settings_that_fi
         "{lines:#?}"
     );
 }
+
+#[test]
+fn top_says_where_it_looked_when_no_sluice_answers() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let output = sluice()
+        .args(["top", "--once", "--admin", &admin])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("http://{admin}/status")) && stderr.contains("is sluice running"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no frame without figures");
+}

@@ -283,6 +283,46 @@ async fn a_start_message_loads_policies_and_a_breach_posts_exactly_once_with_the
         assert_eq!(event["context"]["policy"], "cpu_high");
     }
 
+    // The status page shows the loaded deployment and both triggers with their outcomes. Which
+    // of vm_a and vm_b reaches the manager first is a race: the other one is already running.
+    let finished = ["succeeded", "already_running"];
+    let activity = eventually("both triggers' outcomes on /status", WAIT, || async {
+        let (_, body) = sluice.get("/status").await;
+        let status: Value = serde_json::from_str(&body).ok()?;
+        let activity = status["rules"]["activity"].clone();
+        let triggers = activity["triggers"].as_array()?;
+        let outcomes: Vec<&str> = triggers
+            .iter()
+            .filter_map(|trigger| trigger["outcome"].as_str())
+            .collect();
+        (outcomes.len() == 2 && outcomes.iter().all(|outcome| finished.contains(outcome)))
+            .then_some(activity)
+    })
+    .await;
+    assert_eq!(
+        activity["deployments"],
+        json!([{"deployment_id": setup.deployment, "groups": 1, "policies": 2}])
+    );
+    let trigger = activity["triggers"]
+        .as_array()
+        .and_then(|triggers| triggers.iter().find(|trigger| trigger["node_id"] == "vm_a"))
+        .expect("vm_a's trigger");
+    assert_eq!(
+        (
+            &trigger["group"],
+            &trigger["policy"],
+            &trigger["kind"],
+            &trigger["target"]
+        ),
+        (
+            &json!("web_tier"),
+            &json!("cpu_high"),
+            &json!("execute_workflow"),
+            &json!("scale")
+        )
+    );
+    assert_eq!(sluice.counter("sluice_rule_deployments_loaded").await, 1.0);
+
     // `stop` unloads: a new breach of a fresh node triggers nothing.
     setup
         .broker
@@ -296,6 +336,7 @@ async fn a_start_message_loads_policies_and_a_breach_posts_exactly_once_with_the
         (sluice.counter("sluice_rule_deployments_total").await >= 2.0).then_some(())
     })
     .await;
+    assert_eq!(sluice.counter("sluice_rule_deployments_loaded").await, 0.0);
     setup.publish_metric("vm_h", "cpu.total.user", 99.0).await;
     assert!(sluice.stop(), "clean stop");
     assert!(posts_for(&setup.manager, "scale", "vm_h").is_empty());

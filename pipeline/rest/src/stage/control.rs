@@ -70,6 +70,9 @@ impl RuleStage {
         } else {
             set.remove(deployment_id);
         }
+        drop(set);
+        self.activity
+            .set_loaded(&self.engines.policies, self.engines.generic.len());
     }
 
     async fn dead_letter(&self, refusal: Refusal, ack: ControlAck) {

@@ -49,9 +49,13 @@
 //! the first sweep waits `startup_grace`: the metrics that queued up while sluice was down arrive
 //! first, so a host that kept reporting is not taken for a failed one.
 //!
+//! **Activity.** The loaded deployments and the last decided actions with their outcomes are
+//! kept in a [`RuleActivity`] ([`RuleFeed::activity`]) for the binary's status page.
+//!
 //! Modules: `settings` ([`RuleStageSettings`]), `rule_files` ([`load_rule_files`]), `control`
-//! (the manager-riemann messages), `checkpoint`.
+//! (the manager-riemann messages), `checkpoint`, `activity` ([`RuleActivity`]).
 
+mod activity;
 mod checkpoint;
 mod control;
 mod rule_files;
@@ -75,6 +79,9 @@ use sluice_rules::{
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+pub use activity::{
+    LoadedDeployment, RECENT_TRIGGERS, RuleActivity, RuleActivitySnapshot, TriggerSeen,
+};
 pub use rule_files::{RuleFileError, load_rule_files};
 pub use settings::RuleStageSettings;
 
@@ -82,6 +89,9 @@ use crate::error::RestError;
 use crate::executor::{Execution, Executor};
 use crate::outcome_events::{OutcomeEvent, policy_event};
 use checkpoint::{CHECKPOINT_FILE, Checkpoint, PendingAction};
+
+/// The `outcome` of an action dropped because the action queue was full.
+const QUEUE_FULL_OUTCOME: &str = "dropped_queue_full";
 
 /// Metrics and control messages waiting for the rule stage; the metrics path waits when full.
 const INPUT_CHANNEL_CAPACITY: usize = 4096;
@@ -103,9 +113,15 @@ pub struct RuleFeed {
     inputs: mpsc::Sender<RuleInput>,
     loaded: Arc<RwLock<HashSet<String>>>,
     wants_points: bool,
+    activity: Arc<RuleActivity>,
 }
 
 impl RuleFeed {
+    /// The stage's loaded deployments and last triggers, as it updates them.
+    pub fn activity(&self) -> Arc<RuleActivity> {
+        Arc::clone(&self.activity)
+    }
+
     /// Whether the deployment has policies loaded, so its metrics are worth handing on (as
     /// [`metric_event`]s).
     pub fn wants(&self, deployment_id: &str) -> bool {
@@ -214,8 +230,11 @@ pub async fn start(
             .collect(),
     ));
 
+    let activity = Arc::new(RuleActivity::default());
+    activity.set_loaded(&engines.policies, engines.generic.len());
     let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CHANNEL_CAPACITY);
     let mut stage = RuleStage {
+        activity: Arc::clone(&activity),
         engines,
         executor,
         inputs: inputs_rx,
@@ -241,6 +260,7 @@ pub async fn start(
         inputs: inputs_tx,
         loaded,
         wants_points,
+        activity,
     };
     Ok((feed, stage))
 }
@@ -314,6 +334,7 @@ pub struct RuleStage {
     executor: Arc<Executor>,
     inputs: mpsc::Receiver<RuleInput>,
     loaded: Arc<RwLock<HashSet<String>>>,
+    activity: Arc<RuleActivity>,
     events: mpsc::Sender<String>,
     dead_letters: DeadLetterSender,
     checkpoint_path: PathBuf,
@@ -394,26 +415,35 @@ impl RuleStage {
     async fn announce_and_queue(&mut self, fired: Vec<(Action, Restraints)>) {
         for (action, restraints) in fired {
             metrics::counter!("sluice_policies_fired_total").increment(1);
-            self.publish_event(policy_event(&action, now_ms())).await;
-            self.enqueue(PendingAction::new(action, restraints));
+            let now = now_ms();
+            self.publish_event(policy_event(&action, now)).await;
+            let seen = action.clone();
+            match self.enqueue(PendingAction::new(action, restraints)) {
+                Some(id) => self.activity.fired(&seen, Some(id), None, now),
+                None => self
+                    .activity
+                    .fired(&seen, None, Some(QUEUE_FULL_OUTCOME), now),
+            }
         }
     }
 
-    fn enqueue(&mut self, action: PendingAction) {
+    /// Queues the action; `None` when the queue is full and it was dropped.
+    fn enqueue(&mut self, action: PendingAction) -> Option<u64> {
         if self.queued.len() >= self.max_queued {
-            metrics::counter!("sluice_actions_total", "kind" => "any", "outcome" => "dropped_queue_full")
+            metrics::counter!("sluice_actions_total", "kind" => "any", "outcome" => QUEUE_FULL_OUTCOME)
                 .increment(1);
             tracing::error!(
                 queued = self.queued.len(),
                 "action dropped: the action queue is full (is the manager answering?)"
             );
-            return;
+            return None;
         }
         let id = self.next_action_id;
         self.next_action_id += 1;
         self.pending.insert(id, action);
         self.queued.push_back(id);
         self.dirty = true;
+        Some(id)
     }
 
     fn start_queued(&mut self, running: &mut FuturesUnordered<RunningAction>) {
@@ -436,6 +466,7 @@ impl RuleStage {
 
     async fn finished(&mut self, id: u64, execution: Execution) {
         self.pending.remove(&id);
+        self.activity.finished(id, execution.outcome.label());
         self.dirty = true;
         for event in execution.events {
             self.publish_event(event).await;
@@ -502,6 +533,7 @@ mod tests {
             inputs,
             loaded: Arc::default(),
             wants_points: false,
+            activity: Arc::default(),
         };
         assert!(feed.send_point(RulePoint::default()).await);
         let both = RulePoint {
