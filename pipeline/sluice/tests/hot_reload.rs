@@ -97,6 +97,21 @@ async fn under_load_a_reload_swaps_only_the_changed_path_and_loses_nothing() {
         (influx.count("disk_io").await > 0).then_some(())
     })
     .await;
+    // The status page follows the restarted path: it is drawn, and consuming again.
+    eventually(
+        "the status page to show the new metrics path consuming",
+        WAIT,
+        || async {
+            let (_, body) = sluice.get("/status").await;
+            let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let paths = status["paths"].as_array()?;
+            paths
+                .iter()
+                .any(|path| path["name"] == "metrics" && path["consuming"] == true)
+                .then_some(())
+        },
+    )
+    .await;
     broker
         .publish(&events_exchange, "", &event_body("after"))
         .await;
