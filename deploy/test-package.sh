@@ -114,6 +114,22 @@ deb=$(deploy/debian/build-deb.sh --profile "$profile" 2>"$work/build-deb.log" | 
 }
 [ -f "$deb" ] || fail "build-deb.sh named $deb, which does not exist"
 say "built $deb ($(du -h "$deb" | cut -f1))"
+if ! command -v lintian >/dev/null; then
+    say "installing lintian (Debian's package checker)"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian >/dev/null 2>&1 || true
+fi
+if command -v lintian >/dev/null; then
+    # Suppressed: the placeholder maintainer address (the project has none to give), no bug to
+    # close and no copyright line (not a Debian archive upload), and /etc/default/sluice's 0600,
+    # which is on purpose (credentials).
+    lintian --fail-on error,warning --allow-root \
+        --suppress-tags bogus-mail-host,bogus-mail-host-in-debian-changelog,initial-upload-closes-no-bugs,copyright-without-copyright-notice,non-standard-file-perm \
+        "$deb" >&2 || fail "lintian finds fault with the package"
+    say "lintian: no errors or warnings"
+else
+    fail "lintian could not be installed (apt-get install lintian)"
+fi
 
 # The configurations the image and the ConfigMap carry, checked by the binary just packaged.
 case $profile in dev) bin=target/debug/sluice ;; *) bin=target/$profile/sluice ;; esac
