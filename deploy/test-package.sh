@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests the packages (see "Packages" in README.md) on this machine, as root:
-#   1. the Kubernetes manifests validate offline against Kubernetes' schemas, and the
-#      configurations the manifests and the image carry pass `sluice validate`;
+#   1. the Kubernetes manifests validate offline against Kubernetes' schemas, the Dockerfile
+#      passes hadolint, and the configurations the manifests and the image carry pass
+#      `sluice validate` (the image itself cannot be built: no Docker engine runs here);
 #   2. the .deb builds, installs, creates its user, state directory and conffiles;
 #   3. its service starts as the unit says and /readyz answers 200; SIGTERM stops it with exit 0;
 #   4. `dpkg --purge` removes the user, the state and the files.
@@ -78,13 +79,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- 1. Kubernetes manifests, offline -------------------------------------------------------
+# --- 1. Kubernetes manifests and the Dockerfile, offline -------------------------------------
+# The validators, pinned; reinstalled only when their requirements change.
 venv="$work/venv"
-if [ ! -x "$venv/bin/kubernetes-validate" ] ||
-    ! "$venv/bin/pip" freeze 2>/dev/null | grep -qxF "$(grep '^kubernetes-validate==' deploy/kubernetes/requirements.txt)"; then
-    say "installing the validator (deploy/kubernetes/requirements.txt)"
+requirements=(deploy/kubernetes/requirements.txt deploy/docker/requirements.txt)
+wanted=$(cat "${requirements[@]}" | sha256sum)
+if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/hadolint" ] ||
+    [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$wanted" ]; then
+    say "installing the validators (${requirements[*]})"
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r deploy/kubernetes/requirements.txt
+    for file in "${requirements[@]}"; do
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$file"
+    done
+    echo "$wanted" >"$venv/requirements.sha256"
 fi
 manifests=()
 for file in deploy/kubernetes/*.yaml; do
@@ -98,6 +106,9 @@ if unshare --net true 2>/dev/null; then offline=(unshare --net); fi
 "${offline[@]}" "$venv/bin/kubernetes-validate" --strict --quiet "${manifests[@]}" ||
     fail "the Kubernetes manifests do not validate"
 say "kubernetes: ${#manifests[@]} manifests valid against the schemas bundled in $("$venv/bin/kubernetes-validate" --version)${offline:+ (offline)}"
+"${offline[@]}" "$venv/bin/hadolint" --no-color deploy/docker/Dockerfile ||
+    fail "hadolint finds fault with deploy/docker/Dockerfile"
+say "docker: deploy/docker/Dockerfile passes hadolint $("$venv/bin/hadolint" --version | awk '{print $NF}') (not built: no Docker engine here)"
 "$venv/bin/python" - deploy/kubernetes/kustomization.yaml <<'EOF' || fail "kustomization.yaml names a missing file"
 import os, sys, yaml
 path = sys.argv[1]
