@@ -9,8 +9,9 @@
 # Needs RabbitMQ and InfluxDB on loopback (deploy/services.sh); deploy/test.sh runs it last.
 # Idempotent: everything it installs or creates is removed on exit, failed or not.
 #
-# SLUICE_PACKAGE_PROFILE=release tests a release package; the default, dev, packages the debug
-# build that deploy/test.sh's `cargo test` has just made, to keep CI short.
+# SLUICE_PACKAGE_PROFILE=release tests a release package; the default, dev, packages a debug
+# build, which reuses most of what deploy/test.sh's `cargo test` has just compiled, to keep CI
+# short.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_INCREMENTAL=0
@@ -21,6 +22,7 @@ work=target/package-test
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 sluice_log="$work/sluice.log"
+rm -f "$sluice_log"
 influx_url=${INFLUX_URL:-http://127.0.0.1:8086}
 # Names of the test's own, so that it neither takes nor leaves anything in what other tests or a
 # running sidecar use.
@@ -143,7 +145,8 @@ else
 fi
 
 # The configurations the image and the ConfigMap carry, checked by the binary just packaged.
-case $profile in dev) bin=target/debug/sluice ;; *) bin=target/$profile/sluice ;; esac
+target_dir=$(dirname "$(dirname "$deb")")
+case $profile in dev) bin=$target_dir/debug/sluice ;; *) bin=$target_dir/$profile/sluice ;; esac
 configmap_toml="$work/configmap-sluice.toml"
 "$venv/bin/python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open(sys.argv[1]))["data"]["sluice.toml"])' \
     deploy/kubernetes/configmap.yaml >"$configmap_toml"
@@ -213,7 +216,6 @@ EOF
 
 unit=/usr/lib/systemd/system/sluice.service
 unit_value() { sed -n "s/^$1=//p" "$unit"; }
-: >"$sluice_log"
 if systemd_runs; then
     # postinst has started it with the settings of before; the new ones need a restart.
     systemctl daemon-reload
