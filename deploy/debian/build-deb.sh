@@ -48,14 +48,17 @@ mkdir -p "$assets/man" "$assets/completions"
 "$bin" completions zsh >"$assets/completions/_sluice"
 "$bin" completions fish >"$assets/completions/sluice.fish"
 
-extra=()
 if [[ $profile == dev ]]; then
     # cargo-deb warns that dev builds are for testing only, which is what this one is for; the
     # debug binary is large, so strip it and compress quickly.
     extra=(--strip --fast)
+else
+    # The release profile keeps line tables (for backtraces and profiles): they go into a
+    # sluice-dbgsym .ddeb beside the .deb, as Debian ships them, and the binary is stripped.
+    extra=(--dbgsym)
 fi
 output="$target_dir/debian"
 mkdir -p "$output"
-# cargo deb prints the path of what it made on stdout.
+# cargo deb prints the path of what it made on stdout, the .deb last.
 cargo deb -p sluice --no-build --locked --profile "$profile" --output "$output" "${extra[@]}" "$@" |
     tail -n 1
