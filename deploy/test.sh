@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, command two: set up the local services and run every check CI runs:
-# formatting, lints, and the whole test suite against the real RabbitMQ and InfluxDB (and, for
-# the status page, Debian's headless Chromium).
+# formatting, lints, the whole test suite against the real RabbitMQ and InfluxDB (and, for the
+# status page, Debian's headless Chromium), and the packages (deploy/test-package.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,3 +10,10 @@ deploy/browser.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The .deb installed, started and purged on this machine, and the Kubernetes manifests validated
+# offline. dpkg needs root, which CI has; elsewhere it is skipped, out loud.
+if [ "$(id -u)" -eq 0 ]; then
+    deploy/test-package.sh
+else
+    echo "deploy/test.sh: skipping deploy/test-package.sh, which needs root (dpkg -i): run it with sudo" >&2
+fi
