@@ -33,6 +33,17 @@ pub struct Health {
     pub shape: Arc<Shape>,
 }
 
+/// The base URL of a running sluice's admin endpoint, for the commands that read it: a URL as
+/// given, or `host:port` as `admin.listen` writes it.
+pub fn base_url(admin: &str) -> String {
+    let admin = admin.trim_end_matches('/');
+    if admin.contains("://") {
+        admin.to_owned()
+    } else {
+        format!("http://{admin}")
+    }
+}
+
 /// How long `/readyz` waits for each store's ping.
 const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -114,7 +114,7 @@ enum Command {
     /// the taps. E.g. `sluice tap dead-letters --limit 5 | jq .reason`.
     Tap {
         name: Option<String>,
-        /// The running sluice's admin endpoint (its `admin.listen`).
+        /// The running sluice's admin endpoint: its `admin.listen` (`host:port`) or a URL.
         #[arg(long, default_value = "127.0.0.1:9598", env = "SLUICE_ADMIN__LISTEN")]
         admin: String,
         /// Samples a second, at most 100 (sluice samples no more than that, so tapping a busy

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 pub struct TapRequest {
-    /// The running sluice's admin endpoint, `host:port`.
+    /// The running sluice's admin endpoint: `host:port` or a URL.
     pub admin: String,
     /// `points`, `documents`, `dead-letters`; `None` lists them.
     pub name: Option<String>,
@@ -28,7 +28,7 @@ pub fn run(request: &TapRequest) -> ExitCode {
 }
 
 async fn tap(request: &TapRequest) -> anyhow::Result<()> {
-    let base = format!("http://{}", request.admin);
+    let base = crate::admin::base_url(&request.admin);
     let client = reqwest::Client::new();
     let Some(name) = &request.name else {
         let names: Vec<String> = get(&client, &format!("{base}/tap"), &request.admin)

@@ -75,12 +75,7 @@ struct StatusClient {
 
 impl StatusClient {
     fn new(admin: &str) -> anyhow::Result<Self> {
-        let admin = admin.trim_end_matches('/');
-        let admin = if admin.contains("://") {
-            admin.to_owned()
-        } else {
-            format!("http://{admin}")
-        };
+        let admin = crate::admin::base_url(admin);
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()

@@ -71,7 +71,14 @@ async fn tap_lists_the_stages_and_prints_points_and_dead_letters_as_they_pass() 
     let _influx = TestDatabase::on(&influx_url(), &names.database).await;
     let mut sluice = Sluice::start(&names, &influx_url(), &[]).await;
 
-    let listed = tap(&sluice, &[]).await;
+    // `--admin` takes `admin.listen`'s `host:port` (as `tap` passes it below) or a URL.
+    let listed = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["tap", "--admin", &format!("http://{}/", sluice.admin)])
+        .output()
+        .await
+        .expect("sluice tap runs");
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8(listed.stdout).expect("names are UTF-8");
     let listed: Vec<&str> = listed.lines().collect();
     assert!(
         listed.contains(&"points") && listed.contains(&"dead-letters"),
