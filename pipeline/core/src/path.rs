@@ -63,6 +63,23 @@ pub trait Decoder: Send + 'static {
 
     fn decode<'a>(&'a mut self, message: &SourceMessage) -> Decoded<Self::Item<'a>, Self::Control>;
 
+    /// Calls `each` with everything `message` carries, in order. The encode stage calls this,
+    /// not [`decode`](Self::decode): a body may carry many items (the lines of a Graphite or
+    /// line-protocol body), each finished on its own, and the delivery is acked once all of
+    /// them are written or dead-lettered. A refused part carries itself
+    /// ([`Refusal::of_part`]) so that only it is dead-lettered. By default a body is one item.
+    #[expect(
+        clippy::type_complexity,
+        reason = "an alias cannot name the item's borrow, which is chosen per call"
+    )]
+    fn decode_each(
+        &mut self,
+        message: &SourceMessage,
+        each: &mut dyn FnMut(Decoded<Self::Item<'_>, Self::Control>),
+    ) {
+        each(self.decode(message));
+    }
+
     /// The [tap](crate::tap) `sluice tap` reads this path's decoded items from (`points`,
     /// `documents`).
     fn tap_name(&self) -> &'static str;
@@ -196,38 +213,62 @@ pub async fn run_encode_stage<D, S, H>(
     let tap = crate::tap::named(decoder.tap_name());
     // Deliveries are taken off the channel in runs: one wake-up per run, not per message.
     let mut arrived = Vec::with_capacity(RECEIVE_AT_ONCE);
+    // What one delivery became; kept across deliveries so that a body of one item allocates
+    // nothing.
+    let mut outputs: Vec<Next<S::Encoded, D::Control>> = Vec::new();
     while deliveries.recv_many(&mut arrived, RECEIVE_AT_ONCE).await > 0 {
         for ack in arrived.drain(..) {
-            // The item borrows from the decoder, so it is encoded (or let go of) before any
-            // wait: what crosses an `.await` is owned.
-            let next = match decoder.decode(ack.message()) {
-                Decoded::Item(item) => {
-                    decoded_total.increment(1);
-                    tap.offer(|| D::tap_record(&item));
-                    match sink.encode(&mut encoder, &item) {
-                        Ok(item) => Next::Encoded(item),
-                        Err(refusal) => Next::Refused(sink.stage(), refusal),
+            // Each item borrows from the decoder, so it is encoded (or let go of) inside the
+            // call: what crosses an `.await` is owned.
+            decoder.decode_each(ack.message(), &mut |decoded| {
+                outputs.push(match decoded {
+                    Decoded::Item(item) => {
+                        decoded_total.increment(1);
+                        tap.offer(|| D::tap_record(&item));
+                        match sink.encode(&mut encoder, &item) {
+                            Ok(item) => Next::Encoded(item),
+                            Err(refusal) => Next::Refused(sink.stage(), refusal),
+                        }
                     }
-                }
-                Decoded::Control(control) => Next::Control(control),
-                Decoded::Refused(refusal) => Next::Refused(decode_stage, refusal),
-            };
+                    Decoded::Control(control) => Next::Control(control),
+                    Decoded::Refused(refusal) => Next::Refused(decode_stage, refusal),
+                });
+            });
             decoder.hand_on().await;
-            match next {
-                Next::Encoded(item) => {
-                    if encoded.send(Tracked::new(item, ack)).await.is_err() {
-                        return;
-                    }
-                }
-                Next::Control(control) => {
-                    if !controls.handle(control, ControlAck::new(ack)).await {
-                        return;
-                    }
-                }
-                Next::Refused(stage, refusal) => {
-                    send_dead_letter(&dead_letters, DeadLetter::new(stage, refusal, 0, ack)).await;
+            if outputs.is_empty() {
+                // An empty body (a Graphite batch of blank lines): nothing to write, so
+                // nothing to wait for.
+                ack.nothing_to_do();
+                continue;
+            }
+            // One token per output; the last output takes the delivery's own.
+            let last = outputs.pop().expect("not empty");
+            for next in outputs.drain(..) {
+                if !hand_on(next, ack.split(), &encoded, &mut controls, &dead_letters).await {
+                    return;
                 }
             }
+            if !hand_on(last, ack, &encoded, &mut controls, &dead_letters).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one output of a delivery where it goes. False when the path is stopping.
+async fn hand_on<Encoded, Control, H: ControlHandler<Control>>(
+    next: Next<Encoded, Control>,
+    ack: AckToken,
+    encoded: &mpsc::Sender<Tracked<Encoded>>,
+    controls: &mut H,
+    dead_letters: &DeadLetterSender,
+) -> bool {
+    match next {
+        Next::Encoded(item) => encoded.send(Tracked::new(item, ack)).await.is_ok(),
+        Next::Control(control) => controls.handle(control, ControlAck::new(ack)).await,
+        Next::Refused(stage, refusal) => {
+            send_dead_letter(dead_letters, DeadLetter::new(stage, refusal, 0, ack)).await;
+            true
         }
     }
 }
@@ -237,4 +278,164 @@ enum Next<Encoded, Control> {
     Encoded(Encoded),
     Control(Control),
     Refused(Stage, Refusal),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::ack::{FinishedDelivery, finished_channel};
+    use crate::batch::BatchLimits;
+    use crate::rejection::Reason;
+
+    /// A body of lines, each a number; a line that is not one is refused on its own.
+    struct Lines;
+
+    impl Decoder for Lines {
+        type Item<'a> = u64;
+        type Control = Infallible;
+
+        fn stage(&self) -> Stage {
+            Stage::Normalise
+        }
+
+        fn decode(&mut self, _: &SourceMessage) -> Decoded<u64, Infallible> {
+            unreachable!("the encode stage calls decode_each")
+        }
+
+        fn decode_each(
+            &mut self,
+            message: &SourceMessage,
+            each: &mut dyn FnMut(Decoded<u64, Infallible>),
+        ) {
+            for line in message.body.split(|byte| *byte == b'\n') {
+                if line.is_empty() {
+                    continue;
+                }
+                match std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                {
+                    Some(number) => each(Decoded::Item(number)),
+                    None => each(Decoded::Refused(
+                        Refusal::new(Reason::BadLine, "not a number")
+                            .of_part(Bytes::copy_from_slice(line)),
+                    )),
+                }
+            }
+        }
+
+        fn tap_name(&self) -> &'static str {
+            "points"
+        }
+
+        fn tap_record(item: &u64) -> serde_json::Value {
+            serde_json::json!(item)
+        }
+    }
+
+    /// Writes everything, remembering it.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<u64>>);
+
+    impl Sink for Recording {
+        type Encoded = u64;
+        type Encoder = ();
+
+        fn stage(&self) -> Stage {
+            Stage::Influx
+        }
+
+        fn encoder(&self) {}
+
+        async fn write(&self, items: &[&u64]) -> Vec<ItemOutcome> {
+            let mut written = self.0.lock().expect("not poisoned");
+            written.extend(items.iter().copied());
+            vec![ItemOutcome::Delivered; items.len()]
+        }
+    }
+
+    impl Encode<u64> for Recording {
+        fn encode(&self, _: &mut (), item: &u64) -> Result<u64, Refusal> {
+            Ok(*item)
+        }
+    }
+
+    impl ByteSize for u64 {
+        fn byte_size(&self) -> usize {
+            8
+        }
+    }
+
+    fn limits() -> PathLimits {
+        PathLimits {
+            batch: BatchLimits {
+                max_items: NonZeroUsize::new(100).expect("non-zero"),
+                max_bytes: NonZeroUsize::new(1 << 20).expect("non-zero"),
+                linger: Duration::from_millis(5),
+            },
+            concurrency: NonZeroUsize::new(1).expect("non-zero"),
+            write_retry: RetryPolicy::default(),
+        }
+    }
+
+    fn delivery(tag: u64, body: &'static str, report: &crate::ack::FinishedSender) -> AckToken {
+        let message = SourceMessage {
+            body: Bytes::from_static(body.as_bytes()),
+            ..SourceMessage::default()
+        };
+        AckToken::for_delivery(tag, message, report.clone())
+    }
+
+    #[tokio::test]
+    async fn a_body_of_many_items_is_finished_once_every_item_is() {
+        let (report, mut finished) = finished_channel();
+        let (deliveries_tx, deliveries) = mpsc::channel(4);
+        let (letters_tx, mut letters) = mpsc::channel(4);
+        let sink = Arc::new(Recording::default());
+        let path = tokio::spawn(run_path(
+            deliveries,
+            Lines,
+            Arc::clone(&sink),
+            NoControl,
+            limits(),
+            letters_tx,
+        ));
+        deliveries_tx
+            .send(delivery(1, "1\n2\nnope\n3\n", &report))
+            .await
+            .expect("path running");
+        deliveries_tx
+            .send(delivery(2, "\n\n", &report))
+            .await
+            .expect("path running");
+        drop(deliveries_tx);
+
+        let letter = letters.recv().await.expect("the bad line is dead-lettered");
+        assert_eq!(letter.body().as_ref(), b"nope", "only the bad line");
+        assert!(letter.is_part());
+        assert_eq!(letter.reason, Reason::BadLine);
+        // The empty body had nothing to wait for; the other waits for its dead letter.
+        assert_eq!(
+            finished.recv().await,
+            Some(FinishedDelivery {
+                delivery_tag: 2,
+                completed: true
+            })
+        );
+        letter.published();
+        path.await.expect("path ends");
+        assert_eq!(
+            finished.recv().await,
+            Some(FinishedDelivery {
+                delivery_tag: 1,
+                completed: true
+            })
+        );
+        assert_eq!(*sink.0.lock().expect("not poisoned"), vec![1, 2, 3]);
+    }
 }
