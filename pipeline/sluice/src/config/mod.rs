@@ -216,7 +216,8 @@ impl RawConfig {
         }
 
         let mut warnings = Vec::new();
-        if self.rules.enabled && !self.metrics_enabled() {
+        // A tier without the sidecar's metrics path has no use for its rule stage: no warning.
+        if self.rules.enabled && self.metrics.enabled == Some(false) {
             warnings.push(
                 "rules.enabled needs the metrics path, which carries the metrics and the \
                  manager's control messages: the rule stage is off"
