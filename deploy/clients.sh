@@ -34,5 +34,5 @@ python3 -c 'import influxdb_client' 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check 'influxdb-client>=1.40,<2'
 
 echo "clients: $(prometheus --version 2>&1 | head -n1)"
-echo "clients: $(/usr/sbin/collectd -h 2>&1 | grep -m1 -o 'collectd [0-9.]*')"
+echo "clients: collectd $(dpkg-query -W -f '${Version}' collectd-core)"
 echo "clients: influxdb-client $(python3 -c 'import influxdb_client; print(influxdb_client.__version__)')"
