@@ -21,6 +21,11 @@ pub enum Stage {
     Elasticsearch,
     /// The rule stage, loading a deployment's policies.
     Rules,
+    /// The AMQP sink, publishing to another tier's exchange.
+    Amqp,
+    /// A push input (InfluxDB write, Prometheus remote write, Graphite), refusing what it
+    /// received.
+    Intake,
 }
 
 impl Stage {
@@ -32,6 +37,8 @@ impl Stage {
             Stage::Influx => "influx",
             Stage::Elasticsearch => "elasticsearch",
             Stage::Rules => "rules",
+            Stage::Amqp => "amqp",
+            Stage::Intake => "intake",
         }
     }
 }

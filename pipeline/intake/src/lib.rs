@@ -1,0 +1,1 @@
+//! sluice's push inputs, made durable by the broker's publisher confirms (in progress).
