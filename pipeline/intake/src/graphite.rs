@@ -209,12 +209,14 @@ async fn serve_connection(
     loop {
         let deadline = batch.deadline(settings.linger);
         let read = tokio::select! {
+            // Shutdown first: once it is asked for, no more is read.
+            biased;
+            () = shutdown.cancelled() => break,
             read = stream.read(&mut chunk) => read,
             () = sleep_until(deadline) => {
                 publish_until_taken(&mut batch, settings, publisher, shutdown, TCP_INPUT).await;
                 continue;
             }
-            () = shutdown.cancelled() => break,
         };
         let received = match read {
             Ok(0) => {
@@ -328,12 +330,13 @@ async fn receive_udp(
     loop {
         let deadline = batch.deadline(settings.linger);
         let received = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
             received = socket.recv_from(&mut datagram) => received,
             () = sleep_until(deadline) => {
                 hand_on(&mut batch);
                 continue;
             }
-            () = shutdown.cancelled() => break,
         };
         let received = match received {
             Ok((received, _peer)) => received,

@@ -122,6 +122,28 @@ mod tests {
     }
 
     #[test]
+    fn overload_is_429_and_broker_trouble_503() {
+        let busy = PublishError::Busy {
+            messages: 1,
+            bytes: 1,
+        };
+        assert_eq!(publish_failure_status(&busy), StatusCode::TOO_MANY_REQUESTS);
+        for error in [
+            PublishError::Nacked,
+            PublishError::Timeout(Duration::from_secs(1)),
+            PublishError::Unavailable {
+                detail: String::new(),
+            },
+        ] {
+            assert_eq!(
+                publish_failure_status(&error),
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+        assert_eq!(retry_after(Duration::from_millis(10)).1, "1");
+    }
+
+    #[test]
     fn not_gzip_is_an_error() {
         assert!(matches!(gunzip(b"plain", 100), Err(BodyError::Gzip(_))));
     }

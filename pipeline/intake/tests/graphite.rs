@@ -180,3 +180,104 @@ async fn an_open_idle_connection_does_not_hold_the_shutdown() {
     drop(connection);
     broker.delete().await;
 }
+
+#[tokio::test]
+async fn while_the_broker_refuses_a_tcp_sender_is_held_back_not_buffered() {
+    let broker = Broker::start(Some(1)).await;
+    broker
+        .publisher
+        .publish(
+            "fill",
+            bytes::Bytes::from_static(b"fills the queue\n"),
+            "text/plain",
+        )
+        .await
+        .expect("room for one");
+    let mut settings = settings();
+    settings.udp = None;
+    settings.batch_max_bytes = NonZeroUsize::new(64 * 1024).expect("non-zero");
+    let listeners = GraphiteListeners::bind(&settings).await.expect("bind");
+    let address = listeners.tcp_address().expect("a TCP listener");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(listeners.run(settings, broker.publisher.clone(), shutdown.clone()));
+
+    // Far more than the batch, the socket buffers of both ends and anything sluice may hold:
+    // the sender can only get rid of it all if sluice reads without publishing.
+    let lines = b"held.back 1 1700000000\n".repeat(3 << 20);
+    let mut connection = TcpStream::connect(address).await.expect("connect");
+    let written = tokio::time::timeout(Duration::from_secs(2), connection.write_all(&lines)).await;
+    assert!(
+        written.is_err(),
+        "the sender is held back while its batch cannot be published"
+    );
+    let kept = broker.take_all().await;
+    assert_eq!(
+        kept, "fills the queue\n",
+        "nothing but the first message got in"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stops although its publish is refused")
+        .expect("joins")
+        .expect("stops cleanly");
+    broker.delete().await;
+}
+
+/// `#[tokio::test]` runs on one thread, so the thread-local recorder sees every metric.
+#[tokio::test]
+async fn udp_batches_the_broker_cannot_take_are_dropped_and_counted() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let broker = Broker::start(Some(1)).await;
+    broker
+        .publisher
+        .publish(
+            "fill",
+            bytes::Bytes::from_static(b"fills the queue\n"),
+            "text/plain",
+        )
+        .await
+        .expect("room for one");
+    let mut settings = settings();
+    settings.tcp = None;
+    settings.batch_max_lines = NonZeroUsize::MIN;
+    settings.udp_queue_batches = NonZeroUsize::MIN;
+    let listeners = GraphiteListeners::bind(&settings).await.expect("bind");
+    let address = listeners.udp_address().expect("a UDP socket");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(listeners.run(settings, broker.publisher.clone(), shutdown.clone()));
+
+    let sender = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let dropped_key = "sluice_intake_dropped_total{input=graphite_udp,reason=overloaded}";
+    eventually(
+        "UDP lines dropped and counted",
+        Duration::from_secs(10),
+        || async {
+            sender
+                .send_to(b"udp.dropped 1 1700000000\n", address)
+                .await
+                .expect("send");
+            tokio::task::yield_now().await;
+            let (counters, _) = sluice_testing::recorded::recorded(&snapshotter);
+            counters
+                .get(dropped_key)
+                .filter(|&&dropped| dropped > 0)
+                .map(|_| ())
+        },
+    )
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stops although its publish is refused")
+        .expect("joins")
+        .expect("stops cleanly");
+    let (counters, _) = sluice_testing::recorded::recorded(&snapshotter);
+    assert!(
+        counters.contains_key("sluice_intake_dropped_total{input=graphite_udp,reason=shutdown}"),
+        "the batch being retried at the stop is counted too: {counters:?}"
+    );
+    broker.delete().await;
+}

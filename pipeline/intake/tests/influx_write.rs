@@ -382,3 +382,55 @@ async fn ping_and_health_answer_as_influxdb_does() {
     assert_eq!(health["name"], "influxdb");
     input.broker.delete().await;
 }
+
+#[tokio::test]
+async fn without_the_broker_health_fails_and_writes_are_503_with_retry_after() {
+    let port = sluice_testing::names::free_port();
+    let publisher = sluice_amqp::confirmed::ConfirmedPublisher::start(
+        sluice_amqp::confirmed::ConfirmedPublisherSettings {
+            url: sluice_amqp::BrokerUrl::parse(&format!("amqp://guest:guest@127.0.0.1:{port}/%2f"))
+                .expect("valid"),
+            name: sluice_testing::names::unique("intake-test"),
+            exchange: sluice_amqp::topology::ExchangeSpec::durable_fanout("unused"),
+            queue: None,
+            max_in_flight: NonZeroUsize::MIN,
+            max_in_flight_bytes: NonZeroUsize::MIN,
+            confirm_timeout: Duration::from_secs(1),
+            reconnect: sluice_core::retry::RetryPolicy::default(),
+        },
+    );
+    let (address, _shutdown) = serve(influx_write::router(settings(), publisher)).await;
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{address}/health"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let health: serde_json::Value = health.json().await.expect("json");
+    assert_eq!(health["status"], "fail");
+
+    let response = client
+        .post(format!("http://{address}/api/v2/write?org=o&bucket=b"))
+        .body("m v=1 1\n")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok()),
+        Some("7")
+    );
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "unavailable");
+    assert!(
+        !body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("guest:guest"),
+        "no credentials in answers"
+    );
+}
