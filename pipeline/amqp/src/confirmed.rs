@@ -7,13 +7,13 @@
 //! input answers success only then. Whatever goes wrong is told to the caller at once, as a
 //! [`PublishError`] that says what to answer:
 //!
-//! | error         | cause                                                  | an HTTP input answers |
-//! |---------------|--------------------------------------------------------|-----------------------|
-//! | `Busy`        | the in-flight bound (messages or bytes) is reached     | 429, `Retry-After`    |
-//! | `Unavailable` | no connection right now (or the broker blocked us)     | 503, `Retry-After`    |
-//! | `Nacked`      | the broker refused it: a `reject-publish` queue is full | 503, `Retry-After`   |
-//! | `Unroutable`  | no queue is bound for the routing key                  | 503, `Retry-After`    |
-//! | `Timeout`     | no confirm within the configured time                  | 503, `Retry-After`    |
+//! | error         | cause                                                   | an HTTP input answers |
+//! |---------------|---------------------------------------------------------|-----------------------|
+//! | `Busy`        | the in-flight bound (messages or bytes) is reached      | 429, `Retry-After`    |
+//! | `Unavailable` | no connection right now (or the broker blocked us)      | 503, `Retry-After`    |
+//! | `Nacked`      | the broker refused it: a `reject-publish` queue is full | 503, `Retry-After`    |
+//! | `Unroutable`  | no queue is bound for the routing key                   | 503, `Retry-After`    |
+//! | `Timeout`     | no confirm within the configured time                   | 503, `Retry-After`    |
 //!
 //! Nothing is queued inside the publisher: the in-flight bound is checked *before* publishing,
 //! so overload is answered at once instead of piling up in memory ([invariant

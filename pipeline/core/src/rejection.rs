@@ -23,9 +23,6 @@ pub enum Stage {
     Rules,
     /// The AMQP sink, publishing to another tier's exchange.
     Amqp,
-    /// A push input (InfluxDB write, Prometheus remote write, Graphite), refusing what it
-    /// received.
-    Intake,
 }
 
 impl Stage {
@@ -38,7 +35,6 @@ impl Stage {
             Stage::Elasticsearch => "elasticsearch",
             Stage::Rules => "rules",
             Stage::Amqp => "amqp",
-            Stage::Intake => "intake",
         }
     }
 }

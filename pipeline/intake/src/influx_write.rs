@@ -291,7 +291,12 @@ fn check_v1_credentials(
     params: &V1Params,
     headers: &HeaderMap,
 ) -> Result<(), &'static str> {
-    let given = if let Some(password) = params.p.as_deref().filter(|_| params.u.is_some()) {
+    let query_credentials = params
+        .u
+        .as_deref()
+        .zip(params.p.as_deref())
+        .filter(|(user, password)| !user.is_empty() && !password.is_empty());
+    let given = if let Some((_user, password)) = query_credentials {
         Some(password.to_owned())
     } else {
         let authorization = headers
