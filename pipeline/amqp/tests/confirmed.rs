@@ -413,3 +413,18 @@ async fn the_amqp_sink_retries_every_item_when_the_broker_refuses() {
     }
     delete_queue(&target.queue).await;
 }
+
+#[tokio::test]
+async fn a_confirm_not_received_in_time_is_a_timeout() {
+    let target = start(|settings| settings.confirm_timeout = Duration::from_secs(30)).await;
+    // With the clock paused, a runtime that waits for nothing but the broker moves the clock
+    // on to the next timer at once: the confirm timeout passes before the confirm can come.
+    tokio::time::pause();
+    let late = target
+        .publisher
+        .publish("k", Bytes::from_static(b"late"), CONTENT_TYPE)
+        .await;
+    tokio::time::resume();
+    assert_eq!(late, Err(PublishError::Timeout(Duration::from_secs(30))));
+    delete_queue(&target.queue).await;
+}

@@ -434,3 +434,64 @@ async fn without_the_broker_health_fails_and_writes_are_503_with_retry_after() {
         "no credentials in answers"
     );
 }
+
+/// `Expect: 100-continue` makes the request's progress visible: the server asks for the body
+/// only once the handler reads it, so the shutdown below comes while the request is in flight.
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_is_still_confirmed_and_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let broker = Broker::start(None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(sluice_intake::serve_listener(
+        listener,
+        influx_write::router(settings(), broker.publisher.clone()),
+        shutdown.clone(),
+    ));
+    let mut connection = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    connection
+        .write_all(
+            b"POST /write?db=d HTTP/1.1\r\nHost: sluice\r\nContent-Length: 8\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .await
+        .expect("write the head");
+    let mut answer = Vec::new();
+    let mut buffer = [0; 1024];
+    while !answer.ends_with(b"\r\n\r\n") {
+        let read = connection.read(&mut buffer).await.expect("read");
+        assert!(read > 0, "the server asks for the body");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 100 Continue"), "{answer:?}");
+
+    shutdown.cancel();
+    connection
+        .write_all(b"m v=1 1\n")
+        .await
+        .expect("write the body");
+    let mut answer = Vec::new();
+    connection
+        .read_to_end(&mut answer)
+        .await
+        .expect("read the answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("the server stops once the request is answered")
+        .expect("joins")
+        .expect("serves cleanly");
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "no longer accepting"
+    );
+    assert_eq!(broker.take_all().await, "m v=1 1\n");
+    broker.delete().await;
+}
