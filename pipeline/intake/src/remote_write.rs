@@ -12,10 +12,11 @@
 //! - An undecodable body (not snappy, not a `WriteRequest`) is answered 400: Prometheus drops
 //!   a batch answered with a 4xx, which is right for a body that will never decode. A body
 //!   over the limit is 413 (also dropped).
-//! - When the broker or the pipeline cannot take it (any [`PublishError`], `Busy` included)
-//!   the answer is 503 with `Retry-After`: Prometheus retries 5xx with backoff. It does not
-//!   retry 429 unless `queue_config.retry_on_http_429` (an experimental setting, off by
-//!   default) is set, so 429 would lose the batch; hence 503 for overload too.
+//! - When the broker or the pipeline cannot take it (any
+//!   [`PublishError`](sluice_amqp::confirmed::PublishError), `Busy` included) the answer is
+//!   503 with `Retry-After`: Prometheus retries 5xx with backoff. It does not retry 429 unless
+//!   `queue_config.retry_on_http_429` (an experimental setting, off by default) is set, so a
+//!   429 would lose the batch; hence 503 for overload too.
 //!
 //! 204 is answered once the broker confirmed every message of the request.
 
