@@ -68,6 +68,23 @@ pub struct ConfirmedPublisherSettings {
     pub reconnect: RetryPolicy,
 }
 
+impl ConfirmedPublisherSettings {
+    /// The defaults: 256 publishes or 64 MiB in flight, a 10 s confirm timeout, and the
+    /// standard reconnect backoff; no queue declared.
+    pub fn new(url: BrokerUrl, name: impl Into<String>, exchange: ExchangeSpec) -> Self {
+        Self {
+            url,
+            name: name.into(),
+            exchange,
+            queue: None,
+            max_in_flight: NonZeroUsize::new(256).expect("non-zero"),
+            max_in_flight_bytes: NonZeroUsize::new(64 << 20).expect("non-zero"),
+            confirm_timeout: Duration::from_secs(10),
+            reconnect: RetryPolicy::default(),
+        }
+    }
+}
+
 /// A queue fed by the publisher's exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundQueue {

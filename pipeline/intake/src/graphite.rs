@@ -76,6 +76,26 @@ pub struct GraphiteSettings {
     pub udp_queue_batches: NonZeroUsize,
 }
 
+impl GraphiteSettings {
+    /// The defaults, with no listener yet (set `tcp` and `udp`): 1024 connections, lines of at
+    /// most 4 KiB, batches of 5000 lines or 1 MiB or 100 ms, retries from 100 ms up to 10 s,
+    /// 16 UDP batches queued.
+    pub fn new(routing_key: impl Into<String>) -> Self {
+        Self {
+            tcp: None,
+            udp: None,
+            routing_key: routing_key.into(),
+            max_connections: NonZeroUsize::new(1024).expect("non-zero"),
+            max_line_bytes: NonZeroUsize::new(4096).expect("non-zero"),
+            batch_max_lines: NonZeroUsize::new(5000).expect("non-zero"),
+            batch_max_bytes: NonZeroUsize::new(1 << 20).expect("non-zero"),
+            linger: Duration::from_millis(100),
+            publish_retry: RetryPolicy::default(),
+            udp_queue_batches: NonZeroUsize::new(16).expect("non-zero"),
+        }
+    }
+}
+
 /// The listeners, bound but not yet serving: bind first to learn the ports (tests bind port 0).
 #[derive(Debug)]
 pub struct GraphiteListeners {

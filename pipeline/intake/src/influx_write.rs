@@ -87,6 +87,22 @@ pub struct InfluxWriteSettings {
     pub version: String,
 }
 
+impl InfluxWriteSettings {
+    /// The defaults: InfluxDB 1.x's `max-body-size` (25 MB), messages of at most 4 MiB (well
+    /// under RabbitMQ 4's 16 MiB `max_message_size`), no token, `Retry-After: 1`, and the
+    /// version of the last 1.x release, which 1.x and 2.x clients both accept.
+    pub fn new(routing_key: impl Into<String>) -> Self {
+        Self {
+            routing_key: routing_key.into(),
+            max_body_bytes: NonZeroUsize::new(25_000_000).expect("non-zero"),
+            max_message_bytes: NonZeroUsize::new(4 << 20).expect("non-zero"),
+            token: None,
+            retry_after: Duration::from_secs(1),
+            version: "1.8.10".to_owned(),
+        }
+    }
+}
+
 struct InfluxWrite {
     settings: InfluxWriteSettings,
     publisher: ConfirmedPublisher,

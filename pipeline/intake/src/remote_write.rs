@@ -97,6 +97,19 @@ pub struct RemoteWriteSettings {
     pub retry_after: Duration,
 }
 
+impl RemoteWriteSettings {
+    /// The defaults: bodies of at most 32 MiB (Prometheus sends a few hundred KiB), messages
+    /// of at most 4 MiB, `Retry-After: 1`.
+    pub fn new(routing_key: impl Into<String>) -> Self {
+        Self {
+            routing_key: routing_key.into(),
+            max_body_bytes: NonZeroUsize::new(32 << 20).expect("non-zero"),
+            max_message_bytes: NonZeroUsize::new(4 << 20).expect("non-zero"),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
 struct RemoteWrite {
     settings: RemoteWriteSettings,
     publisher: ConfirmedPublisher,

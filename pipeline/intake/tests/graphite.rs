@@ -18,17 +18,14 @@ fn settings() -> GraphiteSettings {
     GraphiteSettings {
         tcp: Some("127.0.0.1:0".parse().expect("address")),
         udp: Some("127.0.0.1:0".parse().expect("address")),
-        routing_key: ROUTING_KEY.to_owned(),
         max_connections: NonZeroUsize::new(4).expect("non-zero"),
         max_line_bytes: NonZeroUsize::new(256).expect("non-zero"),
-        batch_max_lines: NonZeroUsize::new(1000).expect("non-zero"),
-        batch_max_bytes: NonZeroUsize::new(1 << 20).expect("non-zero"),
         linger: Duration::from_millis(20),
         publish_retry: RetryPolicy {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(200),
         },
-        udp_queue_batches: NonZeroUsize::new(8).expect("non-zero"),
+        ..GraphiteSettings::new(ROUTING_KEY)
     }
 }
 

@@ -16,12 +16,9 @@ use support::{Broker, ROUTING_KEY, mask_now, now_nanos, serve};
 
 fn settings() -> InfluxWriteSettings {
     InfluxWriteSettings {
-        routing_key: ROUTING_KEY.to_owned(),
         max_body_bytes: NonZeroUsize::new(64 * 1024).expect("non-zero"),
-        max_message_bytes: NonZeroUsize::new(1 << 20).expect("non-zero"),
-        token: None,
         retry_after: Duration::from_secs(7),
-        version: "1.8.10".to_owned(),
+        ..InfluxWriteSettings::new(ROUTING_KEY)
     }
 }
 

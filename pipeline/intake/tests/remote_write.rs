@@ -34,10 +34,9 @@ fn snappy_protobuf(request: &WriteRequest) -> Vec<u8> {
 async fn start(max_length: Option<u32>) -> (Broker, String) {
     let broker = Broker::start(max_length).await;
     let settings = RemoteWriteSettings {
-        routing_key: ROUTING_KEY.to_owned(),
         max_body_bytes: NonZeroUsize::new(1 << 20).expect("non-zero"),
-        max_message_bytes: NonZeroUsize::new(1 << 20).expect("non-zero"),
         retry_after: Duration::from_secs(3),
+        ..RemoteWriteSettings::new(ROUTING_KEY)
     };
     let (address, _shutdown) =
         serve(remote_write::router(settings, broker.publisher.clone())).await;
