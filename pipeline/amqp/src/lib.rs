@@ -11,12 +11,17 @@
 //!   confirms, finishing their tokens only once the broker confirmed.
 //! - [`publisher`]: publishing sluice's own events (the rule stage's outcomes) onto the
 //!   manager's events path, with confirms, resending what the broker did not confirm.
+//! - [`confirmed`]: a publisher whose callers await the broker's confirm, bounded in flight:
+//!   the durable buffer of the push inputs (`sluice-intake`) and of the AMQP sink.
+//! - [`sink`]: the AMQP sink, publishing points as line protocol so one tier feeds another.
 //! - [`connection`]: connecting, and the broker URL in a form that is safe to log.
 
 pub mod acker;
+pub mod confirmed;
 pub mod connection;
 pub mod dead_letter;
 pub mod publisher;
+pub mod sink;
 pub mod source;
 pub mod topology;
 

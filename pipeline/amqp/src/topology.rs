@@ -116,8 +116,35 @@ pub async fn declare_exchange(channel: &Channel, exchange: &ExchangeSpec) -> Res
         )))
 }
 
+/// What the broker does with a publish to a queue that holds its `x-max-length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop the oldest message to make room (RabbitMQ's default): the publisher never learns.
+    #[default]
+    DropHead,
+    /// `x-overflow=reject-publish`: refuse the new message, which a publisher with confirms
+    /// sees as a nack. This is how a push input learns that the pipeline behind it is slow.
+    RejectPublish,
+}
+
 pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), AmqpError> {
+    declare_queue_with_overflow(channel, queue, Overflow::DropHead).await
+}
+
+/// [`declare_queue`], with what happens at the queue's length limit. `DropHead` declares no
+/// `x-overflow` argument, so it matches queues declared without one.
+pub async fn declare_queue_with_overflow(
+    channel: &Channel,
+    queue: &QueueSpec,
+    overflow: Overflow,
+) -> Result<(), AmqpError> {
     let mut arguments = FieldTable::default();
+    if overflow == Overflow::RejectPublish {
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+    }
     if let Some(ttl) = queue.message_ttl {
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(millis));
@@ -138,8 +165,8 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), A
         .await
         .map(|_| ())
         .map_err(AmqpError::broker(format!(
-            "declaring queue {:?} (durable={}, auto_delete={}, ttl={:?}, max_length={:?}); \
-             an existing queue with other arguments must be deleted first",
+            "declaring queue {:?} (durable={}, auto_delete={}, ttl={:?}, max_length={:?}, \
+             overflow={overflow:?}); an existing queue with other arguments must be deleted first",
             queue.name, queue.durable, queue.auto_delete, queue.message_ttl, queue.max_length
         )))
 }

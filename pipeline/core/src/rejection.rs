@@ -23,6 +23,8 @@ pub enum Stage {
     Rules,
     /// A configured pipeline's transform, whose result no sink could carry.
     Transform,
+    /// The AMQP sink, publishing to another tier's exchange.
+    Amqp,
 }
 
 impl Stage {
@@ -35,6 +37,7 @@ impl Stage {
             Stage::Elasticsearch => "elasticsearch",
             Stage::Rules => "rules",
             Stage::Transform => "transform",
+            Stage::Amqp => "amqp",
         }
     }
 }
