@@ -42,9 +42,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::AmqpError;
 use crate::connection::{BrokerUrl, connect};
-use crate::topology::{
-    ExchangeSpec, Overflow, QueueSpec, declare_exchange, declare_queue_with_overflow,
-};
+use crate::topology::{ExchangeSpec, QueueSpec, declare_exchange, declare_queue};
 
 /// Where a [`ConfirmedPublisher`] publishes, and how it is bounded.
 #[derive(Debug, Clone)]
@@ -88,10 +86,9 @@ impl ConfirmedPublisherSettings {
 /// A queue fed by the publisher's exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundQueue {
-    pub queue: QueueSpec,
-    /// What the broker does at the queue's `max_length`; `RejectPublish` turns a full queue
+    /// Its `overflow` should be `RejectPublish` with a `max_length`: a full queue then turns
     /// into nacks, which a push input answers with 503.
-    pub overflow: Overflow,
+    pub queue: QueueSpec,
     pub binding_keys: Vec<String>,
 }
 
@@ -448,7 +445,7 @@ async fn open_declared_channel(
         declare_exchange(&channel, &settings.exchange).await?;
     }
     if let Some(bound) = &settings.queue {
-        declare_queue_with_overflow(&channel, &bound.queue, bound.overflow).await?;
+        declare_queue(&channel, &bound.queue).await?;
         if !settings.exchange.name.is_empty() {
             for key in &bound.binding_keys {
                 channel

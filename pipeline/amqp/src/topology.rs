@@ -35,8 +35,12 @@ pub struct QueueSpec {
     pub auto_delete: bool,
     /// `x-message-ttl`: messages older than this are dropped by the broker.
     pub message_ttl: Option<Duration>,
-    /// `x-max-length`: past this many messages the broker drops the oldest.
+    /// `x-max-length`: past this many messages the broker drops the oldest, or, with
+    /// [`Overflow::RejectPublish`], refuses the new one.
     pub max_length: Option<u32>,
+    /// What happens at `max_length`. Part of the queue's declaration: whoever declares it (the
+    /// push input's publisher, the source consuming it) must say the same.
+    pub overflow: Overflow,
 }
 
 impl ExchangeSpec {
@@ -78,6 +82,7 @@ impl QueueSpec {
             auto_delete: false,
             message_ttl: None,
             max_length: None,
+            overflow: Overflow::DropHead,
         }
     }
 }
@@ -127,17 +132,10 @@ pub enum Overflow {
     RejectPublish,
 }
 
+/// Declares `queue`. `Overflow::DropHead` declares no `x-overflow` argument, so it matches
+/// queues declared without one.
 pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), AmqpError> {
-    declare_queue_with_overflow(channel, queue, Overflow::DropHead).await
-}
-
-/// [`declare_queue`], with what happens at the queue's length limit. `DropHead` declares no
-/// `x-overflow` argument, so it matches queues declared without one.
-pub async fn declare_queue_with_overflow(
-    channel: &Channel,
-    queue: &QueueSpec,
-    overflow: Overflow,
-) -> Result<(), AmqpError> {
+    let overflow = queue.overflow;
     let mut arguments = FieldTable::default();
     if overflow == Overflow::RejectPublish {
         arguments.insert(

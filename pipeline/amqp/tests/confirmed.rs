@@ -64,8 +64,8 @@ fn test_queue(max_length: Option<u32>) -> BoundQueue {
             auto_delete: false,
             message_ttl: Some(Duration::from_secs(600)),
             max_length,
+            overflow: Overflow::RejectPublish,
         },
-        overflow: Overflow::RejectPublish,
         binding_keys: vec!["#".to_owned()],
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_amqp::source::SourceSettings;
-use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology};
+use sluice_amqp::topology::{ExchangeSpec, Overflow, QueueSpec, SourceTopology};
 use sluice_core::path::PathLimits;
 use sluice_core::point::PointLimits;
 use sluice_influx::InfluxSettings;
@@ -158,6 +158,7 @@ impl RawMetrics {
                 auto_delete: false,
                 message_ttl: self.queue_message_ttl,
                 max_length: self.queue_max_length,
+                overflow: Overflow::DropHead,
             },
             binding_keys: self.binding_keys.clone(),
         };

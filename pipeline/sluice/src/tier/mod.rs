@@ -17,6 +17,7 @@
 //! stop, each encode stage drains into the sinks' inputs and drops them, and each sink ends
 //! once the last input is gone and what it holds has an outcome.
 
+mod intake;
 mod routes;
 
 use std::convert::Infallible;
@@ -60,6 +61,9 @@ pub async fn start(
         sinks.push(start_sink(sink, &dead_letters, tasks, &mut health).await?);
     }
     for source in settings.sources {
+        if let Some(spec) = source.intake {
+            intake::start(&source.name, spec, &shutdown, tasks).await?;
+        }
         let Some(consume) = source.consume else {
             continue;
         };

@@ -12,6 +12,7 @@
 //! intake and writers scale out apart.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 
 use schemars::JsonSchema;
@@ -19,12 +20,13 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sluice_amqp::connection::BrokerUrl;
 use sluice_amqp::source::SourceSettings;
-use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology};
+use sluice_amqp::topology::{ExchangeSpec, Overflow, QueueSpec, SourceTopology};
 use sluice_core::point::PointLimits;
+use sluice_core::retry::RetryPolicy;
 use sluice_normalise::{Naming, TemplateSet};
 
 use super::super::amqp::{BrokerConnection, RawExchangeType};
-use super::super::redacted_option;
+use super::super::{at_least_one, redacted_option};
 use super::field;
 use super::graph::RouteSpec;
 
@@ -247,6 +249,7 @@ pub struct PublishTarget {
     pub exchange: ExchangeSpec,
     pub queue: QueueSpec,
     pub routing_key: String,
+    pub reconnect: RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -259,12 +262,12 @@ pub enum IntakeSpec {
     InfluxWrite {
         listen: SocketAddr,
         token: Option<SecretString>,
-        max_body_bytes: usize,
+        max_body_bytes: NonZeroUsize,
         target: PublishTarget,
     },
     RemoteWrite {
         listen: SocketAddr,
-        max_body_bytes: usize,
+        max_body_bytes: NonZeroUsize,
         target: PublishTarget,
     },
 }
@@ -343,32 +346,34 @@ impl RawSource {
                     routes,
                     fail,
                     templates.map(DecoderSpec::Graphite),
-                    |target| IntakeSpec::Graphite { tcp, udp, target },
+                    |target| Some(IntakeSpec::Graphite { tcp, udp, target }),
                 )
             }
             RawSource::InfluxdbWrite(raw) => {
                 let listen = socket_address(&field("listen"), &raw.listen, fail);
-                check_body_limit(&field("max_body_bytes"), raw.max_body_bytes, fail);
+                let max_body_bytes =
+                    at_least_one(&field("max_body_bytes"), raw.max_body_bytes, fail);
                 let decoder = Some(DecoderSpec::LineProtocol(RawLinePrecision::Nanoseconds));
                 push_source(name, &raw.broker, amqp, routes, fail, decoder, |target| {
-                    IntakeSpec::InfluxWrite {
-                        listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+                    Some(IntakeSpec::InfluxWrite {
+                        listen: listen?,
                         token: raw.token.clone(),
-                        max_body_bytes: raw.max_body_bytes,
+                        max_body_bytes: max_body_bytes?,
                         target,
-                    }
+                    })
                 })
             }
             RawSource::PrometheusRemoteWrite(raw) => {
                 let listen = socket_address(&field("listen"), &raw.listen, fail);
-                check_body_limit(&field("max_body_bytes"), raw.max_body_bytes, fail);
+                let max_body_bytes =
+                    at_least_one(&field("max_body_bytes"), raw.max_body_bytes, fail);
                 let decoder = Some(DecoderSpec::LineProtocol(RawLinePrecision::Nanoseconds));
                 push_source(name, &raw.broker, amqp, routes, fail, decoder, |target| {
-                    IntakeSpec::RemoteWrite {
-                        listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
-                        max_body_bytes: raw.max_body_bytes,
+                    Some(IntakeSpec::RemoteWrite {
+                        listen: listen?,
+                        max_body_bytes: max_body_bytes?,
                         target,
-                    }
+                    })
                 })
             }
         }
@@ -383,7 +388,7 @@ fn push_source(
     routes: Vec<RouteSpec>,
     fail: &mut impl FnMut(&str, String),
     decoder: Option<DecoderSpec>,
-    intake: impl FnOnce(PublishTarget) -> IntakeSpec,
+    intake: impl FnOnce(PublishTarget) -> Option<IntakeSpec>,
 ) -> Option<SourceSpec> {
     let field = |key: &str| field("sources", name, &format!("broker.{key}"));
     check_consumers(&field("consumers"), broker.consumers, fail);
@@ -403,11 +408,15 @@ fn push_source(
             .unwrap_or_else(|| format!("sluice.intake.{name}")),
     );
     queue.max_length = broker.max_length;
+    // A full queue refuses the publish, so the listener answers 503 rather than the broker
+    // dropping the oldest points behind everyone's back.
+    queue.overflow = Overflow::RejectPublish;
     let target = PublishTarget {
         url: amqp.broker.clone()?,
         exchange: exchange.clone(),
         queue: queue.clone(),
         routing_key: name.to_owned(),
+        reconnect: amqp.reconnect,
     };
     let topology = SourceTopology {
         exchange: Some(exchange),
@@ -426,10 +435,14 @@ fn push_source(
             })
         })
         .flatten();
+    let intake = match broker.run {
+        RawRun::Consume => None,
+        RawRun::Both | RawRun::Intake => Some(intake(target)?),
+    };
     Some(SourceSpec {
         name: name.to_owned(),
         consume,
-        intake: (broker.run != RawRun::Consume).then(|| intake(target)),
+        intake,
     })
 }
 
@@ -459,12 +472,6 @@ impl RawDecoder {
 fn check_consumers(field: &str, consumers: u16, fail: &mut impl FnMut(&str, String)) {
     if !(1..=MAX_CONSUMERS).contains(&consumers) {
         fail(field, format!("must be from 1 to {MAX_CONSUMERS}"));
-    }
-}
-
-fn check_body_limit(field: &str, bytes: usize, fail: &mut impl FnMut(&str, String)) {
-    if bytes == 0 {
-        fail(field, "must be at least 1".into());
     }
 }
 
