@@ -40,6 +40,8 @@ pub mod headers {
     pub const REJECTED_AT_MS: &str = "x-sluice-rejected-at-ms";
     pub const ORIGINAL_EXCHANGE: &str = "x-original-exchange";
     pub const ORIGINAL_ROUTING_KEY: &str = "x-original-routing-key";
+    /// `true` when the body is the refused part (one line) of a body that carried many items.
+    pub const PART: &str = "x-sluice-part";
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +138,6 @@ async fn publish(
     channel: &Channel,
     letter: &DeadLetter,
 ) -> Result<PublisherConfirm, AmqpError> {
-    let message = letter.message();
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(letter_headers(letter));
@@ -148,7 +149,7 @@ async fn publish(
                 mandatory: true,
                 ..BasicPublishOptions::default()
             },
-            &message.body,
+            letter.body(),
             properties,
         )
         .await
@@ -218,6 +219,9 @@ fn letter_headers(letter: &DeadLetter) -> FieldTable {
         headers::ORIGINAL_ROUTING_KEY.into(),
         text(&message.routing_key),
     );
+    if letter.is_part() {
+        table.insert(headers::PART.into(), AMQPValue::Boolean(true));
+    }
     table
 }
 

@@ -90,6 +90,8 @@ pub enum Finish {
     DeadLettered,
     /// A control message its handler acted on (the rule stage loaded or unloaded policies).
     Applied,
+    /// A body that carried no items at all (blank lines): nothing to write.
+    Empty,
 }
 
 #[derive(Debug)]
@@ -148,6 +150,11 @@ impl AckToken {
     /// The item was published to the dead-letter exchange and the broker confirmed it.
     pub(crate) fn dead_lettered(self) {
         self.finish(Finish::DeadLettered);
+    }
+
+    /// The body carried no items: there is nothing to wait for.
+    pub(crate) fn nothing_to_do(self) {
+        self.finish(Finish::Empty);
     }
 }
 

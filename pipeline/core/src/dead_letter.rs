@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::ack::{AckToken, SourceMessage};
@@ -27,6 +28,8 @@ pub struct DeadLetter {
     pub detail: String,
     /// How many write attempts were made before the item was refused (0 for decode errors).
     pub attempts: u32,
+    /// The refused part of a body carrying many items; `None` when the whole body was refused.
+    part: Option<Bytes>,
     /// The claim on the original delivery, which also carries the original body and routing.
     /// Private: only [`DeadLetter::published`] finishes it.
     ack: AckToken,
@@ -39,6 +42,7 @@ impl DeadLetter {
             reason: refusal.reason,
             detail: refusal.detail,
             attempts,
+            part: refusal.part,
             ack,
         }
     }
@@ -46,6 +50,17 @@ impl DeadLetter {
     /// The message that was refused, with its original body and routing.
     pub fn message(&self) -> &SourceMessage {
         self.ack.message()
+    }
+
+    /// What the letter carries: the refused part of the message's body when only a part of it
+    /// was refused (one line of many), else the whole body.
+    pub fn body(&self) -> &Bytes {
+        self.part.as_ref().unwrap_or(&self.message().body)
+    }
+
+    /// True when [`body`](Self::body) is a part of the original body, not all of it.
+    pub fn is_part(&self) -> bool {
+        self.part.is_some()
     }
 
     pub fn delivery_tag(&self) -> u64 {
@@ -61,7 +76,7 @@ impl DeadLetter {
     /// The letter as `sluice tap dead-letters` shows it: why, and the body as text (invalid
     /// UTF-8 replaced) up to [`TAPPED_BODY_BYTES`].
     fn tap_record(&self) -> serde_json::Value {
-        let body = &self.message().body;
+        let body = self.body();
         let shown = &body[..body.len().min(TAPPED_BODY_BYTES)];
         serde_json::json!({
             "stage": self.stage.as_str(),
@@ -72,6 +87,7 @@ impl DeadLetter {
             "routing_key": self.message().routing_key,
             "body": String::from_utf8_lossy(shown),
             "body_bytes": body.len(),
+            "part": self.is_part(),
         })
     }
 

@@ -105,7 +105,7 @@ pub async fn deliver_batch<W: Sink>(
                     tracked.ack.delivered();
                 }
                 ItemOutcome::Reject { reason, detail } => {
-                    let refusal = Refusal { reason, detail };
+                    let refusal = Refusal::new(reason, detail);
                     let letter = DeadLetter::new(stage, refusal, attempt, tracked.ack);
                     send_dead_letter(dead_letters, letter).await;
                 }

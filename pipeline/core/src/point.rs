@@ -248,6 +248,33 @@ impl<'a> PointRef<'a> {
         })
     }
 
+    /// The same point borrowing from this one, to be changed by a stage that must not change
+    /// the original (a transform on one of several routes). Copies references, not text.
+    pub fn reborrowed(&self) -> PointRef<'_> {
+        PointRef {
+            measurement: Cow::Borrowed(self.measurement.as_ref()),
+            tags: self
+                .tags
+                .iter()
+                .map(|(key, value)| (Cow::Borrowed(key.as_ref()), Cow::Borrowed(value.as_ref())))
+                .collect(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        FieldRef::String(text) => FieldRef::String(Cow::Borrowed(text.as_ref())),
+                        FieldRef::Integer(number) => FieldRef::Integer(*number),
+                        FieldRef::Float(number) => FieldRef::Float(*number),
+                        FieldRef::Boolean(flag) => FieldRef::Boolean(*flag),
+                    };
+                    (Cow::Borrowed(key.as_ref()), value)
+                })
+                .collect(),
+            timestamp: self.timestamp,
+        }
+    }
+
     /// The owned point, for the stages that keep it (rules, JSON output).
     pub fn to_point(&self) -> Point {
         Point {

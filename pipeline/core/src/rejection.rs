@@ -137,6 +137,10 @@ pub struct Refusal {
     pub reason: Reason,
     /// The error text for a human. Never contains secrets.
     pub detail: String,
+    /// The part of a body that was refused, when a body carries many items (a line of a
+    /// Graphite or line-protocol body): the dead letter holds this part, not the whole body,
+    /// so replaying it does not send the good items again.
+    pub part: Option<bytes::Bytes>,
 }
 
 impl Refusal {
@@ -144,7 +148,14 @@ impl Refusal {
         Self {
             reason,
             detail: detail.into(),
+            part: None,
         }
+    }
+
+    /// The refusal of one `part` of a body that carries many items.
+    pub fn of_part(mut self, part: bytes::Bytes) -> Self {
+        self.part = Some(part);
+        self
     }
 
     /// The refusal an error stands for.

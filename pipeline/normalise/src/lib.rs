@@ -19,6 +19,8 @@
 //! - [`events`]: Cloudify event and log bodies (wire formats, section 3) to documents with
 //!   `@timestamp`, their daily index ([`IndexPattern`]) and a deterministic `_id`.
 //! - [`timestamp`]: every timestamp shape the manager writes, parsed to a UTC instant.
+//! - [`transform`]: what a configured pipeline does to points between sources and sinks: tags
+//!   added, dropped and renamed, points filtered, Graphite templates applied.
 //! - this file: [`Normaliser`], which picks the naming ([`Naming`]), builds the point and runs
 //!   [`Point::validate`] on every point it returns.
 
@@ -28,6 +30,7 @@ mod diamond;
 pub mod events;
 pub mod graphite;
 pub mod timestamp;
+pub mod transform;
 
 use std::borrow::Cow;
 
@@ -41,6 +44,7 @@ use crate::diamond::{DiamondMetric, Message};
 pub use crate::events::{EventDecoder, EventError, IndexPattern, IndexPatternError, document_id};
 pub use crate::graphite::{Applied, AppliedRef, TemplateError, TemplateSet};
 pub use crate::timestamp::{TimestampError, format_event_timestamp, parse_manager_timestamp};
+pub use crate::transform::{PointFilter, TagEdit, Transform, TransformChain};
 
 /// How a Diamond metric becomes a measurement, tags and fields.
 #[derive(Debug, Clone, PartialEq)]
