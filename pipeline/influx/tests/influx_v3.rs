@@ -149,6 +149,11 @@ async fn a_type_conflict_is_refused_alone_and_the_good_lines_stored_once_in_one_
 
     let rows = server.rows(DATABASE, "cpu");
     assert_eq!(rows.len(), 1 + 8, "the first point and the eight good ones");
+    assert_eq!(
+        server.lines(DATABASE, "cpu").len(),
+        1 + 8,
+        "each good line was sent once"
+    );
     for row in &rows {
         assert!(matches!(row.fields["value"], Stored::Float(_)), "{row:?}");
     }

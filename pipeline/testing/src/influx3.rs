@@ -120,6 +120,9 @@ impl WriteRequest {
 struct Table {
     columns: HashMap<String, ColumnType>,
     rows: Vec<Row>,
+    /// Every line written to the table, as received, in order (a line written twice is here
+    /// twice, and its row once).
+    lines: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -214,6 +217,16 @@ impl FakeInfluxDb3 {
             .get(database)
             .and_then(|tables| tables.get(table))
             .map(|table| table.rows.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every line `table` of `database` was written, as received, in order.
+    pub fn lines(&self, database: &str, table: &str) -> Vec<String> {
+        lock(&self.shared)
+            .databases
+            .get(database)
+            .and_then(|tables| tables.get(table))
+            .map(|table| table.lines.clone())
             .unwrap_or_default()
     }
 
@@ -611,7 +624,7 @@ fn write(server: &mut Server, params: &Params, text: &str) -> Response {
             .map_err(|error| error.to_string())
             .and_then(|parsed| qualify(&mut schema, &parsed, params.precision_nanos, ingest_time));
         match qualified {
-            Ok(row) => rows.push(row),
+            Ok((table, row)) => rows.push((table, row, line)),
             Err(error_message) => {
                 let error = LineError {
                     original_line: line.to_owned(),
@@ -637,8 +650,9 @@ fn write(server: &mut Server, params: &Params, text: &str) -> Response {
     for (name, columns) in schema {
         database.entry(name).or_default().columns = columns;
     }
-    for (table_name, row) in rows {
+    for (table_name, row, line) in rows {
         let table = database.entry(table_name).or_default();
+        table.lines.push(line.to_owned());
         match table
             .rows
             .iter_mut()
