@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sluice_core::point::PointLimits;
 use sluice_http::redacted_url;
 use url::Url;
@@ -232,11 +232,19 @@ impl Endpoints {
             }
             InfluxApi::V3 {
                 database,
+                token,
                 accept_partial,
                 no_sync,
-                ..
             } => {
                 check_v3_database_name(database)?;
+                // 3 Core answers a malformed `Authorization` (a token with a space) with 400,
+                // which would read as every line refused.
+                if token.as_ref().is_some_and(|token| {
+                    let token = token.expose_secret();
+                    token.is_empty() || token.contains(char::is_whitespace)
+                }) {
+                    return Err("token: must be non-empty and hold no spaces".to_owned());
+                }
                 let mut query = write.query_pairs_mut();
                 query
                     .append_pair("db", database)
@@ -379,6 +387,17 @@ mod tests {
             endpoints.write.query(),
             Some("db=m&precision=second&accept_partial=false&no_sync=true")
         );
+    }
+
+    #[test]
+    fn a_v3_token_with_a_space_is_refused_without_being_printed() {
+        let settings = InfluxSettings::new(
+            Url::parse("http://host/").expect("url"),
+            InfluxApi::v3("db", Some(SecretString::from("secret part"))),
+        );
+        let error = Endpoints::from_settings(&settings).expect_err("a space");
+        assert!(error.starts_with("token:"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
     }
 
     #[test]
