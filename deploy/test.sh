@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Quick start, command two: set up the local services and run every check CI runs:
 # formatting, lints, the whole test suite against the real RabbitMQ and InfluxDB (and, for the
-# status page, Debian's headless Chromium), and the packages (deploy/test-package.sh).
+# status page, Debian's headless Chromium; for the ingestion tier, the real clients of
+# deploy/clients.sh), and the packages (deploy/test-package.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 deploy/services.sh
 deploy/browser.sh
+deploy/clients.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -21,6 +21,8 @@ pub enum Stage {
     Elasticsearch,
     /// The rule stage, loading a deployment's policies.
     Rules,
+    /// A configured pipeline's transform, whose result no sink could carry.
+    Transform,
 }
 
 impl Stage {
@@ -32,6 +34,7 @@ impl Stage {
             Stage::Influx => "influx",
             Stage::Elasticsearch => "elasticsearch",
             Stage::Rules => "rules",
+            Stage::Transform => "transform",
         }
     }
 }

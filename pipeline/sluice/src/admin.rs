@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events_path::EventsPathHealth;
 use crate::metrics_path::MetricsPathHealth;
 use crate::status::{PAGE, Shape, StatusSources};
+use crate::tier::TierHealth;
 use sluice_rest::stage::RuleActivity;
 
 /// The running paths, for readiness and the status page; `None` for a disabled path. A reload
@@ -27,6 +28,8 @@ use sluice_rest::stage::RuleActivity;
 pub struct Health {
     pub metrics: Option<Arc<MetricsPathHealth>>,
     pub events: Option<Arc<EventsPathHealth>>,
+    /// The configured pipelines, while they run.
+    pub pipelines: Option<Arc<TierHealth>>,
     /// The rule stage's deployments and triggers, while it runs.
     pub rules: Option<Arc<RuleActivity>>,
     /// What the status page draws: the paths as configured.
@@ -112,6 +115,14 @@ async fn first_unready(health: &Health) -> Option<String> {
         && events.sources.iter().any(|source| !source.is_consuming())
     {
         return Some("events: not consuming from the broker".into());
+    }
+    if let Some(pipelines) = &health.pipelines
+        && pipelines
+            .sources
+            .iter()
+            .any(|source| !source.is_consuming())
+    {
+        return Some("pipelines: a source is not consuming from the broker".into());
     }
     if let Some(metrics) = &health.metrics {
         match tokio::time::timeout(READINESS_PING_TIMEOUT, metrics.influx.ping()).await {

@@ -26,6 +26,7 @@ mod store_check;
 mod tap_command;
 mod tap_stream;
 mod test_command;
+mod tier;
 mod top;
 
 use std::io::IsTerminal as _;

@@ -3,9 +3,10 @@
 //! drain-flush-ack-exit within the configured deadline.
 //!
 //! ```text
-//!             ┌─ metrics part: metrics path ─► rule stage ─► event publisher
-//! run (here) ─┼─ events part:  events path
-//!             └─ dead-letter publisher, fed by both parts         admin endpoint (health: watch)
+//!             ┌─ metrics part:   metrics path ─► rule stage ─► event publisher
+//! run (here) ─┼─ events part:    events path
+//!             ├─ pipelines part: the configured sources, transforms and sinks (`tier`)
+//!             └─ dead-letter publisher, fed by every part          admin endpoint (health: watch)
 //! ```
 //!
 //! **Reload.** The new configuration is loaded and validated in full, rule files included,
@@ -32,14 +33,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
 use crate::config::{
-    ConfigErrors, EventsPathSettings, Fingerprints, MetricsPathSettings, RawConfig, RulesSettings,
-    Settings,
+    ConfigErrors, EventsPathSettings, Fingerprints, MetricsPathSettings, PipelinesSettings,
+    RawConfig, RulesSettings, Settings,
 };
 use crate::events_path::{self, EventsPathHealth};
 use crate::metrics_path::{self, MetricsPathHealth};
 use crate::rule_stage;
 use crate::status::recent::RecentLogs;
 use crate::status::{self, StatusSources};
+use crate::tier::{self, TierHealth};
 
 /// Dead letters waiting for the publisher; rejecting stages wait when it is full.
 const DEAD_LETTER_CHANNEL_CAPACITY: usize = 1024;
@@ -157,6 +159,7 @@ struct Pipeline {
     running: Fingerprints,
     metrics: Option<Part>,
     events: Option<Part>,
+    pipelines: Option<Part>,
     dead_letters: DeadLetterPublisher,
     health: watch::Sender<Health>,
     shutdown_deadline: Duration,
@@ -173,6 +176,7 @@ impl Pipeline {
             raw,
             metrics: None,
             events: None,
+            pipelines: None,
             dead_letters: DeadLetterPublisher::start(settings.dead_letter.clone()),
             health: watch::channel(Health {
                 shape: Arc::new(status::shape(&settings)),
@@ -183,11 +187,12 @@ impl Pipeline {
         };
         pipeline.start_metrics(&mut settings, shutdown).await?;
         pipeline.start_events(&mut settings, shutdown).await?;
+        pipeline.start_pipelines(&mut settings, shutdown).await?;
         Ok(pipeline)
     }
 
     fn is_empty(&self) -> bool {
-        self.metrics.is_none() && self.events.is_none()
+        self.metrics.is_none() && self.events.is_none() && self.pipelines.is_none()
     }
 
     /// Waits for a part to end by itself (a fatal error, or every source gone), and forgets it.
@@ -195,6 +200,7 @@ impl Pipeline {
         tokio::select! {
             ended = Part::ended(&mut self.metrics) => ("metrics", ended),
             ended = Part::ended(&mut self.events) => ("events", ended),
+            ended = Part::ended(&mut self.pipelines) => ("pipelines", ended),
         }
     }
 
@@ -236,6 +242,24 @@ impl Pipeline {
         Ok(())
     }
 
+    async fn start_pipelines(
+        &mut self,
+        settings: &mut Settings,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let started = pipelines_part(
+            settings.pipelines.take(),
+            &self.dead_letters.sender,
+            shutdown,
+        )
+        .await?;
+        let (part, health) = started.unzip();
+        self.pipelines = part;
+        self.health
+            .send_modify(|running| running.pipelines = health);
+        Ok(())
+    }
+
     /// Applies the configuration `file` holds now. Answers an error only when a part can run
     /// neither its new settings nor its old ones, which stops sluice.
     async fn reload(
@@ -265,7 +289,8 @@ impl Pipeline {
         let new_publisher = wanted.dead_letter != self.running.dead_letter;
         let restart_metrics = new_publisher || wanted.metrics != self.running.metrics;
         let restart_events = new_publisher || wanted.events != self.running.events;
-        if !restart_metrics && !restart_events {
+        let restart_pipelines = new_publisher || wanted.pipelines != self.running.pipelines;
+        if !restart_metrics && !restart_events && !restart_pipelines {
             tracing::info!("no part's settings changed; nothing restarts");
             counted_reload("unchanged");
             return Ok(());
@@ -283,6 +308,9 @@ impl Pipeline {
         }
         if restart_events {
             stop_part("events", self.events.take(), self.shutdown_deadline).await;
+        }
+        if restart_pipelines {
+            stop_part("pipelines", self.pipelines.take(), self.shutdown_deadline).await;
         }
         if new_publisher {
             let replaced = std::mem::replace(
@@ -325,6 +353,19 @@ impl Pipeline {
                 }
             }
         }
+        if restart_pipelines {
+            match self.start_pipelines(&mut settings, shutdown).await {
+                Ok(()) => self.running.pipelines = wanted.pipelines,
+                Err(error) => {
+                    tracing::error!("{error:#}: the pipelines go back to their previous settings");
+                    fell_back = true;
+                    let mut old = previous.validate().map_err(|errors| anyhow!("{errors}"))?;
+                    self.start_pipelines(&mut old, shutdown)
+                        .await
+                        .context("starting the pipelines again with their previous settings")?;
+                }
+            }
+        }
         if fell_back {
             counted_reload("failed");
         } else {
@@ -332,6 +373,7 @@ impl Pipeline {
             tracing::info!(
                 metrics_restarted = restart_metrics,
                 events_restarted = restart_events,
+                pipelines_restarted = restart_pipelines,
                 dead_letter_publisher_restarted = new_publisher,
                 "configuration reloaded"
             );
@@ -343,7 +385,10 @@ impl Pipeline {
     /// Drains every part, then the dead-letter publisher; answers the first error.
     async fn stop(self) -> anyhow::Result<()> {
         let mut first_error = None;
-        for part in [self.metrics, self.events].into_iter().flatten() {
+        for part in [self.metrics, self.events, self.pipelines]
+            .into_iter()
+            .flatten()
+        {
             part.stop.cancel();
             if let Err(error) = part
                 .done
@@ -508,6 +553,24 @@ async fn events_part(
     let mut tasks = JoinSet::new();
     let health = events_path::start(events, dead_letters.clone(), stop.clone(), &mut tasks).await?;
     Ok(Some((Part::spawn("events", stop, tasks), Arc::new(health))))
+}
+
+/// The configured pipelines; `None` when there are none.
+async fn pipelines_part(
+    pipelines: Option<PipelinesSettings>,
+    dead_letters: &DeadLetterSender,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Part, Arc<TierHealth>)>> {
+    let Some(pipelines) = pipelines else {
+        return Ok(None);
+    };
+    let stop = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+    let health = tier::start(pipelines, dead_letters.clone(), stop.clone(), &mut tasks).await?;
+    Ok(Some((
+        Part::spawn("pipelines", stop, tasks),
+        Arc::new(health),
+    )))
 }
 
 struct DeadLetterPublisher {

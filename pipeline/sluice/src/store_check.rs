@@ -12,17 +12,17 @@ use std::time::Duration;
 const FIRST_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A store, and the settings a user changes when it cannot be reached.
-pub struct Store {
-    pub name: &'static str,
+pub struct Store<'a> {
+    pub name: &'a str,
     /// The setting that says where it is, e.g. `elasticsearch.url`.
-    pub url_setting: &'static str,
+    pub url_setting: &'a str,
     /// The setting that turns its path off, e.g. `events.enabled`.
-    pub path_switch: &'static str,
+    pub path_switch: &'a str,
 }
 
 /// Pings `store` once; logs what to do when it does not answer. Answers whether it answered.
 pub async fn first_contact<E: Display>(
-    store: &Store,
+    store: &Store<'_>,
     ping: impl Future<Output = Result<(), E>>,
 ) -> bool {
     let error = match tokio::time::timeout(FIRST_PING_TIMEOUT, ping).await {

@@ -30,7 +30,9 @@ pub enum RawManager {
 #[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawEvents {
-    pub enabled: bool,
+    /// On by default, unless the file configures pipelines (`[sources]`): then off unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     pub manager: RawManager,
     /// 4.x and generic: the exchanges to consume (one queue of sluice's own per exchange).
     pub exchanges: Vec<String>,
@@ -69,7 +71,7 @@ pub struct RawEvents {
 impl Default for RawEvents {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             manager: RawManager::V4,
             exchanges: vec!["cloudify-events".into(), "cloudify-logs".into()],
             exchange_type: RawExchangeType::Fanout,

@@ -31,6 +31,8 @@ pub struct Fingerprints {
     pub metrics: u64,
     /// The events path: `[amqp]`, `[events]`, `[elasticsearch]`.
     pub events: u64,
+    /// The configured pipelines: `[amqp]`, `[sources]`, `[transforms]`, `[sinks]`.
+    pub pipelines: u64,
     /// The dead-letter publisher every path rejects into: `[amqp]`, `[dead_letter]`.
     pub dead_letter: u64,
     /// The admin endpoint: `[admin]`.
@@ -56,6 +58,7 @@ impl RawConfig {
                 rule_files,
             )),
             events: hash_of(&(&self.amqp, &self.events, &self.elasticsearch)),
+            pipelines: hash_of(&(&self.amqp, &self.sources, &self.transforms, &self.sinks)),
             dead_letter: hash_of(&(&self.amqp, &self.dead_letter)),
             admin: hash_of(&self.admin),
         }

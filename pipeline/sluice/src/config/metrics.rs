@@ -31,7 +31,9 @@ pub enum RawNaming {
 #[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
-    pub enabled: bool,
+    /// On by default, unless the file configures pipelines (`[sources]`): then off unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// The exchange the agents publish to, declared exactly as the manager declares it.
     pub exchange: String,
     pub exchange_type: RawExchangeType,
@@ -64,7 +66,7 @@ pub struct RawMetrics {
 impl Default for RawMetrics {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             exchange: "cloudify-monitoring".into(),
             exchange_type: RawExchangeType::Topic,
             exchange_durable: false,

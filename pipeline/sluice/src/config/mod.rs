@@ -24,9 +24,11 @@ mod fingerprint;
 mod influx;
 mod manager;
 mod metrics;
+mod pipelines;
 mod rules;
 mod shutdown;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -52,6 +54,10 @@ pub use fingerprint::Fingerprints;
 pub use influx::RawInflux;
 pub use manager::RawManagerRest;
 pub use metrics::{MetricsPathSettings, RawMetrics};
+pub use pipelines::{
+    ConsumeSpec, DecoderSpec, IntakeSpec, PipelinesSettings, PublishTarget, RawPipelines, RawSink,
+    RawSource, RawTransform, RouteSpec, SinkKind, SinkSpec, SourceSpec,
+};
 pub use rules::{RawRules, RulesSettings};
 pub use shutdown::RawShutdown;
 
@@ -72,6 +78,12 @@ pub struct RawConfig {
     pub manager: RawManagerRest,
     pub admin: RawAdmin,
     pub shutdown: RawShutdown,
+    /// Configured pipelines (the standalone tier): named sources...
+    pub sources: BTreeMap<String, RawSource>,
+    /// ...transforms...
+    pub transforms: BTreeMap<String, RawTransform>,
+    /// ...and sinks, each naming its `inputs`.
+    pub sinks: BTreeMap<String, RawSink>,
 }
 
 fn redacted<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
@@ -124,6 +136,26 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl RawConfig {
+    /// The configured pipelines' sections.
+    pub fn pipelines(&self) -> RawPipelines<'_> {
+        RawPipelines {
+            sources: &self.sources,
+            transforms: &self.transforms,
+            sinks: &self.sinks,
+        }
+    }
+
+    /// Whether the sidecar's metrics path runs: as `metrics.enabled` says, else when no
+    /// pipelines are configured.
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics.enabled.unwrap_or(self.pipelines().is_empty())
+    }
+
+    /// Whether the sidecar's events path runs, decided as for [`metrics_enabled`](Self::metrics_enabled).
+    pub fn events_enabled(&self) -> bool {
+        self.events.enabled.unwrap_or(self.pipelines().is_empty())
+    }
+
     /// Reads the file (if any), then the `SLUICE_*` environment overrides.
     pub fn load(file: Option<&Path>) -> Result<RawConfig, ConfigErrors> {
         let mut figment = Figment::new();
@@ -173,6 +205,7 @@ impl RawConfig {
         let rules = self
             .rules
             .validate(&self.manager, self.events.manager, &amqp, &mut fail);
+        let pipelines = self.pipelines().validate(&amqp, &mut fail);
         drop(fail);
 
         let (Some(broker), Some(metrics_path)) = (amqp.broker, metrics) else {
@@ -183,7 +216,8 @@ impl RawConfig {
         }
 
         let mut warnings = Vec::new();
-        if self.rules.enabled && !self.metrics.enabled {
+        // A tier without the sidecar's metrics path has no use for its rule stage: no warning.
+        if self.rules.enabled && self.metrics.enabled == Some(false) {
             warnings.push(
                 "rules.enabled needs the metrics path, which carries the metrics and the \
                  manager's control messages: the rule stage is off"
@@ -205,9 +239,10 @@ impl RawConfig {
         }
 
         Ok(Settings {
-            metrics: Some(metrics_path).filter(|_| self.metrics.enabled),
-            events: events.filter(|_| self.events.enabled),
-            rules: rules.filter(|_| self.rules.enabled && self.metrics.enabled),
+            metrics: Some(metrics_path).filter(|_| self.metrics_enabled()),
+            events: events.filter(|_| self.events_enabled()),
+            rules: rules.filter(|_| self.rules.enabled && self.metrics_enabled()),
+            pipelines,
             dead_letter: self.dead_letter.settings(broker, amqp.reconnect),
             admin_listen,
             shutdown_deadline: self.shutdown.deadline,
@@ -342,6 +377,8 @@ pub struct Settings {
     pub events: Option<EventsPathSettings>,
     /// `None` when the rule stage is disabled (or the metrics path is).
     pub rules: Option<RulesSettings>,
+    /// `None` when no pipelines are configured.
+    pub pipelines: Option<PipelinesSettings>,
     pub dead_letter: DeadLetterSettings,
     pub admin_listen: Option<SocketAddr>,
     pub shutdown_deadline: Duration,

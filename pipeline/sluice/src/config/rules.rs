@@ -233,7 +233,7 @@ mod tests {
         let mut raw = RawConfig::default();
         raw.manager.api = RawManagerRestApi::V4;
         raw.manager.token = Some(SecretString::from("s3cret-token"));
-        raw.metrics.enabled = false;
+        raw.metrics.enabled = Some(false);
         let settings = raw.validate().expect("valid");
         assert!(settings.rules.is_none(), "no metrics path, no rule stage");
         assert!(

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::admin::Health;
-use crate::config::Settings;
+use crate::config::{Settings, SinkKind};
 pub use board::Shape;
 use board::{Board, PathShape, SourceShape, StatusRecorder, StatusRegistry};
 use figures::Status;
@@ -73,6 +73,30 @@ pub fn shape(settings: &Settings) -> Shape {
             decode_stage: Stage::Events,
             sink: Stage::Elasticsearch,
             sink_url: url_without_secrets(&events.elasticsearch.url),
+        });
+    }
+    if let Some(pipelines) = &settings.pipelines {
+        // One figure for the tier: every source it consumes, every sink it writes.
+        let sink_urls: Vec<String> = pipelines
+            .sinks
+            .iter()
+            .map(|sink| match &sink.kind {
+                SinkKind::Influx { settings, .. } => {
+                    format!("{}: {}", sink.name, url_without_secrets(&settings.url))
+                }
+            })
+            .collect();
+        paths.push(PathShape {
+            name: "pipelines",
+            sources: pipelines
+                .sources
+                .iter()
+                .filter_map(|source| source.consume.as_ref())
+                .map(|consume| source_shape(&consume.source))
+                .collect(),
+            decode_stage: Stage::Normalise,
+            sink: Stage::Influx,
+            sink_url: sink_urls.join(", "),
         });
     }
     Shape {

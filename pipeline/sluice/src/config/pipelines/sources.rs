@@ -1,0 +1,479 @@
+//! `[sources.<name>]`: where a pipeline's points come from. Every source is consumed from a
+//! RabbitMQ queue through a decoder; a push input also runs the listener that fills the queue.
+//!
+//! - `amqp`: an exchange someone else publishes to, with the body format (`[decoder]`);
+//! - `graphite`: a Graphite plaintext listener (TCP and/or UDP);
+//! - `influxdb_write`: InfluxDB's write API (`/write`, `/api/v2/write`);
+//! - `prometheus_remote_write`: Prometheus `remote_write` (`/api/v1/write`).
+//!
+//! A push input publishes to the durable exchange `sluice.intake` with its own name as routing
+//! key, into its queue `sluice.intake.<name>` ([`RawIntakeBroker`]). An instance runs both the
+//! listener and the consumer by default; `run = "intake"` or `run = "consume"` splits them, so
+//! intake and writers scale out apart.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sluice_amqp::connection::BrokerUrl;
+use sluice_amqp::source::SourceSettings;
+use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology};
+use sluice_core::point::PointLimits;
+use sluice_normalise::{Naming, TemplateSet};
+
+use super::super::amqp::{BrokerConnection, RawExchangeType};
+use super::super::redacted_option;
+use super::field;
+use super::graph::RouteSpec;
+
+/// Enough to spread one queue over several connections.
+const MAX_CONSUMERS: u16 = 16;
+/// InfluxDB's own default `max-body-size`.
+const DEFAULT_MAX_BODY_BYTES: usize = 25_000_000;
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RawSource {
+    Amqp(RawAmqpSource),
+    Graphite(RawGraphiteSource),
+    InfluxdbWrite(RawInfluxWriteSource),
+    PrometheusRemoteWrite(RawRemoteWriteSource),
+}
+
+/// Points published to RabbitMQ by someone else.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmqpSource {
+    /// Declared (durable unless `exchange_durable = false`) and bound to the queue.
+    pub exchange: String,
+    #[serde(default = "topic")]
+    pub exchange_type: RawExchangeType,
+    #[serde(default = "yes")]
+    pub exchange_durable: bool,
+    /// Default `sluice.<name>`; durable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default = "all_keys")]
+    pub binding_keys: Vec<String>,
+    #[serde(default = "one")]
+    pub consumers: u16,
+    pub decoder: RawDecoder,
+}
+
+/// How a body becomes points.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawDecoder {
+    /// Cloudify's Diamond JSON, named by Graphite templates as `[metrics]` does.
+    Diamond {
+        #[serde(default = "measurement_star")]
+        templates: Vec<String>,
+        #[serde(default = "dot")]
+        separator: String,
+    },
+    /// Graphite plaintext lines, `path value timestamp`, named by Graphite templates.
+    Graphite {
+        #[serde(default = "measurement_star")]
+        templates: Vec<String>,
+        #[serde(default = "dot")]
+        separator: String,
+    },
+    /// InfluxDB line protocol, one point per line.
+    LineProtocol {
+        #[serde(default)]
+        precision: RawLinePrecision,
+    },
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum RawLinePrecision {
+    #[default]
+    #[serde(rename = "ns")]
+    Nanoseconds,
+    #[serde(rename = "us")]
+    Microseconds,
+    #[serde(rename = "ms")]
+    Milliseconds,
+    #[serde(rename = "s")]
+    Seconds,
+}
+
+/// Which halves of a push input this instance runs.
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRun {
+    /// The listener and the consumer of its queue.
+    #[default]
+    Both,
+    /// Only the listener, publishing to the broker.
+    Intake,
+    /// Only the consumer of the queue (the listener runs elsewhere).
+    Consume,
+}
+
+/// Where a push input's data waits: its durable buffer in the broker.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIntakeBroker {
+    /// A durable topic exchange; the routing key is the source's name.
+    pub exchange: String,
+    /// Default `sluice.intake.<name>`; durable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// `x-max-length` of the queue, with `x-overflow = reject-publish`: when the writers fall
+    /// this far behind, the listener answers 503 with `Retry-After` instead of buffering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    pub run: RawRun,
+    pub consumers: u16,
+}
+
+impl Default for RawIntakeBroker {
+    fn default() -> Self {
+        Self {
+            exchange: "sluice.intake".into(),
+            queue: None,
+            max_length: None,
+            run: RawRun::Both,
+            consumers: 1,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGraphiteSource {
+    /// `host:port` of the TCP listener; at least one of `tcp` and `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<String>,
+    #[serde(default = "measurement_star")]
+    pub templates: Vec<String>,
+    #[serde(default = "dot")]
+    pub separator: String,
+    #[serde(default)]
+    pub broker: RawIntakeBroker,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInfluxWriteSource {
+    #[serde(default = "influx_listen")]
+    pub listen: String,
+    /// When set, writes must carry it (`Authorization: Token`, or v1's `p`); never logged.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        default,
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token: Option<SecretString>,
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub broker: RawIntakeBroker,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteWriteSource {
+    #[serde(default = "remote_write_listen")]
+    pub listen: String,
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub broker: RawIntakeBroker,
+}
+
+fn topic() -> RawExchangeType {
+    RawExchangeType::Topic
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> u16 {
+    1
+}
+fn all_keys() -> Vec<String> {
+    vec!["#".to_owned()]
+}
+fn measurement_star() -> Vec<String> {
+    vec!["measurement*".to_owned()]
+}
+fn dot() -> String {
+    ".".to_owned()
+}
+fn influx_listen() -> String {
+    "127.0.0.1:8186".to_owned()
+}
+fn remote_write_listen() -> String {
+    "127.0.0.1:9201".to_owned()
+}
+fn max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// A checked source.
+pub struct SourceSpec {
+    pub name: String,
+    /// The consuming half; `None` when this instance runs only the listener.
+    pub consume: Option<ConsumeSpec>,
+    /// The listener of a push input; `None` for an `amqp` source or `run = "consume"`.
+    pub intake: Option<IntakeSpec>,
+}
+
+pub struct ConsumeSpec {
+    pub source: SourceSettings,
+    pub consumers: u16,
+    pub decoder: DecoderSpec,
+    pub point_limits: PointLimits,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DecoderSpec {
+    Diamond(Naming),
+    Graphite(TemplateSet),
+    LineProtocol(RawLinePrecision),
+}
+
+/// Where a push input publishes.
+#[derive(Debug, Clone)]
+pub struct PublishTarget {
+    pub url: BrokerUrl,
+    pub exchange: ExchangeSpec,
+    pub queue: QueueSpec,
+    pub routing_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum IntakeSpec {
+    Graphite {
+        tcp: Option<SocketAddr>,
+        udp: Option<SocketAddr>,
+        target: PublishTarget,
+    },
+    InfluxWrite {
+        listen: SocketAddr,
+        token: Option<SecretString>,
+        max_body_bytes: usize,
+        target: PublishTarget,
+    },
+    RemoteWrite {
+        listen: SocketAddr,
+        max_body_bytes: usize,
+        target: PublishTarget,
+    },
+}
+
+impl RawSource {
+    pub(super) fn validate(
+        &self,
+        name: &str,
+        amqp: &BrokerConnection<'_>,
+        routes: Vec<RouteSpec>,
+        fail: &mut impl FnMut(&str, String),
+    ) -> Option<SourceSpec> {
+        let field = |key: &str| field("sources", name, key);
+        let point_limits = PointLimits::default();
+        match self {
+            RawSource::Amqp(raw) => {
+                check_consumers(&field("consumers"), raw.consumers, fail);
+                if raw.exchange.is_empty() {
+                    fail(&field("exchange"), "must not be empty".into());
+                }
+                if raw.binding_keys.is_empty() {
+                    fail(
+                        &field("binding_keys"),
+                        "needs at least one key (\"#\" for all)".into(),
+                    );
+                }
+                let decoder = raw.decoder.validate(&field("decoder"), fail);
+                let topology = SourceTopology {
+                    exchange: Some(ExchangeSpec {
+                        name: raw.exchange.clone(),
+                        kind: raw.exchange_type.into(),
+                        durable: raw.exchange_durable,
+                        auto_delete: false,
+                    }),
+                    queue: QueueSpec::durable(
+                        raw.queue
+                            .clone()
+                            .unwrap_or_else(|| format!("sluice.{name}")),
+                    ),
+                    binding_keys: raw.binding_keys.clone(),
+                };
+                Some(SourceSpec {
+                    name: name.to_owned(),
+                    consume: Some(ConsumeSpec {
+                        source: amqp.source(name.to_owned(), topology)?,
+                        consumers: raw.consumers,
+                        decoder: decoder?,
+                        point_limits,
+                        routes,
+                    }),
+                    intake: None,
+                })
+            }
+            RawSource::Graphite(raw) => {
+                let tcp = raw
+                    .tcp
+                    .as_deref()
+                    .and_then(|text| socket_address(&field("tcp"), text, fail));
+                let udp = raw
+                    .udp
+                    .as_deref()
+                    .and_then(|text| socket_address(&field("udp"), text, fail));
+                if raw.tcp.is_none() && raw.udp.is_none() {
+                    fail(
+                        &field("tcp"),
+                        "a graphite source needs tcp, udp or both".into(),
+                    );
+                }
+                let templates = TemplateSet::parse(&raw.separator, &raw.templates)
+                    .map_err(|error| fail(&field("templates"), error.to_string()))
+                    .ok();
+                push_source(
+                    name,
+                    &raw.broker,
+                    amqp,
+                    routes,
+                    fail,
+                    templates.map(DecoderSpec::Graphite),
+                    |target| IntakeSpec::Graphite { tcp, udp, target },
+                )
+            }
+            RawSource::InfluxdbWrite(raw) => {
+                let listen = socket_address(&field("listen"), &raw.listen, fail);
+                check_body_limit(&field("max_body_bytes"), raw.max_body_bytes, fail);
+                let decoder = Some(DecoderSpec::LineProtocol(RawLinePrecision::Nanoseconds));
+                push_source(name, &raw.broker, amqp, routes, fail, decoder, |target| {
+                    IntakeSpec::InfluxWrite {
+                        listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+                        token: raw.token.clone(),
+                        max_body_bytes: raw.max_body_bytes,
+                        target,
+                    }
+                })
+            }
+            RawSource::PrometheusRemoteWrite(raw) => {
+                let listen = socket_address(&field("listen"), &raw.listen, fail);
+                check_body_limit(&field("max_body_bytes"), raw.max_body_bytes, fail);
+                let decoder = Some(DecoderSpec::LineProtocol(RawLinePrecision::Nanoseconds));
+                push_source(name, &raw.broker, amqp, routes, fail, decoder, |target| {
+                    IntakeSpec::RemoteWrite {
+                        listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+                        max_body_bytes: raw.max_body_bytes,
+                        target,
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// A push input's two halves: the listener publishing to its queue, and the consumer of it.
+fn push_source(
+    name: &str,
+    broker: &RawIntakeBroker,
+    amqp: &BrokerConnection<'_>,
+    routes: Vec<RouteSpec>,
+    fail: &mut impl FnMut(&str, String),
+    decoder: Option<DecoderSpec>,
+    intake: impl FnOnce(PublishTarget) -> IntakeSpec,
+) -> Option<SourceSpec> {
+    let field = |key: &str| field("sources", name, &format!("broker.{key}"));
+    check_consumers(&field("consumers"), broker.consumers, fail);
+    if broker.exchange.is_empty() {
+        fail(&field("exchange"), "must not be empty".into());
+    }
+    let exchange = ExchangeSpec {
+        name: broker.exchange.clone(),
+        kind: sluice_amqp::topology::ExchangeType::Topic,
+        durable: true,
+        auto_delete: false,
+    };
+    let mut queue = QueueSpec::durable(
+        broker
+            .queue
+            .clone()
+            .unwrap_or_else(|| format!("sluice.intake.{name}")),
+    );
+    queue.max_length = broker.max_length;
+    let target = PublishTarget {
+        url: amqp.broker.clone()?,
+        exchange: exchange.clone(),
+        queue: queue.clone(),
+        routing_key: name.to_owned(),
+    };
+    let topology = SourceTopology {
+        exchange: Some(exchange),
+        queue,
+        binding_keys: vec![name.to_owned()],
+    };
+    let decoder = decoder?;
+    let consume = (broker.run != RawRun::Intake)
+        .then(|| {
+            Some(ConsumeSpec {
+                source: amqp.source(name.to_owned(), topology)?,
+                consumers: broker.consumers,
+                decoder,
+                point_limits: PointLimits::default(),
+                routes,
+            })
+        })
+        .flatten();
+    Some(SourceSpec {
+        name: name.to_owned(),
+        consume,
+        intake: (broker.run != RawRun::Consume).then(|| intake(target)),
+    })
+}
+
+impl RawDecoder {
+    fn validate(&self, field: &str, fail: &mut impl FnMut(&str, String)) -> Option<DecoderSpec> {
+        let templates =
+            |separator: &str, templates: &[String], fail: &mut dyn FnMut(&str, String)| {
+                TemplateSet::parse(separator, templates)
+                    .map_err(|error| fail(&format!("{field}.templates"), error.to_string()))
+                    .ok()
+            };
+        match self {
+            RawDecoder::Diamond {
+                templates: lines,
+                separator,
+            } => templates(separator, lines, fail)
+                .map(|set| DecoderSpec::Diamond(Naming::Templates(set))),
+            RawDecoder::Graphite {
+                templates: lines,
+                separator,
+            } => templates(separator, lines, fail).map(DecoderSpec::Graphite),
+            RawDecoder::LineProtocol { precision } => Some(DecoderSpec::LineProtocol(*precision)),
+        }
+    }
+}
+
+fn check_consumers(field: &str, consumers: u16, fail: &mut impl FnMut(&str, String)) {
+    if !(1..=MAX_CONSUMERS).contains(&consumers) {
+        fail(field, format!("must be from 1 to {MAX_CONSUMERS}"));
+    }
+}
+
+fn check_body_limit(field: &str, bytes: usize, fail: &mut impl FnMut(&str, String)) {
+    if bytes == 0 {
+        fail(field, "must be at least 1".into());
+    }
+}
+
+fn socket_address(
+    field: &str,
+    text: &str,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<SocketAddr> {
+    SocketAddr::from_str(text)
+        .map_err(|error| fail(field, format!("{text:?} is not host:port: {error}")))
+        .ok()
+}

@@ -1,0 +1,124 @@
+//! Configured pipelines (the standalone tier) on the real RabbitMQ and InfluxDB: one source
+//! fanned out through transforms to two sinks, every delivery acked only once both sinks wrote
+//! what it became.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Broker, Sluice, TestNames, diamond, eventually, influx_url, unique};
+use sluice_testing::influx::TestDatabase;
+
+const WAIT: Duration = Duration::from_secs(60);
+const BASE_TIME: i64 = 1_700_000_000;
+
+/// Writes `contents` to a configuration file that lives as long as the answer.
+fn config_file(contents: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, contents).expect("write the configuration");
+    let path = path.to_str().expect("a UTF-8 path").to_owned();
+    (dir, path)
+}
+
+#[tokio::test]
+async fn one_source_fans_out_through_transforms_to_two_sinks() {
+    let names = TestNames::new("fanout");
+    let everything = TestDatabase::named("fanout-all").await;
+    let cpu_only = TestDatabase::named("fanout-cpu").await;
+    let broker = Broker::connect().await;
+    let queue = unique("fanout.agents");
+    let (_dir, file) = config_file(&format!(
+        r#"
+        [sources.agents]
+        type = "amqp"
+        exchange = "{exchange}"
+        queue = "{queue}"
+        decoder = {{ format = "diamond" }}
+
+        [transforms.tagged]
+        type = "tags"
+        inputs = ["agents"]
+        add = {{ tier = "edge" }}
+        drop = ["node_name"]
+
+        [transforms.only_cpu]
+        type = "filter"
+        inputs = ["tagged"]
+        measurement = "^cpu"
+
+        [sinks.all]
+        type = "influxdb"
+        inputs = ["tagged"]
+        url = "{influx}"
+        database = "{all}"
+        batch_linger = "50ms"
+
+        [sinks.cpu]
+        type = "influxdb"
+        inputs = ["only_cpu"]
+        url = "{influx}"
+        database = "{cpu}"
+        batch_linger = "50ms"
+        "#,
+        exchange = names.exchange,
+        influx = influx_url(),
+        all = everything.name,
+        cpu = cpu_only.name,
+    ));
+    let mut sluice =
+        Sluice::start_with_args(&names, &influx_url(), &[], &["--config", &file]).await;
+
+    let per_metric = 40;
+    for second in 0..per_metric {
+        for path in ["cpu.total.user", "memory.used"] {
+            let body = diamond("shop", "web_1", path, 1.5, BASE_TIME + second);
+            broker.publish(&names.exchange, "shop", &body).await;
+        }
+    }
+
+    eventually("both metrics in the first sink", WAIT, || async {
+        (everything.count("cpu.total.user").await == per_metric as u64
+            && everything.count("memory.used").await == per_metric as u64)
+            .then_some(())
+    })
+    .await;
+    eventually("only cpu in the second sink", WAIT, || async {
+        (cpu_only.count("cpu.total.user").await == per_metric as u64).then_some(())
+    })
+    .await;
+    assert_eq!(cpu_only.count("memory.used").await, 0, "filtered out");
+
+    let tags = everything
+        .query("SHOW TAG KEYS FROM \"cpu.total.user\"")
+        .await
+        .to_string();
+    assert!(tags.contains("\"tier\""), "the added tag: {tags}");
+    assert!(!tags.contains("\"node_name\""), "the dropped tag: {tags}");
+    let values = everything
+        .query("SHOW TAG VALUES FROM \"memory.used\" WITH KEY = \"tier\"")
+        .await
+        .to_string();
+    assert!(values.contains("\"edge\""), "{values}");
+
+    eventually("every delivery acked", WAIT, || async {
+        (sluice.counter("sluice_acked_total").await == (2 * per_metric) as f64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sluice
+            .counter_with("sluice_written_total", "sink=\"influx\"")
+            .await,
+        (3 * per_metric) as f64,
+        "each point written once per sink it was routed to"
+    );
+    assert!(sluice.stop(), "a clean stop");
+    // Stopped, sluice holds nothing: what it had not acked would be back in the queue.
+    assert_eq!(
+        broker.queue_counts(&queue).await,
+        (0, 0),
+        "(ready, consumers)"
+    );
+    broker.delete_queue(&queue).await;
+    broker.remove(&names).await;
+}
