@@ -38,8 +38,9 @@ pub(crate) enum V3Refusal {
     Unnamed,
 }
 
-/// Reads a 400/422 body for the request `lines` (the request body as sent).
-pub(crate) fn read_refusal(status: u16, body: &[u8], lines: &[u8]) -> V3Refusal {
+/// Reads a 400/422 body for the request `lines` (the request body as sent, `line_count`
+/// lines).
+pub(crate) fn read_refusal(status: u16, body: &[u8], lines: &[u8], line_count: usize) -> V3Refusal {
     let Ok(answer) = serde_json::from_slice::<Value>(body) else {
         return V3Refusal::Unnamed;
     };
@@ -47,6 +48,10 @@ pub(crate) fn read_refusal(status: u16, body: &[u8], lines: &[u8]) -> V3Refusal 
         return V3Refusal::Unnamed;
     };
     let sent: Vec<&str> = request_lines(text).collect();
+    if sent.len() != line_count {
+        // Lines split otherwise than the writer wrote them cannot be told apart.
+        return V3Refusal::Unnamed;
+    }
     match answer.get("data") {
         Some(Value::Array(entries)) => {
             if entries.is_empty() || entries.len() >= LISTED_AT_MOST {
@@ -145,6 +150,10 @@ mod tests {
 
     const LINES: &[u8] = b"cpu v=1 1\ncpu v=\"x\" 2\nmem v=3 3\ncpu v=\"y\" 4\n";
 
+    fn count(lines: &[u8]) -> usize {
+        lines.iter().filter(|byte| **byte == b'\n').count()
+    }
+
     fn reasons(refusal: &V3Refusal) -> Vec<(usize, &str)> {
         match refusal {
             V3Refusal::Partial(lines) => lines
@@ -161,7 +170,7 @@ mod tests {
         let body = br#"{"error":"partial write of line protocol occurred","data":[
             {"original_line":"cpu v=\"x\" 2","line_number":2,"error_message":"invalid column type for column 'v', expected iox::column_type::field::float, got iox::column_type::field::string"},
             {"original_line":"cpu v=\"y\" 4","line_number":4,"error_message":"invalid field value in line protocol for field 'v' on line 3: expected type iox::column_type::field::float, but got iox::column_type::field::string"}]}"#;
-        let refusal = read_refusal(400, body, LINES);
+        let refusal = read_refusal(400, body, LINES, count(LINES));
         assert_eq!(
             reasons(&refusal),
             [(1, "field_type_conflict"), (3, "field_type_conflict")]
@@ -183,13 +192,16 @@ mod tests {
     fn a_zero_based_line_number_is_matched_by_its_text() {
         let body = br#"{"error":"partial write of line protocol occurred","data":[
             {"original_line":"mem v=3 3","line_number":2,"error_message":"write to table mem had the incorrect series key"}]}"#;
-        assert_eq!(reasons(&read_refusal(400, body, LINES)), [(2, "rejected")]);
+        assert_eq!(
+            reasons(&read_refusal(400, body, LINES, count(LINES))),
+            [(2, "rejected")]
+        );
     }
 
     #[test]
     fn a_refusal_of_the_whole_request_names_one_line() {
         let body = br#"{"error":"parsing failed for write_lp endpoint","data":{"original_line":"mem v=3 3","line_number":3,"error_message":"No fields were provided"}}"#;
-        let refusal = read_refusal(400, body, LINES);
+        let refusal = read_refusal(400, body, LINES, count(LINES));
         assert!(
             matches!(refusal, V3Refusal::Whole { line: 2, .. }),
             "{refusal:?}"
@@ -209,7 +221,7 @@ mod tests {
         ];
         for body in cases {
             assert_eq!(
-                read_refusal(400, body, LINES),
+                read_refusal(400, body, LINES, count(LINES)),
                 V3Refusal::Unnamed,
                 "{}",
                 String::from_utf8_lossy(body)
@@ -218,16 +230,26 @@ mod tests {
     }
 
     #[test]
+    fn lines_counted_otherwise_than_written_are_unnamed() {
+        let body =
+            br#"{"data":[{"original_line":"cpu v=1 1","line_number":1,"error_message":"x"}]}"#;
+        assert_eq!(read_refusal(400, body, LINES, 3), V3Refusal::Unnamed);
+    }
+
+    #[test]
     fn a_line_sent_twice_is_named_only_by_its_number() {
         let lines = b"a v=1 1\na v=1 1\n";
         let by_number =
             br#"{"data":[{"original_line":"a v=1 1","line_number":2,"error_message":"x"}]}"#;
         assert_eq!(
-            reasons(&read_refusal(400, by_number, lines)),
+            reasons(&read_refusal(400, by_number, lines, count(lines))),
             [(1, "rejected")]
         );
         let no_number = br#"{"data":[{"original_line":"a v=1 1","error_message":"x"}]}"#;
-        assert_eq!(read_refusal(400, no_number, lines), V3Refusal::Unnamed);
+        assert_eq!(
+            read_refusal(400, no_number, lines, count(lines)),
+            V3Refusal::Unnamed
+        );
     }
 
     #[test]
@@ -244,7 +266,12 @@ mod tests {
         }
         let body = serde_json::json!({"error": "partial", "data": entries}).to_string();
         assert_eq!(
-            read_refusal(400, body.as_bytes(), lines.as_bytes()),
+            read_refusal(
+                400,
+                body.as_bytes(),
+                lines.as_bytes(),
+                count(lines.as_bytes())
+            ),
             V3Refusal::Unnamed
         );
     }

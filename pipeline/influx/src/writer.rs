@@ -273,7 +273,7 @@ impl BatchEndpoint for InfluxWriter {
             }
             RetryClass::DeadLetter if self.is_v3() => {
                 let body = read_capped(response).await;
-                match v3_answer::read_refusal(status, &body, lines) {
+                match v3_answer::read_refusal(status, &body, lines, line_count) {
                     V3Refusal::Partial(refused) => {
                         telemetry::partial_write(line_count, refused.len());
                         let mut outcomes = vec![ItemOutcome::Delivered; line_count];
