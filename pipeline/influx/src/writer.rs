@@ -15,7 +15,7 @@
 //! | 500 `max request size` (v3)         | as 413: 3 Core answers an oversized body this way    |
 //! | 429, 5xx, anything else, no answer  | `Retry`, with the server's `Retry-After`             |
 //!
-//! InfluxDB 3 names the lines it refused (see [`crate::v3_answer`]). A partial write
+//! InfluxDB 3 names the lines it refused (see the private `v3_answer` module). A partial write
 //! (`accept_partial=true`, the default) wrote every other line: the named ones get `Reject`
 //! with the server's reason, the rest `Delivered`, in one request. With `accept_partial=false`
 //! the first bad line fails the whole request and nothing is written: that line gets `Reject`

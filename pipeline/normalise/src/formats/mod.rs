@@ -4,8 +4,7 @@
 //!
 //! Each is a [`Decoder`](sluice_core::path::Decoder) whose
 //! [`decode_each`](sluice_core::path::Decoder::decode_each) hands on one
-//! [`Decoded::Item`](sluice_core::path::Decoded::Item) per point and one
-//! [`Decoded::Refused`](sluice_core::path::Decoded::Refused) per bad line (or array element),
+//! `Decoded::Item` per point and one `Decoded::Refused` per bad line (or array element),
 //! whose [`Refusal::part`] is that line alone, so that only it is dead-lettered and a replay does
 //! not write the good points again. The refusal's detail names the line (or element) number.
 //! Every point passes [`PointRef::validated`](sluice_core::point::PointRef::validated) with the
