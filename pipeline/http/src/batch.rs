@@ -13,6 +13,8 @@
 //!   found: isolating one bad item among `n` resends about `2n` items in `2 log2(n)` requests,
 //!   and only when something was refused. Resending is safe because both stores write
 //!   idempotently ([invariant 4](sluice_core#invariants));
+//! - [`BatchAnswer::RefusedFor`]: refused whole for one item the store named, nothing written:
+//!   that item is refused, the others sent again;
 //! - [`BatchAnswer::Failed`]: not about these items (5xx, 429, no answer, bad credentials). The
 //!   segments still waiting are not sent; they get the same `Retry`, because the next request
 //!   would very likely fail the same way.
@@ -39,6 +41,10 @@ pub enum BatchAnswer {
     /// Refused for something some of its items hold: split the request; an item alone is
     /// refused with `alone`.
     Split { alone: Refusal },
+    /// Refused whole because of one item, which the answer named (its index in the request),
+    /// and nothing of the request was written (InfluxDB 3 with `accept_partial=false`): that
+    /// item gets `refusal`, and the items before and after it are sent again.
+    RefusedFor { item: usize, refusal: Refusal },
     /// Nothing about these items in particular: they, and every segment still waiting, are
     /// retried.
     Failed {
@@ -89,13 +95,21 @@ pub async fn write_batch<E: BatchEndpoint>(
                 }
                 continue;
             }
-            BatchAnswer::Split { .. } if segment.len() > 1 => {
+            BatchAnswer::RefusedFor { item, refusal } if item < segment.len() => {
+                let refused = segment.start + item;
+                outcomes[refused] = Some(ItemOutcome::from(refusal));
+                pending.push(refused + 1..segment.end);
+                pending.push(segment.start..refused);
+                continue;
+            }
+            // An index outside the request names nothing: find the refused items by halving.
+            BatchAnswer::Split { .. } | BatchAnswer::RefusedFor { .. } if segment.len() > 1 => {
                 let middle = segment.start + segment.len() / 2;
                 pending.push(middle..segment.end);
                 pending.push(segment.start..middle);
                 continue;
             }
-            BatchAnswer::Split { alone } => {
+            BatchAnswer::Split { alone } | BatchAnswer::RefusedFor { refusal: alone, .. } => {
                 set_all(&mut outcomes, segment, &ItemOutcome::from(alone));
                 continue;
             }
@@ -163,6 +177,50 @@ mod tests {
         assert_eq!(
             *endpoint.sent.lock().expect("lock"),
             ["a\nb\n!\nd\n", "a\nb\n", "!\nd\n", "!\n", "d\n"]
+        );
+    }
+
+    /// Refuses a whole request holding a `!`, naming the first one, as InfluxDB 3 does with
+    /// `accept_partial=false`.
+    #[derive(Default)]
+    struct NamesTheBang {
+        sent: Mutex<Vec<String>>,
+    }
+
+    impl BatchEndpoint for NamesTheBang {
+        async fn send(&self, body: &[u8], _items: usize) -> BatchAnswer {
+            let body = String::from_utf8_lossy(body).into_owned();
+            let bang = body.lines().position(|line| line == "!");
+            self.sent.lock().expect("lock").push(body);
+            match bang {
+                Some(item) => BatchAnswer::RefusedFor {
+                    item,
+                    refusal: Refusal::new(Reason::BadLine, "bang"),
+                },
+                None => BatchAnswer::Written,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_item_named_by_a_whole_refusal_is_refused_and_the_rest_sent_again() {
+        let endpoint = NamesTheBang::default();
+        let items: [&[u8]; 5] = [b"a\n", b"!\n", b"c\n", b"!\n", b"e\n"];
+        let outcomes = write_batch(&endpoint, &BufferPool::new(1), &items).await;
+        let refused: ItemOutcome = Refusal::new(Reason::BadLine, "bang").into();
+        assert_eq!(
+            outcomes,
+            [
+                ItemOutcome::Delivered,
+                refused.clone(),
+                ItemOutcome::Delivered,
+                refused,
+                ItemOutcome::Delivered
+            ]
+        );
+        assert_eq!(
+            *endpoint.sent.lock().expect("lock"),
+            ["a\n!\nc\n!\ne\n", "a\n", "c\n!\ne\n", "c\n", "e\n"]
         );
     }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sluice_core::point::PointLimits;
 use sluice_http::redacted_url;
 use url::Url;
@@ -29,6 +29,17 @@ impl Precision {
             Precision::Microseconds => "u",
             Precision::Milliseconds => "ms",
             Precision::Seconds => "s",
+        }
+    }
+
+    /// The `precision` query value of the v3 `/api/v3/write_lp` API, which spells units out
+    /// (and would guess the unit from the magnitude if none were given).
+    pub fn v3_query_value(self) -> &'static str {
+        match self {
+            Precision::Nanoseconds => "nanosecond",
+            Precision::Microseconds => "microsecond",
+            Precision::Milliseconds => "millisecond",
+            Precision::Seconds => "second",
         }
     }
 
@@ -78,6 +89,38 @@ pub enum InfluxApi {
         bucket: String,
         token: SecretString,
     },
+    /// InfluxDB 3 Core and Enterprise: `POST /api/v3/write_lp?db=&precision=&accept_partial=`,
+    /// `Authorization: Bearer <token>` when a token is set (a server started without
+    /// authentication takes none).
+    ///
+    /// 3 Core answers a partial write with the lines it refused, by number and text, and writes
+    /// the others; the writer turns that into one outcome per line (see [`crate::writer`]).
+    V3 {
+        /// The database; 3 Core creates it on the first write. ASCII letters, digits, `_` and
+        /// `-`, starting with a letter or digit, as the server requires.
+        database: String,
+        token: Option<SecretString>,
+        /// `accept_partial=true` (the default): the good lines of a request are written and
+        /// only the bad ones refused. `false`: a bad line fails its whole request and nothing
+        /// of it is written; the writer then refuses that line and sends the others again.
+        accept_partial: bool,
+        /// `no_sync=true` makes the server answer before the write-ahead log is persisted, so
+        /// a success no longer means durable, and the delivery acked after it could be lost
+        /// with the server. Off unless asked for: only for data one can afford to lose.
+        no_sync: bool,
+    },
+}
+
+impl InfluxApi {
+    /// The v3 API with its defaults: partial writes accepted, `no_sync` off.
+    pub fn v3(database: impl Into<String>, token: Option<SecretString>) -> Self {
+        InfluxApi::V3 {
+            database: database.into(),
+            token,
+            accept_partial: true,
+            no_sync: false,
+        }
+    }
 }
 
 /// Everything [`InfluxWriter::new`](crate::InfluxWriter::new) needs; checked there.
@@ -131,6 +174,8 @@ impl fmt::Debug for InfluxSettings {
 pub(crate) struct Endpoints {
     pub(crate) write: Url,
     pub(crate) query: Url,
+    /// v3's `POST /api/v3/configure/database`, which creates a database.
+    pub(crate) configure_database: Url,
     pub(crate) ping: Url,
 }
 
@@ -140,7 +185,7 @@ impl Endpoints {
         let base = sluice_http::base_url(
             &settings.url,
             settings.request_timeout,
-            "the username and password (v1) or the token (v2)",
+            "the username and password (v1) or the token (v2, v3)",
         )?;
         let join = |path: &str| {
             base.join(path)
@@ -150,6 +195,7 @@ impl Endpoints {
         let mut write = match &settings.api {
             InfluxApi::V1 { .. } => join("write")?,
             InfluxApi::V2 { .. } => join("api/v2/write")?,
+            InfluxApi::V3 { .. } => join("api/v3/write_lp")?,
         };
         match &settings.api {
             InfluxApi::V1 {
@@ -184,13 +230,65 @@ impl Endpoints {
                     .append_pair("bucket", bucket)
                     .append_pair("precision", settings.precision.v2_query_value());
             }
+            InfluxApi::V3 {
+                database,
+                token,
+                accept_partial,
+                no_sync,
+            } => {
+                check_v3_database_name(database)?;
+                // 3 Core answers a malformed `Authorization` (a token with a space) with 400,
+                // which would read as every line refused.
+                if token.as_ref().is_some_and(|token| {
+                    let token = token.expose_secret();
+                    token.is_empty() || token.contains(char::is_whitespace)
+                }) {
+                    return Err("token: must be non-empty and hold no spaces".to_owned());
+                }
+                let mut query = write.query_pairs_mut();
+                query
+                    .append_pair("db", database)
+                    .append_pair("precision", settings.precision.v3_query_value())
+                    .append_pair(
+                        "accept_partial",
+                        if *accept_partial { "true" } else { "false" },
+                    );
+                // Only when asked: the server's default (false) answers after the WAL is
+                // persisted, which is what makes the ack after it mean durable.
+                if *no_sync {
+                    query.append_pair("no_sync", "true");
+                }
+            }
         }
         Ok(Self {
             write,
             query: join("query")?,
+            configure_database: join("api/v3/configure/database")?,
             ping: join("ping")?,
         })
     }
+}
+
+/// The names InfluxDB 3 accepts for a database (it refuses others with 400, which would
+/// otherwise look like every line being refused): ASCII letters, digits, `_` and `-`,
+/// starting with a letter or digit.
+fn check_v3_database_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return Err("database: is empty".to_owned());
+    };
+    if !first.is_ascii_alphanumeric() {
+        return Err(format!(
+            "database: {name:?} must start with an ASCII letter or digit (InfluxDB 3 refuses it)"
+        ));
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!(
+            "database: {name:?} may hold only ASCII letters, digits, '_' and '-' (InfluxDB 3 \
+             refuses others)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -262,6 +360,59 @@ mod tests {
     }
 
     #[test]
+    fn v3_endpoint_names_database_precision_and_partial_writes_and_never_no_sync_by_default() {
+        let mut settings = InfluxSettings::new(
+            Url::parse("http://influx3.example:8181/").expect("url"),
+            InfluxApi::v3("metrics-db_1", None),
+        );
+        settings.precision = Precision::Seconds;
+        let endpoints = Endpoints::from_settings(&settings).expect("valid");
+        assert_eq!(
+            endpoints.write.as_str(),
+            "http://influx3.example:8181/api/v3/write_lp?db=metrics-db_1&precision=second&accept_partial=true"
+        );
+        assert_eq!(
+            endpoints.configure_database.as_str(),
+            "http://influx3.example:8181/api/v3/configure/database"
+        );
+
+        settings.api = InfluxApi::V3 {
+            database: "m".into(),
+            token: None,
+            accept_partial: false,
+            no_sync: true,
+        };
+        let endpoints = Endpoints::from_settings(&settings).expect("valid");
+        assert_eq!(
+            endpoints.write.query(),
+            Some("db=m&precision=second&accept_partial=false&no_sync=true")
+        );
+    }
+
+    #[test]
+    fn a_v3_token_with_a_space_is_refused_without_being_printed() {
+        let settings = InfluxSettings::new(
+            Url::parse("http://host/").expect("url"),
+            InfluxApi::v3("db", Some(SecretString::from("secret part"))),
+        );
+        let error = Endpoints::from_settings(&settings).expect_err("a space");
+        assert!(error.starts_with("token:"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn v3_database_names_are_checked_as_the_server_checks_them() {
+        for bad in ["", "_metrics", "my db", "métriques", "a/b"] {
+            let settings = InfluxSettings::new(
+                Url::parse("http://host/").expect("url"),
+                InfluxApi::v3(bad, None),
+            );
+            let error = Endpoints::from_settings(&settings).expect_err(bad);
+            assert!(error.starts_with("database:"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
     fn bad_settings_are_refused_naming_the_setting() {
         let cases = [
             ("ftp://host/", "url: scheme"),
@@ -299,5 +450,9 @@ mod tests {
         };
         let printed = format!("{settings:?} {:#?}", settings);
         assert!(!printed.contains("v2-token-secret"), "{printed}");
+
+        settings.api = InfluxApi::v3("db", Some(SecretString::from("v3-token-secret")));
+        let printed = format!("{settings:?} {:#?}", settings);
+        assert!(!printed.contains("v3-token-secret"), "{printed}");
     }
 }

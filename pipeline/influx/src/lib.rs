@@ -10,14 +10,16 @@
 //!
 //! Modules:
 //!
-//! - [`api`]: where and how to write: [`InfluxSettings`], the v1 (`/write?db=`, basic auth)
-//!   and v2 (`/api/v2/write?org=&bucket=`, `Authorization: Token`) APIs, [`Precision`].
+//! - [`api`]: where and how to write: [`InfluxSettings`], the v1 (`/write?db=`, basic auth),
+//!   v2 (`/api/v2/write?org=&bucket=`, `Authorization: Token`) and v3
+//!   (`/api/v3/write_lp?db=&accept_partial=`, `Authorization: Bearer`) APIs, [`Precision`].
 //!   Passwords and tokens are [`secrecy::SecretString`]s and never printed.
 //! - [`encode`]: one point to one line, through the `influxdb-line-protocol` builder, which
 //!   escapes by construction; [`encode_point`] first refuses what the builder cannot carry
 //!   (see [`EncodeError`]).
 //! - [`writer`]: [`InfluxWriter`]: the HTTP requests and what each answer means for the lines
 //!   (the isolation of refused lines is `sluice_http::write_batch`'s).
+//! - `v3_answer` (private): which lines an InfluxDB 3 partial-write answer names, and why.
 //! - [`error`]: [`InfluxError`], for the calls that answer one result (`ping`,
 //!   `ensure_database`), with [`InfluxError::is_retryable`].
 //! - `telemetry` (private): the one place that both logs and counts what happens to requests.
@@ -33,11 +35,16 @@
 //! writing the same point again overwrites it with the same field values ([invariant 4](sluice_core#invariants)).
 //! The cost is bounded: isolating one bad line among `n` resends about `2n` lines in
 //! `2 log2(n)` requests, and only when something was refused.
+//!
+//! InfluxDB 3 does name the lines it refused, by number and text, so there one request
+//! settles a partial write; halving remains for its answers that name no line (see
+//! [`writer`]).
 
 pub mod api;
 pub mod encode;
 pub mod error;
 mod telemetry;
+mod v3_answer;
 pub mod writer;
 
 pub use api::{InfluxApi, InfluxSettings, Precision};

@@ -45,7 +45,26 @@ pub(crate) fn refused_request_bisected(lines: usize, status: u16, message: &str)
     );
 }
 
-/// The v1 database does not exist; the writer creates it and retries.
+/// InfluxDB 3 wrote a request of `lines` lines but for `refused`, which it named.
+pub(crate) fn partial_write(lines: usize, refused: usize) {
+    tracing::debug!(
+        lines,
+        refused,
+        "influxdb wrote a request in part and named the refused lines"
+    );
+}
+
+/// InfluxDB 3 (`accept_partial=false`) refused a request whole for the line at `line`; the
+/// others are sent again.
+pub(crate) fn refused_whole(lines: usize, line: usize) {
+    tracing::debug!(
+        lines,
+        line = line + 1,
+        "influxdb refused a request for one line; sending the others again"
+    );
+}
+
+/// The database (v1, v3) does not exist; the writer creates it and retries.
 pub(crate) fn database_missing(database: &str) {
     tracing::warn!(database, "influxdb database not found; creating it");
 }

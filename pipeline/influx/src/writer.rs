@@ -9,9 +9,18 @@
 //! | 400, 422 (v2), 413, several lines   | split in halves, each half written again             |
 //! | 400, 422 on one line                | `Reject`: `field_type_conflict`, `beyond_retention`, `bad_line` or `rejected` |
 //! | 413 on one line                     | `Reject { reason: "too_large" }`                     |
+//! | 400, 422 (v3) naming its lines      | see below                                            |
 //! | 401, 403                            | `Retry`: misconfiguration holds deliveries, logged as an error |
-//! | 404 `database not found` (v1)       | `CREATE DATABASE`, then `Retry`                      |
+//! | 404 `database not found` (v1, v3)   | create the database, then `Retry`                    |
+//! | 500 `max request size` (v3)         | as 413: 3 Core answers an oversized body this way    |
 //! | 429, 5xx, anything else, no answer  | `Retry`, with the server's `Retry-After`             |
+//!
+//! InfluxDB 3 names the lines it refused (see the private `v3_answer` module). A partial write
+//! (`accept_partial=true`, the default) wrote every other line: the named ones get `Reject`
+//! with the server's reason, the rest `Delivered`, in one request. With `accept_partial=false`
+//! the first bad line fails the whole request and nothing is written: that line gets `Reject`
+//! and the lines around it are sent again. When the answer names no line that can be trusted,
+//! the request is halved as for 1.x.
 //!
 //! A point that fails encoding is refused with the encoder's reason and never sent. The statuses
 //! are classed by [`sluice_http::classify`]; the splitting and the retry of what waits behind a
@@ -22,7 +31,7 @@ use std::fmt;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use sluice_core::outcome::ItemOutcome;
 use sluice_core::path::{Encode, Sink};
 use sluice_core::point::{PointLimits, ValidPoint};
@@ -33,6 +42,7 @@ use crate::api::{Endpoints, InfluxApi, InfluxSettings, Precision};
 use crate::encode::{Line, LineEncoder};
 use crate::error::{InfluxError, QueryRefused};
 use crate::telemetry;
+use crate::v3_answer::{self, V3Refusal};
 use sluice_http::{
     BatchAnswer, BatchEndpoint, BufferPool, Refusals, RetryClass, classify, endpoint_name, gzip,
     read_capped, store_client, truncate_detail, write_batch,
@@ -50,7 +60,7 @@ pub struct InfluxWriter {
     gzip: bool,
     limits: PointLimits,
     endpoints: Endpoints,
-    /// v2's `Token <token>`, marked sensitive so that it is never logged by the HTTP stack.
+    /// v2's `Token <token>` or v3's `Bearer <token>`, marked sensitive so that it is never logged by the HTTP stack.
     token_header: Option<HeaderValue>,
     buffers: BufferPool,
 }
@@ -75,17 +85,11 @@ impl InfluxWriter {
     pub fn new(settings: InfluxSettings) -> Result<Self, InfluxError> {
         let endpoints = Endpoints::from_settings(&settings).map_err(InfluxError::Settings)?;
         let token_header = match &settings.api {
-            InfluxApi::V1 { .. } => None,
-            InfluxApi::V2 { token, .. } => {
-                let mut value = HeaderValue::from_str(&format!("Token {}", token.expose_secret()))
-                    .map_err(|_| {
-                        InfluxError::Settings(
-                            "token: holds characters an HTTP header cannot carry".to_owned(),
-                        )
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
+            InfluxApi::V1 { .. } | InfluxApi::V3 { token: None, .. } => None,
+            InfluxApi::V2 { token, .. } => Some(authorization("Token", token)?),
+            InfluxApi::V3 {
+                token: Some(token), ..
+            } => Some(authorization("Bearer", token)?),
         };
         let client = store_client(settings.request_timeout)?;
         Ok(Self {
@@ -101,10 +105,14 @@ impl InfluxWriter {
     }
 
     /// v1: `CREATE DATABASE` (idempotent in 1.x) via `POST /query`; v2: nothing, because
-    /// buckets are made by administrators.
+    /// buckets are made by administrators; v3: `POST /api/v3/configure/database` (a database
+    /// that exists already, `409`, is fine). 3 Core also creates a database on its first write,
+    /// so this is needed only where the token may not create one by writing.
     pub async fn ensure_database(&self) -> Result<(), InfluxError> {
-        let InfluxApi::V1 { database, .. } = &self.api else {
-            return Ok(());
+        let database = match &self.api {
+            InfluxApi::V1 { database, .. } => database,
+            InfluxApi::V2 { .. } => return Ok(()),
+            InfluxApi::V3 { database, .. } => return self.configure_database(database).await,
         };
         let statement = format!("CREATE DATABASE {}", quote_identifier(database));
         let body = url::form_urlencoded::Serializer::new(String::new())
@@ -148,6 +156,26 @@ impl InfluxWriter {
         }
     }
 
+    /// v3: creates `database`; `409` (it exists) is success.
+    async fn configure_database(&self, database: &str) -> Result<(), InfluxError> {
+        let endpoint = &self.endpoints.configure_database;
+        let request = self
+            .client
+            .post(endpoint.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(serde_json::json!({ "db": database }).to_string());
+        let response = self.send_authenticated(request, endpoint).await?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::CONFLICT {
+            return Ok(());
+        }
+        let error = InfluxError::answered(response, error_message).await;
+        if let InfluxError::Authentication { status } = error {
+            telemetry::authentication_failed(&endpoint_name(endpoint), status);
+        }
+        Err(error)
+    }
+
     /// `GET /ping`, for the readiness endpoint: Ok when the server answers 2xx.
     pub async fn ping(&self) -> Result<(), InfluxError> {
         let request = self.client.get(self.endpoints.ping.clone());
@@ -188,7 +216,7 @@ impl InfluxWriter {
     }
 
     async fn create_missing_database(&self) {
-        let InfluxApi::V1 { database, .. } = &self.api else {
+        let (InfluxApi::V1 { database, .. } | InfluxApi::V3 { database, .. }) = &self.api else {
             return;
         };
         telemetry::database_missing(database);
@@ -243,6 +271,39 @@ impl BatchEndpoint for InfluxWriter {
                     detail: format!("authentication failed (status {status})"),
                 }
             }
+            RetryClass::DeadLetter if self.is_v3() => {
+                let body = read_capped(response).await;
+                match v3_answer::read_refusal(status, &body, lines, line_count) {
+                    V3Refusal::Partial(refused) => {
+                        telemetry::partial_write(line_count, refused.len());
+                        let mut outcomes = vec![ItemOutcome::Delivered; line_count];
+                        for (line, refusal) in refused {
+                            if let Some(outcome) = outcomes.get_mut(line) {
+                                *outcome = refusal.into();
+                            }
+                        }
+                        BatchAnswer::Items(outcomes)
+                    }
+                    V3Refusal::Whole { line, refusal } => {
+                        telemetry::refused_whole(line_count, line);
+                        BatchAnswer::RefusedFor {
+                            item: line,
+                            refusal,
+                        }
+                    }
+                    V3Refusal::Unnamed => {
+                        let message = error_message(&body);
+                        if line_count > 1 {
+                            telemetry::refused_request_bisected(line_count, status, &message);
+                        }
+                        let detail =
+                            truncate_detail(format!("influxdb answered {status}: {message}"));
+                        BatchAnswer::Split {
+                            alone: Refusal::new(v3_answer::line_reason(&message), detail),
+                        }
+                    }
+                }
+            }
             RetryClass::DeadLetter | RetryClass::Split => {
                 let message = error_message(&read_capped(response).await);
                 if line_count > 1 {
@@ -260,10 +321,27 @@ impl BatchEndpoint for InfluxWriter {
             }
             RetryClass::Retry { after } => {
                 let message = error_message(&read_capped(response).await);
-                if status == 404
-                    && matches!(self.api, InfluxApi::V1 { .. })
-                    && message.contains("database not found")
-                {
+                if self.is_v3() && status == 500 && message.contains("max request size") {
+                    // 3 Core answers a body over its `max-http-request-size` with a 500; it
+                    // means 413, and would fail the same way however often it were retried.
+                    if line_count > 1 {
+                        telemetry::refused_request_bisected(line_count, status, &message);
+                    }
+                    return BatchAnswer::Split {
+                        alone: Refusal::new(
+                            Reason::TooLarge,
+                            truncate_detail(format!("influxdb answered {status}: {message}")),
+                        ),
+                    };
+                }
+                let database_missing = match self.api {
+                    InfluxApi::V1 { .. } => message.contains("database not found"),
+                    InfluxApi::V3 { .. } => {
+                        message.contains("database") && message.contains("not found")
+                    }
+                    InfluxApi::V2 { .. } => false,
+                };
+                if status == 404 && database_missing {
                     // Created once per batch: the answer ends the batch's attempt.
                     self.create_missing_database().await;
                     return BatchAnswer::Failed {
@@ -307,6 +385,23 @@ impl<'p> Encode<ValidPoint<'p>> for InfluxWriter {
             .encode_line(point)
             .map_err(|error| Refusal::of(&error))
     }
+}
+
+impl InfluxWriter {
+    fn is_v3(&self) -> bool {
+        matches!(self.api, InfluxApi::V3 { .. })
+    }
+}
+
+/// An `Authorization` header of `scheme` and the token, marked sensitive so that the HTTP stack
+/// never logs it.
+fn authorization(scheme: &str, token: &SecretString) -> Result<HeaderValue, InfluxError> {
+    let mut value =
+        HeaderValue::from_str(&format!("{scheme} {}", token.expose_secret())).map_err(|_| {
+            InfluxError::Settings("token: holds characters an HTTP header cannot carry".to_owned())
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// The dead-letter reason for one line the server refused, from its error text.

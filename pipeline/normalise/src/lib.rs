@@ -19,6 +19,8 @@
 //! - [`events`]: Cloudify event and log bodies (wire formats, section 3) to documents with
 //!   `@timestamp`, their daily index ([`IndexPattern`]) and a deterministic `_id`.
 //! - [`timestamp`]: every timestamp shape the manager writes, parsed to a UTC instant.
+//! - [`formats`]: decoders for bodies of many points, chosen per AMQP source: Graphite
+//!   plaintext lines, InfluxDB line protocol, JSON mapped by pointers.
 //! - [`transform`]: what a configured pipeline does to points between sources and sinks: tags
 //!   added, dropped and renamed, points filtered, Graphite templates applied.
 //! - this file: [`Normaliser`], which picks the naming ([`Naming`]), builds the point and runs
@@ -28,6 +30,7 @@ mod body;
 pub mod decoders;
 mod diamond;
 pub mod events;
+pub mod formats;
 pub mod graphite;
 pub mod timestamp;
 pub mod transform;
@@ -42,6 +45,10 @@ pub use crate::body::BodyError;
 pub use crate::decoders::{DiamondDecoder, EventsDecoder, MetricTap};
 use crate::diamond::{DiamondMetric, Message};
 pub use crate::events::{EventDecoder, EventError, IndexPattern, IndexPatternError, document_id};
+pub use crate::formats::{
+    GraphiteLinesDecoder, JsonDecoder, JsonMapping, JsonMappingError, JsonMappingSettings,
+    LineProtocolDecoder, MeasurementSource, TimeFormat, TimestampPrecision,
+};
 pub use crate::graphite::{Applied, AppliedRef, TemplateError, TemplateSet};
 pub use crate::timestamp::{TimestampError, format_event_timestamp, parse_manager_timestamp};
 pub use crate::transform::{PointFilter, TagEdit, Transform, TransformChain};

@@ -6,6 +6,8 @@
 //! - Doubles, each answering as the real peer does, errors included:
 //!   - [`elasticsearch::FakeElasticsearch`]: Elasticsearch 8's `_bulk`, mappings, templates
 //!     and searches, with injectable faults;
+//!   - [`influx3::FakeInfluxDb3`]: InfluxDB 3 Core's `/api/v3/write_lp` with its partial
+//!     writes, column types, tokens, databases and faults;
 //!   - [`manager::FakeManager`]: the Cloudify manager's REST API as the executor calls it;
 //!   - [`recording_server::RecordingServer`]: any HTTP peer answering from a closure and
 //!     recording each request (InfluxDB 2's API, statuses the real InfluxDB 1.x never sends).
@@ -17,6 +19,7 @@
 
 pub mod elasticsearch;
 pub mod influx;
+pub mod influx3;
 pub mod manager;
 pub mod names;
 pub mod recorded;
