@@ -19,6 +19,8 @@ pub enum RawInfluxApi {
     V1,
     /// InfluxDB 2.x `/api/v2/write` with org, bucket and token.
     V2,
+    /// InfluxDB 3 Core/Enterprise `/api/v3/write_lp` with database and (optional) token.
+    V3,
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,6 +69,12 @@ pub struct RawInflux {
         skip_serializing_if = "Option::is_none"
     )]
     pub token: Option<SecretString>,
+    /// v3: the good lines of a request are written and only the bad ones refused. With
+    /// `false`, a bad line fails its request, and sluice sends the others again without it.
+    pub accept_partial: bool,
+    /// v3: answer before the write-ahead log is persisted. Off: an ack after such an answer
+    /// would not mean the points are durable. Only for data one can afford to lose.
+    pub no_sync: bool,
     pub precision: RawPrecision,
     pub gzip: bool,
     #[serde(with = "humantime_serde")]
@@ -103,6 +111,8 @@ impl Default for RawInflux {
             org: None,
             bucket: None,
             token: None,
+            accept_partial: true,
+            no_sync: false,
             precision: RawPrecision::Nanoseconds,
             gzip: false,
             request_timeout: Duration::from_secs(10),
@@ -181,7 +191,27 @@ impl RawInflux {
                     _ => None,
                 }
             }
+            RawInfluxApi::V3 => {
+                if self.database.is_empty() {
+                    fail(
+                        "influx.database",
+                        "must not be empty with api = \"v3\"".into(),
+                    );
+                }
+                Some(InfluxApi::V3 {
+                    database: self.database.clone(),
+                    token: self.token.clone(),
+                    accept_partial: self.accept_partial,
+                    no_sync: self.no_sync,
+                })
+            }
         };
+        if self.no_sync {
+            tracing::warn!(
+                "influx.no_sync = true: InfluxDB answers before its write-ahead log is \
+                 persisted, so points acked after it can be lost with the server"
+            );
+        }
         let limits = SinkWrites {
             section: "influx",
             max_items_key: "batch_max_points",

@@ -56,7 +56,7 @@ pub use manager::RawManagerRest;
 pub use metrics::{MetricsPathSettings, RawMetrics};
 pub use pipelines::{
     ConsumeSpec, DecoderSpec, IntakeSpec, PipelinesSettings, PublishTarget, RawPipelines, RawSink,
-    RawSource, RawTransform, RouteSpec, SinkKind, SinkSpec, SourceSpec,
+    RawSource, RawTransform, SinkKind, SinkSpec,
 };
 pub use rules::{RawRules, RulesSettings};
 pub use shutdown::RawShutdown;

@@ -30,7 +30,10 @@ use sluice_core::dead_letter::DeadLetterSender;
 use sluice_core::path::{ControlHandler, Decoder, SinkInput, run_encode_stage};
 use sluice_core::point::ValidPoint;
 use sluice_influx::InfluxWriter;
-use sluice_normalise::{ControlMessage, DiamondDecoder, Normaliser, TransformChain};
+use sluice_normalise::{
+    ControlMessage, DiamondDecoder, GraphiteLinesDecoder, JsonDecoder, LineProtocolDecoder,
+    Normaliser, TransformChain,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -150,8 +153,17 @@ fn start_source(
             let decoder = DiamondDecoder::new(Normaliser::new(naming, consume.point_limits), ());
             spawn_path(tasks, name, deliveries, decoder, routes, dead_letters);
         }
-        DecoderSpec::Graphite(_) | DecoderSpec::LineProtocol(_) => {
-            anyhow::bail!("source {name}: this decoder is not wired yet")
+        DecoderSpec::Graphite(templates) => {
+            let decoder = GraphiteLinesDecoder::new(templates, [], consume.point_limits);
+            spawn_path(tasks, name, deliveries, decoder, routes, dead_letters);
+        }
+        DecoderSpec::LineProtocol(precision) => {
+            let decoder = LineProtocolDecoder::new(precision, consume.point_limits);
+            spawn_path(tasks, name, deliveries, decoder, routes, dead_letters);
+        }
+        DecoderSpec::Json(mapping) => {
+            let decoder = JsonDecoder::new(mapping, consume.point_limits);
+            spawn_path(tasks, name, deliveries, decoder, routes, dead_letters);
         }
     }
     Ok(())

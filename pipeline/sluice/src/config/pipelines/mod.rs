@@ -36,7 +36,6 @@ mod transforms;
 
 use std::collections::BTreeMap;
 
-pub use graph::RouteSpec;
 pub use sinks::{RawSink, SinkKind, SinkSpec};
 pub use sources::{ConsumeSpec, DecoderSpec, IntakeSpec, PublishTarget, RawSource, SourceSpec};
 pub use transforms::RawTransform;

@@ -11,6 +11,7 @@
 //! listener and the consumer by default; `run = "intake"` or `run = "consume"` splits them, so
 //! intake and writers scale out apart.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
@@ -23,7 +24,10 @@ use sluice_amqp::source::SourceSettings;
 use sluice_amqp::topology::{ExchangeSpec, Overflow, QueueSpec, SourceTopology};
 use sluice_core::point::PointLimits;
 use sluice_core::retry::RetryPolicy;
-use sluice_normalise::{Naming, TemplateSet};
+use sluice_normalise::{
+    JsonMapping, JsonMappingSettings, MeasurementSource, Naming, TemplateSet, TimeFormat,
+    TimestampPrecision,
+};
 
 use super::super::amqp::{BrokerConnection, RawExchangeType};
 use super::super::{at_least_one, redacted_option};
@@ -87,6 +91,35 @@ pub enum RawDecoder {
         #[serde(default)]
         precision: RawLinePrecision,
     },
+    /// A JSON object, or an array of them, each one point, mapped by JSON pointers.
+    Json {
+        /// `{ pointer = "/name" }` or `{ constant = "weather" }`.
+        measurement: RawMeasurement,
+        /// Tag key = pointer to its value.
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
+        /// Field key = pointer to its value; at least one.
+        fields: BTreeMap<String, String>,
+        /// Pointer to the time.
+        time: String,
+        time_format: RawTimeFormat,
+    },
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawMeasurement {
+    Pointer(String),
+    Constant(String),
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTimeFormat {
+    UnixS,
+    UnixMs,
+    UnixNs,
+    Rfc3339,
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -239,7 +272,8 @@ pub struct ConsumeSpec {
 pub enum DecoderSpec {
     Diamond(Naming),
     Graphite(TemplateSet),
-    LineProtocol(RawLinePrecision),
+    LineProtocol(TimestampPrecision),
+    Json(JsonMapping),
 }
 
 /// Where a push input publishes.
@@ -353,7 +387,7 @@ impl RawSource {
                 let listen = socket_address(&field("listen"), &raw.listen, fail);
                 let max_body_bytes =
                     at_least_one(&field("max_body_bytes"), raw.max_body_bytes, fail);
-                let decoder = Some(DecoderSpec::LineProtocol(RawLinePrecision::Nanoseconds));
+                let decoder = Some(DecoderSpec::LineProtocol(TimestampPrecision::Nanoseconds));
                 push_source(name, &raw.broker, amqp, routes, fail, decoder, |target| {
                     Some(IntakeSpec::InfluxWrite {
                         listen: listen?,
@@ -367,7 +401,7 @@ impl RawSource {
                 let listen = socket_address(&field("listen"), &raw.listen, fail);
                 let max_body_bytes =
                     at_least_one(&field("max_body_bytes"), raw.max_body_bytes, fail);
-                let decoder = Some(DecoderSpec::LineProtocol(RawLinePrecision::Nanoseconds));
+                let decoder = Some(DecoderSpec::LineProtocol(TimestampPrecision::Nanoseconds));
                 push_source(name, &raw.broker, amqp, routes, fail, decoder, |target| {
                     Some(IntakeSpec::RemoteWrite {
                         listen: listen?,
@@ -464,7 +498,39 @@ impl RawDecoder {
                 templates: lines,
                 separator,
             } => templates(separator, lines, fail).map(DecoderSpec::Graphite),
-            RawDecoder::LineProtocol { precision } => Some(DecoderSpec::LineProtocol(*precision)),
+            RawDecoder::LineProtocol { precision } => {
+                Some(DecoderSpec::LineProtocol(match precision {
+                    RawLinePrecision::Nanoseconds => TimestampPrecision::Nanoseconds,
+                    RawLinePrecision::Microseconds => TimestampPrecision::Microseconds,
+                    RawLinePrecision::Milliseconds => TimestampPrecision::Milliseconds,
+                    RawLinePrecision::Seconds => TimestampPrecision::Seconds,
+                }))
+            }
+            RawDecoder::Json {
+                measurement,
+                tags,
+                fields,
+                time,
+                time_format,
+            } => JsonMappingSettings {
+                measurement: match measurement {
+                    RawMeasurement::Pointer(pointer) => MeasurementSource::Pointer(pointer.clone()),
+                    RawMeasurement::Constant(name) => MeasurementSource::Constant(name.clone()),
+                },
+                tags: tags.clone(),
+                fields: fields.clone(),
+                time: time.clone(),
+                time_format: match time_format {
+                    RawTimeFormat::UnixS => TimeFormat::UnixS,
+                    RawTimeFormat::UnixMs => TimeFormat::UnixMs,
+                    RawTimeFormat::UnixNs => TimeFormat::UnixNs,
+                    RawTimeFormat::Rfc3339 => TimeFormat::Rfc3339,
+                },
+            }
+            .validate()
+            .map(DecoderSpec::Json)
+            .map_err(|error| fail(field, error.to_string()))
+            .ok(),
         }
     }
 }
