@@ -5,7 +5,6 @@
 
 use std::borrow::Cow;
 use std::num::NonZeroUsize;
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -262,25 +261,10 @@ async fn without_a_broker_a_publish_is_unavailable_at_once() {
 
 /// Has the broker close the connections named after `name`, as a broker restart would.
 fn sever(name: &str) -> usize {
-    let marker = format!("sluice {name} pid={}", std::process::id());
-    let listing = Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl is needed to sever connections: install rabbitmq-server");
-    let listing = String::from_utf8_lossy(&listing.stdout);
-    let mut closed = 0;
-    for line in listing.lines().filter(|line| line.contains(&marker)) {
-        let Some(connection) = line.split_whitespace().next() else {
-            continue;
-        };
-        let status = Command::new("rabbitmqctl")
-            .args(["-q", "close_connection", connection, "severed by a test"])
-            .status()
-            .expect("rabbitmqctl");
-        assert!(status.success(), "close_connection {connection}");
-        closed += 1;
-    }
-    closed
+    sluice_testing::services::close_broker_connections(&format!(
+        "sluice {name} pid={}",
+        std::process::id()
+    ))
 }
 
 #[tokio::test]

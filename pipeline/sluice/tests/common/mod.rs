@@ -390,25 +390,7 @@ impl Sluice {
     /// broker restart or a network cut would. Returns how many connections were closed.
     pub fn sever_broker_connection(&self, role: &str) -> usize {
         let pid = self.process.as_ref().map(Child::id).expect("running");
-        let marker = format!("sluice {role} pid={pid}");
-        let listing = Command::new("rabbitmqctl")
-            .args(["-q", "list_connections", "pid", "client_properties"])
-            .output()
-            .expect("rabbitmqctl is needed to sever connections: install rabbitmq-server");
-        let listing = String::from_utf8_lossy(&listing.stdout);
-        let mut closed = 0;
-        for line in listing.lines().filter(|line| line.contains(&marker)) {
-            let Some(connection) = line.split_whitespace().next() else {
-                continue;
-            };
-            let status = Command::new("rabbitmqctl")
-                .args(["-q", "close_connection", connection, "severed by a test"])
-                .status()
-                .expect("rabbitmqctl");
-            assert!(status.success(), "close_connection {connection}");
-            closed += 1;
-        }
-        closed
+        sluice_testing::services::close_broker_connections(&format!("sluice {role} pid={pid}"))
     }
 
     /// SIGTERM, then waits for a clean exit; returns the exit status's success.
