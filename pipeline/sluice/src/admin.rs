@@ -124,6 +124,24 @@ async fn first_unready(health: &Health) -> Option<String> {
     {
         return Some("pipelines: a source is not consuming from the broker".into());
     }
+    if let Some(pipelines) = &health.pipelines {
+        if let Some((name, _)) = pipelines
+            .publishers
+            .iter()
+            .find(|(_, publisher)| !publisher.is_connected())
+        {
+            return Some(format!(
+                "pipelines: sink {name} is not connected to the broker"
+            ));
+        }
+        for (name, writer) in &pipelines.influx {
+            match tokio::time::timeout(READINESS_PING_TIMEOUT, writer.ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Some(format!("pipelines: sink {name}: {error}")),
+                Err(_) => return Some(format!("pipelines: sink {name}: ping timed out")),
+            }
+        }
+    }
     if let Some(metrics) = &health.metrics {
         match tokio::time::timeout(READINESS_PING_TIMEOUT, metrics.influx.ping()).await {
             Ok(Ok(())) => {}

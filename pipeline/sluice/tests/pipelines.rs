@@ -122,3 +122,122 @@ async fn one_source_fans_out_through_transforms_to_two_sinks() {
     broker.delete_queue(&queue).await;
     broker.remove(&names).await;
 }
+
+/// One tier feeding another through the `amqp` sink: an edge source's points are published as
+/// line protocol with confirms, read back by a second source with the line-protocol decoder,
+/// and written to InfluxDB. The sink's broker connection is cut halfway: its batches are sent
+/// again, so every point arrives (a duplicate overwrites the same series and time).
+#[tokio::test]
+async fn an_amqp_sink_feeds_another_tier_and_survives_a_lost_connection() {
+    let names = TestNames::new("tiers");
+    let database = TestDatabase::named("tiers").await;
+    let broker = Broker::connect().await;
+    let edge_queue = unique("tiers.edge");
+    let between_exchange = unique("tiers.between");
+    let between_queue = unique("tiers.between");
+    let (_dir, file) = config_file(&format!(
+        r#"
+        [sources.edge]
+        type = "amqp"
+        exchange = "{exchange}"
+        queue = "{edge_queue}"
+        decoder = {{ format = "diamond" }}
+
+        [transforms.tagged]
+        type = "tags"
+        inputs = ["edge"]
+        add = {{ tier = "edge" }}
+
+        [sinks.next_tier]
+        type = "amqp"
+        inputs = ["tagged"]
+        exchange = "{between_exchange}"
+        queue = "{between_queue}"
+        max_length = 100000
+        batch_max_points = 10
+        batch_linger = "20ms"
+        retry_initial_delay = "50ms"
+        retry_max_delay = "500ms"
+
+        [sources.core]
+        type = "amqp"
+        exchange = "{between_exchange}"
+        queue = "{between_queue}"
+        max_length = 100000
+        decoder = {{ format = "line_protocol" }}
+
+        [sinks.influx]
+        type = "influxdb"
+        inputs = ["core"]
+        url = "{influx}"
+        database = "{database}"
+        batch_linger = "50ms"
+        "#,
+        exchange = names.exchange,
+        influx = influx_url(),
+        database = database.name,
+    ));
+    let mut sluice =
+        Sluice::start_with_args(&names, &influx_url(), &[], &["--config", &file]).await;
+
+    let per_half = 60;
+    let publish_half = |from: i64| {
+        let broker = &broker;
+        let exchange = names.exchange.clone();
+        async move {
+            for second in from..from + per_half {
+                let body = diamond("shop", "web_1", "cpu.total.user", 1.5, BASE_TIME + second);
+                broker.publish(&exchange, "shop", &body).await;
+            }
+        }
+    };
+    publish_half(0).await;
+    eventually("the first half through the sink", WAIT, || async {
+        (sluice
+            .counter_with("sluice_written_total", "sink=\"amqp\"")
+            .await
+            >= per_half as f64)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        sluice.sever_broker_connection("sink-next_tier"),
+        1,
+        "the sink's own connection"
+    );
+    publish_half(per_half).await;
+
+    eventually(
+        "every point in InfluxDB, through both tiers",
+        WAIT,
+        || async { (database.count("cpu.total.user").await == 2 * per_half as u64).then_some(()) },
+    )
+    .await;
+    let values = database
+        .query("SHOW TAG VALUES FROM \"cpu.total.user\" WITH KEY = \"tier\"")
+        .await
+        .to_string();
+    assert!(values.contains("\"edge\""), "the edge tier's tag: {values}");
+    let rows = database
+        .rows("SELECT value FROM \"cpu.total.user\" WHERE value <> 1.5")
+        .await
+        .expect("a query");
+    assert!(rows.is_empty(), "every value as sent: {rows:?}");
+    eventually("both queues drained and acked", WAIT, || async {
+        (broker.queue_counts(&edge_queue).await.0 == 0
+            && broker.queue_counts(&between_queue).await.0 == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(sluice.stop(), "a clean stop");
+    for queue in [&edge_queue, &between_queue] {
+        assert_eq!(
+            broker.queue_counts(queue).await,
+            (0, 0),
+            "{queue}: nothing left unacked (ready, consumers)"
+        );
+        broker.delete_queue(queue).await;
+    }
+    broker.delete_exchange(&between_exchange).await;
+    broker.remove(&names).await;
+}

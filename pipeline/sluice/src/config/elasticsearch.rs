@@ -117,6 +117,7 @@ impl RawElasticsearch {
             max_bytes: self.batch_max_bytes,
             linger: self.batch_linger,
             concurrency: self.concurrency,
+            timeout_key: "request_timeout",
             request_timeout: self.request_timeout,
             retry_initial_delay: self.retry_initial_delay,
             retry_max_delay: self.retry_max_delay,

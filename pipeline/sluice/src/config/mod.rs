@@ -339,6 +339,8 @@ struct SinkWrites<'a> {
     max_bytes: usize,
     linger: Duration,
     concurrency: usize,
+    /// What the sink calls how long one write may take: `request_timeout`, `confirm_timeout`.
+    timeout_key: &'a str,
     request_timeout: Duration,
     retry_initial_delay: Duration,
     retry_max_delay: Duration,
@@ -351,7 +353,7 @@ impl SinkWrites<'_> {
         let max_items = at_least_one(&field(self.max_items_key), self.max_items, fail);
         let max_bytes = at_least_one(&field("batch_max_bytes"), self.max_bytes, fail);
         let concurrency = at_least_one(&field("concurrency"), self.concurrency, fail);
-        above_zero(&field("request_timeout"), self.request_timeout, fail);
+        above_zero(&field(self.timeout_key), self.request_timeout, fail);
         let write_retry = backoff(
             (&field("retry_initial_delay"), self.retry_initial_delay),
             (&field("retry_max_delay"), self.retry_max_delay),

@@ -84,6 +84,11 @@ pub fn shape(settings: &Settings) -> Shape {
                 SinkKind::Influx { settings, .. } => {
                     format!("{}: {}", sink.name, url_without_secrets(&settings.url))
                 }
+                // BrokerUrl shows its password as `***`.
+                SinkKind::Amqp { publisher, .. } => format!(
+                    "{}: {} exchange {}",
+                    sink.name, publisher.url, publisher.exchange.name
+                ),
             })
             .collect();
         paths.push(PathShape {

@@ -7,7 +7,7 @@
 //!                                                                       ▼
 //!        per source: encode stage: decoder ─► routes (transforms ─► sink input) ─┐
 //!                                                                                ▼
-//!        per sink: batcher ─► sink driver ─► InfluxDB 1/2/3, RabbitMQ   (shared by all sources)
+//!        per sink: batcher ─► sink driver ─► InfluxDB 1/2/3, or RabbitMQ (shared by all sources)
 //! ```
 //!
 //! Each source is an ordinary path (`sluice_core::path`) whose outputs are its routes
@@ -24,6 +24,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sluice_amqp::confirmed::ConfirmedPublisher;
+use sluice_amqp::sink::AmqpSink;
 use sluice_amqp::source::SourceStatus;
 use sluice_core::ack::ControlAck;
 use sluice_core::dead_letter::DeadLetterSender;
@@ -45,7 +47,10 @@ use routes::{Route, RouteSink, Routes};
 pub struct TierHealth {
     /// One per consumer of every source's queue.
     pub sources: Vec<Arc<SourceStatus>>,
-    pub influx: Vec<Arc<InfluxWriter>>,
+    /// Each `influxdb` sink, by name.
+    pub influx: Vec<(String, Arc<InfluxWriter>)>,
+    /// Each `amqp` sink's publisher, by name.
+    pub publishers: Vec<(String, ConfirmedPublisher)>,
 }
 
 /// Starts every sink, then every source's path, onto `tasks`.
@@ -58,6 +63,7 @@ pub async fn start(
     let mut health = TierHealth {
         sources: Vec::new(),
         influx: Vec::new(),
+        publishers: Vec::new(),
     };
     let mut sinks = Vec::with_capacity(settings.sinks.len());
     for sink in settings.sinks {
@@ -101,37 +107,54 @@ async fn start_sink(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     health: &mut TierHealth,
 ) -> anyhow::Result<RouteSink> {
-    let SinkKind::Influx {
-        settings,
-        create_database,
-    } = sink.kind;
-    let writer = Arc::new(
-        InfluxWriter::new(settings)
-            .with_context(|| format!("setting up the sink {}", sink.name))?,
-    );
-    let url_setting = format!("sinks.{}.url", sink.name);
-    let answered = store_check::first_contact(
-        &store_check::Store {
-            name: "InfluxDB",
-            url_setting: &url_setting,
-            path_switch: "its [sinks] entry",
-        },
-        writer.ping(),
-    )
-    .await;
-    if create_database && answered {
-        // Not fatal: the writer creates the database on a 404.
-        if let Err(error) = writer.ensure_database().await {
-            tracing::warn!(sink = %sink.name, %error, "could not create the database yet; writes will retry");
+    let (input, stages) = match sink.kind {
+        SinkKind::Influx {
+            settings,
+            create_database,
+        } => {
+            let writer = Arc::new(
+                InfluxWriter::new(settings)
+                    .with_context(|| format!("setting up the sink {}", sink.name))?,
+            );
+            let url_setting = format!("sinks.{}.url", sink.name);
+            let answered = store_check::first_contact(
+                &store_check::Store {
+                    name: "InfluxDB",
+                    url_setting: &url_setting,
+                    path_switch: "its [sinks] entry",
+                },
+                writer.ping(),
+            )
+            .await;
+            if create_database && answered {
+                // Not fatal: the writer creates the database on a 404.
+                if let Err(error) = writer.ensure_database().await {
+                    tracing::warn!(sink = %sink.name, %error, "could not create the database yet; writes will retry");
+                }
+            }
+            health.influx.push((sink.name.clone(), Arc::clone(&writer)));
+            let (input, stages) = SinkInput::start(writer, sink.limits, dead_letters.clone());
+            (RouteSink::Influx(input), stages)
         }
-    }
-    health.influx.push(Arc::clone(&writer));
-    let (input, stages) = SinkInput::start(writer, sink.limits, dead_letters.clone());
+        SinkKind::Amqp {
+            publisher,
+            sink: settings,
+        } => {
+            // Not awaited: until the broker answers, batches are retried like any write.
+            let publisher = ConfirmedPublisher::start(publisher);
+            health
+                .publishers
+                .push((sink.name.clone(), publisher.clone()));
+            let amqp = Arc::new(AmqpSink::new(publisher, settings));
+            let (input, stages) = SinkInput::start(amqp, sink.limits, dead_letters.clone());
+            (RouteSink::Amqp(input), stages)
+        }
+    };
     tasks.spawn(async move {
         stages.await.context("a sink's stages")?;
         Ok(())
     });
-    Ok(RouteSink::Influx(input))
+    Ok(input)
 }
 
 fn start_source(

@@ -2,6 +2,7 @@
 //! of transforms ending in a sink's input. Each sink's encoded point is an output of its own,
 //! so the delivery is acked once every sink has written what it got (or dead-lettered it).
 
+use sluice_amqp::sink::AmqpSink;
 use sluice_core::ack::AckToken;
 use sluice_core::path::{Outputs, SinkInput};
 use sluice_core::point::ValidPoint;
@@ -12,30 +13,35 @@ use sluice_normalise::TransformChain;
 /// A sink a route ends in. Every sink of a pipeline takes line protocol.
 pub(super) enum RouteSink {
     Influx(SinkInput<InfluxWriter>),
+    Amqp(SinkInput<AmqpSink>),
 }
 
 impl RouteSink {
     pub(super) fn another(&self) -> Self {
         match self {
             RouteSink::Influx(input) => RouteSink::Influx(input.another()),
+            RouteSink::Amqp(input) => RouteSink::Amqp(input.another()),
         }
     }
 
     fn stage(&self) -> Stage {
         match self {
             RouteSink::Influx(input) => input.stage(),
+            RouteSink::Amqp(input) => input.stage(),
         }
     }
 
     fn encode(&mut self, point: &ValidPoint<'_>) -> Result<Line, Refusal> {
         match self {
             RouteSink::Influx(input) => input.encode(point),
+            RouteSink::Amqp(input) => input.encode(point),
         }
     }
 
     async fn send(&mut self, line: Line, ack: AckToken) -> bool {
         match self {
             RouteSink::Influx(input) => input.send(line, ack).await,
+            RouteSink::Amqp(input) => input.send(line, ack).await,
         }
     }
 }

@@ -75,7 +75,7 @@ impl RawPipelines<'_> {
         let mut complete = true;
         let mut sinks = Vec::with_capacity(self.sinks.len());
         for (name, sink) in self.sinks {
-            match sink.validate(name, fail) {
+            match sink.validate(name, amqp, fail) {
                 Some(sink) => sinks.push(sink),
                 None => complete = false,
             }
@@ -309,5 +309,66 @@ mod tests {
             said.iter().any(|line| line.contains("bindings_keys")),
             "{said:?}"
         );
+    }
+
+    #[test]
+    fn an_amqp_sink_declares_what_the_next_tier_reads() {
+        let settings = load(
+            r##"
+            [sources.agents]
+            type = "amqp"
+            exchange = "agents"
+            decoder = { format = "diamond" }
+
+            [sinks.core]
+            type = "amqp"
+            inputs = ["agents"]
+            exchange = "sluice.points"
+            queue = "core.points"
+            max_length = 5000
+            confirm_timeout = "3s"
+            "##,
+        )
+        .expect("valid");
+        let pipelines = settings.pipelines.expect("pipelines");
+        let SinkKind::Amqp { publisher, sink } = &pipelines.sinks[0].kind else {
+            panic!("an amqp sink");
+        };
+        assert_eq!(sink.routing_key, "core", "the sink's name by default");
+        assert_eq!(publisher.exchange.name, "sluice.points");
+        assert!(publisher.exchange.durable);
+        let bound = publisher.queue.as_ref().expect("the queue is declared");
+        assert_eq!(bound.queue.name, "core.points");
+        assert_eq!(bound.queue.max_length, Some(5000));
+        assert_eq!(
+            bound.queue.overflow,
+            sluice_amqp::topology::Overflow::RejectPublish,
+            "a full queue nacks rather than drops"
+        );
+        assert_eq!(bound.binding_keys, ["core"]);
+        assert_eq!(publisher.confirm_timeout, std::time::Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_amqp_sink_needs_an_exchange_and_a_queue_for_its_limit() {
+        let said = errors(
+            r##"
+            [sources.agents]
+            type = "amqp"
+            exchange = "agents"
+            decoder = { format = "diamond" }
+
+            [sinks.core]
+            type = "amqp"
+            inputs = ["agents"]
+            exchange = ""
+            max_length = 10
+            confirm_timeout = "0s"
+            "##,
+        );
+        let has = |needle: &str| said.iter().any(|line| line.starts_with(needle));
+        assert!(has("sinks.core.exchange: must not be empty"), "{said:?}");
+        assert!(has("sinks.core.max_length:"), "{said:?}");
+        assert!(has("sinks.core.confirm_timeout:"), "{said:?}");
     }
 }

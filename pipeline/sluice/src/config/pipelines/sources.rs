@@ -61,6 +61,11 @@ pub struct RawAmqpSource {
     /// Default `sluice.<name>`; durable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The queue's `x-max-length`, with `x-overflow = reject-publish` (publishers with confirms
+    /// see a nack; nothing is dropped). Whoever else declares the queue, such as another tier's
+    /// `amqp` sink, must give the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
     #[serde(default = "all_keys")]
     pub binding_keys: Vec<String>,
     #[serde(default = "one")]
@@ -336,10 +341,11 @@ impl RawSource {
                         durable: raw.exchange_durable,
                         auto_delete: false,
                     }),
-                    queue: QueueSpec::durable(
+                    queue: bounded_queue(
                         raw.queue
                             .clone()
                             .unwrap_or_else(|| format!("sluice.{name}")),
+                        raw.max_length,
                     ),
                     binding_keys: raw.binding_keys.clone(),
                 };
@@ -412,6 +418,18 @@ impl RawSource {
             }
         }
     }
+}
+
+/// A durable queue; with a `max_length`, a full queue refuses publishes (`reject-publish`)
+/// rather than the broker dropping the oldest points behind everyone's back. Without one it
+/// declares no `x-overflow`, so it matches a queue declared plainly elsewhere.
+pub(super) fn bounded_queue(name: String, max_length: Option<u32>) -> QueueSpec {
+    let mut queue = QueueSpec::durable(name);
+    queue.max_length = max_length;
+    if max_length.is_some() {
+        queue.overflow = Overflow::RejectPublish;
+    }
+    queue
 }
 
 /// A push input's two halves: the listener publishing to its queue, and the consumer of it.
