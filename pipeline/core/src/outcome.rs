@@ -10,6 +10,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use metrics::Label;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -58,17 +59,24 @@ impl From<Refusal> for ItemOutcome {
     }
 }
 
-/// Writes a batch until every item is delivered or dead-lettered.
+/// Writes a batch until every item is delivered or dead-lettered. Its metrics carry the sink's
+/// stage (`sink`) and, when it has one, its `name` (`sink_name`): a configured pipeline can
+/// have several sinks of one kind, and the sidecar's series stay as dashboards know them.
 pub async fn deliver_batch<W: Sink>(
     writer: &W,
+    name: Option<&str>,
     batch: Vec<Tracked<W::Encoded>>,
     retry_policy: &RetryPolicy,
     dead_letters: &DeadLetterSender,
 ) {
     let stage = writer.stage();
+    let mut labels = vec![Label::new("sink", stage.as_str())];
+    if let Some(name) = name {
+        labels.push(Label::new("sink_name", name.to_owned()));
+    }
     // Items held by the sink driver until they are delivered or dead-lettered: it grows while a
     // store is down and the same items are retried, which the write rates alone do not show.
-    let in_flight = metrics::gauge!("sluice_sink_in_flight", "sink" => stage);
+    let in_flight = metrics::gauge!("sluice_sink_in_flight", labels.clone());
     in_flight.increment(batch.len() as f64);
     let mut pending = batch;
     let mut attempt: u32 = 0;
@@ -78,7 +86,7 @@ pub async fn deliver_batch<W: Sink>(
             let items: Vec<&W::Encoded> = pending.iter().map(|tracked| &tracked.item).collect();
             writer.write(&items).await
         };
-        metrics::histogram!("sluice_sink_write_seconds", "sink" => stage)
+        metrics::histogram!("sluice_sink_write_seconds", labels.clone())
             .record(started.elapsed().as_secs_f64());
         attempt += 1;
 
@@ -116,15 +124,16 @@ pub async fn deliver_batch<W: Sink>(
                 }
             }
         }
-        metrics::counter!("sluice_written_total", "sink" => stage).increment(delivered);
+        metrics::counter!("sluice_written_total", labels.clone()).increment(delivered);
         in_flight.decrement((outcomes_count - retry.len()) as f64);
         if retry.is_empty() {
             return;
         }
-        metrics::counter!("sluice_retried_total", "sink" => stage).increment(retry.len() as u64);
+        metrics::counter!("sluice_retried_total", labels.clone()).increment(retry.len() as u64);
         let delay = retry_policy.delay(attempt - 1, retry_after);
         tracing::warn!(
             sink = %stage,
+            sink_name = name.unwrap_or_default(),
             items = retry.len(),
             attempt,
             delay_ms = delay.as_millis() as u64,
@@ -143,6 +152,7 @@ pub async fn deliver_batch<W: Sink>(
 pub async fn run_sink<W: Sink>(
     mut batches: mpsc::Receiver<Vec<Tracked<W::Encoded>>>,
     writer: Arc<W>,
+    name: Option<Arc<str>>,
     concurrency: NonZeroUsize,
     retry_policy: RetryPolicy,
     dead_letters: DeadLetterSender,
@@ -157,9 +167,17 @@ pub async fn run_sink<W: Sink>(
             break;
         };
         let writer = Arc::clone(&writer);
+        let name = name.clone();
         let dead_letters = dead_letters.clone();
         writes.spawn(async move {
-            deliver_batch(writer.as_ref(), batch, &retry_policy, &dead_letters).await;
+            deliver_batch(
+                writer.as_ref(),
+                name.as_deref(),
+                batch,
+                &retry_policy,
+                &dead_letters,
+            )
+            .await;
             drop(slot);
         });
         while writes.try_join_next().is_some() {}
@@ -250,7 +268,7 @@ mod tests {
             })
             .collect();
         let (dead_tx, mut dead_rx) = mpsc::channel(8);
-        deliver_batch(&writer, batch, &RetryPolicy::default(), &dead_tx).await;
+        deliver_batch(&writer, None, batch, &RetryPolicy::default(), &dead_tx).await;
 
         assert_eq!(
             *writer.calls.lock().expect("lock"),

@@ -179,8 +179,29 @@ pub struct SinkInput<S: Sink> {
 impl<S: Sink> SinkInput<S> {
     /// Starts the sink's batcher and driver, which run until every [`SinkInput`] cloned from
     /// this one is gone and what they sent has an outcome; awaiting the handle waits for that.
+    /// Its metrics are labelled by its stage alone: a sidecar path has one sink of each kind.
     pub fn start(
         sink: Arc<S>,
+        limits: PathLimits,
+        dead_letters: DeadLetterSender,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::start_labelled(sink, None, limits, dead_letters)
+    }
+
+    /// As [`start`](Self::start), for one of several sinks of a kind: `name` labels its write
+    /// metrics as `sink_name`.
+    pub fn start_named(
+        sink: Arc<S>,
+        name: &str,
+        limits: PathLimits,
+        dead_letters: DeadLetterSender,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::start_labelled(sink, Some(Arc::from(name)), limits, dead_letters)
+    }
+
+    fn start_labelled(
+        sink: Arc<S>,
+        name: Option<Arc<str>>,
         limits: PathLimits,
         dead_letters: DeadLetterSender,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -190,6 +211,7 @@ impl<S: Sink> SinkInput<S> {
         let driver = run_sink(
             batches_rx,
             Arc::clone(&sink),
+            name,
             limits.concurrency,
             limits.write_retry,
             dead_letters,

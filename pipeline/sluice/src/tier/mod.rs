@@ -133,7 +133,8 @@ async fn start_sink(
                 }
             }
             health.influx.push((sink.name.clone(), Arc::clone(&writer)));
-            let (input, stages) = SinkInput::start(writer, sink.limits, dead_letters.clone());
+            let (input, stages) =
+                SinkInput::start_named(writer, &sink.name, sink.limits, dead_letters.clone());
             (RouteSink::Influx(input), stages)
         }
         SinkKind::Amqp {
@@ -146,7 +147,8 @@ async fn start_sink(
                 .publishers
                 .push((sink.name.clone(), publisher.clone()));
             let amqp = Arc::new(AmqpSink::new(publisher, settings));
-            let (input, stages) = SinkInput::start(amqp, sink.limits, dead_letters.clone());
+            let (input, stages) =
+                SinkInput::start_named(amqp, &sink.name, sink.limits, dead_letters.clone());
             (RouteSink::Amqp(input), stages)
         }
     };
