@@ -393,6 +393,15 @@ impl Sluice {
         sluice_testing::services::close_broker_connections(&format!("sluice {role} pid={pid}"))
     }
 
+    /// `kill -9`, sent from this process (no `kill` to spawn first, so nothing sluice holds in
+    /// memory gets out after the caller decided to kill it), then reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then waits for a clean exit; returns the exit status's success.
     pub fn stop(&mut self) -> bool {
         let Some(mut child) = self.process.take() else {
