@@ -19,18 +19,23 @@
 //!   3 Core answers it;
 //! - without `no_sync=true` the answer waits for the (simulated) write-ahead-log flush.
 //!
+//! `GET /api/v3/query_sql?db=..&q=..` answers one query only, `SELECT * FROM <table>`, in 3
+//! Core's `json` (the default) or `jsonl` format, so that a person can see what landed; any
+//! other SQL is refused with `400` and says so.
+//!
 //! What is stored is kept per table as rows; a row with the series and time of an earlier one
 //! replaces it, as in the real store, so a line written twice is stored once. Faults for the
 //! tests: [`Fault::Unavailable`] (`503` with `Retry-After`) and [`Fault::Stall`] (no answer).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -162,7 +167,21 @@ impl FakeInfluxDb3 {
         Self::start_with(Some(token.to_owned())).await
     }
 
+    /// A server that takes every request, on `address` (for the `fake-influxdb3` binary,
+    /// which stands in for 3 Core on its usual port); fails when the address is taken.
+    pub async fn start_on(address: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        Ok(Self::serve(listener, None))
+    }
+
     async fn start_with(token: Option<String>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        Self::serve(listener, token)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, token: Option<String>) -> Self {
         let shared = Arc::new(Mutex::new(Server {
             token,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
@@ -171,12 +190,10 @@ impl FakeInfluxDb3 {
             databases: HashMap::new(),
             writes: Vec::new(),
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
         let address = listener.local_addr().expect("local address");
         let app = Router::new()
             .route("/api/v3/write_lp", post(write_lp))
+            .route("/api/v3/query_sql", get(query_sql))
             .route("/api/v3/configure/database", post(create_database))
             .route("/ping", get(ping))
             .route("/health", get(|| async { "OK" }))
@@ -672,4 +689,133 @@ fn write(server: &mut Server, params: &Params, text: &str) -> Response {
         json!({"error": "partial write of line protocol occurred", "data": data}).to_string(),
     )
         .into_response()
+}
+
+/// `query_sql`'s parameters (`q` and `db` are required by 3 Core too).
+#[derive(serde::Deserialize)]
+struct SqlQuery {
+    db: Option<String>,
+    q: Option<String>,
+    format: Option<String>,
+}
+
+/// The table of `SELECT * FROM <table>` (the name bare or double-quoted, a `;` allowed), the
+/// only SQL the double answers.
+fn select_all_table(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .collect();
+    match words.as_slice() {
+        [select, "*", from, table]
+            if select.eq_ignore_ascii_case("select") && from.eq_ignore_ascii_case("from") =>
+        {
+            let table = table
+                .strip_prefix('"')
+                .and_then(|quoted| quoted.strip_suffix('"'))
+                .unwrap_or(table);
+            (!table.is_empty()).then(|| table.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// A row as 3 Core's JSON output has it: tags and fields by column name, and `time` as a UTC
+/// date-time without a zone (Arrow's rendering of a timestamp column).
+fn row_json(row: &Row) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    for (key, value) in &row.tags {
+        object.insert(key.clone(), json!(value));
+    }
+    for (key, value) in &row.fields {
+        let value = match value {
+            Stored::Float(number) => json!(number),
+            Stored::Integer(number) => json!(number),
+            Stored::UInteger(number) => json!(number),
+            Stored::String(text) => json!(text),
+            Stored::Boolean(flag) => json!(flag),
+        };
+        object.insert(key.clone(), value);
+    }
+    let time = jiff::Timestamp::from_nanosecond(i128::from(row.time))
+        .map(|time| jiff::tz::Offset::UTC.to_datetime(time).to_string())
+        .unwrap_or_else(|_| row.time.to_string());
+    object.insert("time".to_owned(), json!(time));
+    serde_json::Value::Object(object)
+}
+
+async fn query_sql(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<SqlQuery>,
+) -> Response {
+    let server = lock(&shared);
+    if let Some(refusal) = refuse_authentication(&server, &headers) {
+        return refusal;
+    }
+    let (Some(database), Some(sql)) = (query.db, query.q) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "query parameters 'db' and 'q' are required",
+        )
+            .into_response();
+    };
+    let Some(table) = select_all_table(&sql) else {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            "the InfluxDB 3 double (sluice-testing) answers only `SELECT * FROM <table>`",
+        );
+    };
+    let Some(tables) = server.databases.get(&database) else {
+        return error_body(
+            StatusCode::NOT_FOUND,
+            &format!("database not found: {database}"),
+        );
+    };
+    let Some(stored) = tables.get(&table) else {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            &format!("error while planning query: table '{table}' not found"),
+        );
+    };
+    let rows: Vec<serde_json::Value> = stored.rows.iter().map(row_json).collect();
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::Value::Array(rows).to_string(),
+        )
+            .into_response(),
+        "jsonl" => {
+            let mut body = String::new();
+            for row in rows {
+                body.push_str(&row.to_string());
+                body.push('\n');
+            }
+            ([(header::CONTENT_TYPE, "application/jsonl")], body).into_response()
+        }
+        other => error_body(
+            StatusCode::BAD_REQUEST,
+            &format!("the InfluxDB 3 double answers format json or jsonl, not {other:?}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_all_table;
+
+    #[test]
+    fn only_select_star_from_a_table_is_understood() {
+        assert_eq!(
+            select_all_table("SELECT * FROM cpu").as_deref(),
+            Some("cpu")
+        );
+        assert_eq!(
+            select_all_table("select *  from \"cpu.load\";").as_deref(),
+            Some("cpu.load")
+        );
+        assert_eq!(select_all_table("SELECT v FROM cpu"), None);
+        assert_eq!(select_all_table("SELECT * FROM cpu WHERE v > 1"), None);
+    }
 }
