@@ -59,7 +59,7 @@ pub async fn start(
         &store_check::Store {
             name: "Elasticsearch",
             url_setting: "elasticsearch.url",
-            path_switch: "events.enabled",
+            path_switch: Some("events.enabled"),
         },
         elasticsearch.ping(),
     )

@@ -53,7 +53,7 @@ pub async fn start(
         &store_check::Store {
             name: "InfluxDB",
             url_setting: "influx.url",
-            path_switch: "metrics.enabled",
+            path_switch: Some("metrics.enabled"),
         },
         influx.ping(),
     )

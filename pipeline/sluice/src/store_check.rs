@@ -16,8 +16,9 @@ pub struct Store<'a> {
     pub name: &'a str,
     /// The setting that says where it is, e.g. `elasticsearch.url`.
     pub url_setting: &'a str,
-    /// The setting that turns its path off, e.g. `events.enabled`.
-    pub path_switch: &'a str,
+    /// The setting that turns its path off, e.g. `events.enabled`; `None` for a configured
+    /// pipeline's sink, which is removed from the file rather than switched off.
+    pub path_switch: Option<&'a str>,
 }
 
 /// Pings `store` once; logs what to do when it does not answer. Answers whether it answered.
@@ -30,15 +31,22 @@ pub async fn first_contact<E: Display>(
         Ok(Err(error)) => error.to_string(),
         Err(_) => format!("no answer within {FIRST_PING_TIMEOUT:?}"),
     };
+    let turn_off = store
+        .path_switch
+        .map(|switch| {
+            format!(
+                ", or turn the path off with {switch} = false ({}=false)",
+                environment_variable(switch)
+            )
+        })
+        .unwrap_or_default();
     tracing::error!(
         %error,
         "{} does not answer; what its path receives waits in the broker until it does. \
-         Set {} ({}) to where it runs, or turn the path off with {} = false ({}=false)",
+         Set {} ({}) to where it runs{turn_off}",
         store.name,
         store.url_setting,
         environment_variable(store.url_setting),
-        store.path_switch,
-        environment_variable(store.path_switch),
     );
     false
 }

@@ -22,9 +22,8 @@ const MEASUREMENT: &str = "durable";
 /// A tier of one `influxdb_write` source, `lp`, and one InfluxDB sink.
 struct TierConfig<'a> {
     listen: &'a str,
-    /// The test's own: the input publishes with its source's name as routing key, so on the
-    /// shared `sluice.intake` every queue bound for an `lp` (another test's, a full one) would
-    /// get, or refuse, this test's points.
+    /// The test's own, so that what it counts on the exchange is only its own (the routing
+    /// key is the queue's name, which keeps tests apart on `sluice.intake` too).
     exchange: &'a str,
     queue: &'a str,
     max_length: Option<u32>,

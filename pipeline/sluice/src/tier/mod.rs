@@ -121,7 +121,7 @@ async fn start_sink(
                 &store_check::Store {
                     name: "InfluxDB",
                     url_setting: &url_setting,
-                    path_switch: "its [sinks] entry",
+                    path_switch: None,
                 },
                 writer.ping(),
             )

@@ -305,7 +305,8 @@ impl Sluice {
         sluice
     }
 
-    /// Consuming from the broker; `/readyz` says so even while a store is down ("influxdb: ...").
+    /// Consuming from the broker; `/readyz` says so even while a store is down ("influxdb: ...",
+    /// "pipelines: sink ...").
     async fn consuming(&self) -> bool {
         let Ok(response) = self
             .client
@@ -317,7 +318,11 @@ impl Sluice {
         };
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        status == 200 || body.starts_with("influxdb") || body.starts_with("elasticsearch")
+        // A store that does not answer is reported after the sources, which consume already.
+        status == 200
+            || ["influxdb", "elasticsearch", "pipelines: sink"]
+                .iter()
+                .any(|store| body.starts_with(store))
     }
 
     /// Status and body of an admin endpoint.

@@ -6,8 +6,8 @@
 //! - `influxdb_write`: InfluxDB's write API (`/write`, `/api/v2/write`);
 //! - `prometheus_remote_write`: Prometheus `remote_write` (`/api/v1/write`).
 //!
-//! A push input publishes to the durable exchange `sluice.intake` with its own name as routing
-//! key, into its queue `sluice.intake.<name>` ([`RawIntakeBroker`]). An instance runs both the
+//! A push input publishes to the durable exchange `sluice.intake` into its queue
+//! `sluice.intake.<name>` ([`RawIntakeBroker`]), the queue's name as routing key. An instance runs both the
 //! listener and the consumer by default; `run = "intake"` or `run = "consume"` splits them, so
 //! intake and writers scale out apart.
 
@@ -157,7 +157,7 @@ pub enum RawRun {
 #[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawIntakeBroker {
-    /// A durable topic exchange; the routing key is the source's name.
+    /// A durable topic exchange; the routing key is the queue's name.
     pub exchange: String,
     /// Default `sluice.intake.<name>`; durable.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -467,13 +467,16 @@ fn push_source(
         url: amqp.broker.clone()?,
         exchange: exchange.clone(),
         queue: queue.clone(),
-        routing_key: name.to_owned(),
+        // The queue's name, not the source's: two instances configured alike share one queue
+        // (competing consumers), and sources of the same name that keep their points in other
+        // queues never receive each other's.
+        routing_key: queue.name.clone(),
         reconnect: amqp.reconnect,
     };
     let topology = SourceTopology {
         exchange: Some(exchange),
+        binding_keys: vec![target.routing_key.clone()],
         queue,
-        binding_keys: vec![name.to_owned()],
     };
     let decoder = decoder?;
     let consume = (broker.run != RawRun::Intake)
