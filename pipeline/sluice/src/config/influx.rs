@@ -206,12 +206,6 @@ impl RawInflux {
                 })
             }
         };
-        if self.no_sync {
-            tracing::warn!(
-                "influx.no_sync = true: InfluxDB answers before its write-ahead log is \
-                 persisted, so points acked after it can be lost with the server"
-            );
-        }
         let limits = SinkWrites {
             section: "influx",
             max_items_key: "batch_max_points",

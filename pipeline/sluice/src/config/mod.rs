@@ -52,11 +52,12 @@ pub use elasticsearch::RawElasticsearch;
 pub use events::{EventsPathSettings, RawEvents};
 pub use fingerprint::Fingerprints;
 pub use influx::RawInflux;
+use influx::RawInfluxApi;
 pub use manager::RawManagerRest;
 pub use metrics::{MetricsPathSettings, RawMetrics};
 pub use pipelines::{
     ConsumeSpec, DecoderSpec, IntakeSpec, PipelinesSettings, PublishTarget, RawPipelines, RawSink,
-    RawSource, RawTransform, SinkKind, SinkSpec,
+    RawSinkKind, RawSource, RawTransform, SinkKind, SinkSpec,
 };
 pub use rules::{RawRules, RulesSettings};
 pub use shutdown::RawShutdown;
@@ -238,6 +239,8 @@ impl RawConfig {
             ));
         }
 
+        warnings.extend(self.no_sync_warnings());
+
         Ok(Settings {
             metrics: Some(metrics_path).filter(|_| self.metrics_enabled()),
             events: events.filter(|_| self.events_enabled()),
@@ -248,6 +251,32 @@ impl RawConfig {
             shutdown_deadline: self.shutdown.deadline,
             warnings,
         })
+    }
+}
+
+impl RawConfig {
+    /// InfluxDB 3's `no_sync` answers before the write-ahead log is persisted: allowed, since
+    /// some data can be lost, but said at every start, because an ack after it is not durable.
+    fn no_sync_warnings(&self) -> Vec<String> {
+        let in_use = |influx: &RawInflux| influx.no_sync && matches!(influx.api, RawInfluxApi::V3);
+        let sidecar = (self.metrics_enabled() && in_use(&self.influx)).then(|| "influx".to_owned());
+        let sinks = self
+            .sinks
+            .iter()
+            .filter_map(|(name, sink)| match &sink.kind {
+                RawSinkKind::Influxdb(influx) if in_use(influx) => Some(format!("sinks.{name}")),
+                _ => None,
+            });
+        sidecar
+            .into_iter()
+            .chain(sinks)
+            .map(|section| {
+                format!(
+                    "{section}.no_sync = true: InfluxDB answers before its write-ahead log is \
+                     persisted, so points acked after it can be lost with the server"
+                )
+            })
+            .collect()
     }
 }
 
@@ -399,7 +428,6 @@ mod tests {
     use sluice_amqp::topology::ExchangeType;
     use sluice_influx::InfluxApi;
 
-    use super::influx::RawInfluxApi;
     use super::*;
 
     #[test]

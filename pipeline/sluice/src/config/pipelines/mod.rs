@@ -36,7 +36,7 @@ mod transforms;
 
 use std::collections::BTreeMap;
 
-pub use sinks::{RawSink, SinkKind, SinkSpec};
+pub use sinks::{RawSink, RawSinkKind, SinkKind, SinkSpec};
 pub use sources::{ConsumeSpec, DecoderSpec, IntakeSpec, PublishTarget, RawSource, SourceSpec};
 pub use transforms::RawTransform;
 
@@ -370,5 +370,37 @@ mod tests {
         assert!(has("sinks.core.exchange: must not be empty"), "{said:?}");
         assert!(has("sinks.core.max_length:"), "{said:?}");
         assert!(has("sinks.core.confirm_timeout:"), "{said:?}");
+    }
+
+    #[test]
+    fn no_sync_on_an_influxdb_3_sink_is_a_warning_naming_it() {
+        let settings = load(
+            r##"
+            [sources.agents]
+            type = "amqp"
+            exchange = "agents"
+            decoder = { format = "line_protocol" }
+
+            [sinks.fast]
+            type = "influxdb"
+            inputs = ["agents"]
+            api = "v3"
+            database = "fast"
+            no_sync = true
+
+            [sinks.safe]
+            type = "influxdb"
+            inputs = ["agents"]
+            api = "v3"
+            database = "safe"
+            "##,
+        )
+        .expect("valid: allowed, but said");
+        assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+        assert!(
+            settings.warnings[0].starts_with("sinks.fast.no_sync = true"),
+            "{:?}",
+            settings.warnings
+        );
     }
 }
