@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use sluice_load::broker;
+use sluice_load::push::{Lines, Pace, PushSettings, Target};
 use sluice_load::scenario::{OpenLoopSpec, Scenario};
+use sluice_load::schedule::EpochClock;
 use sluice_load::sweep::{self, Environment, Progress};
 
 #[derive(Subcommand)]
@@ -20,6 +22,15 @@ pub(crate) enum Command {
     /// Run a scenario once per value of its [sweep] setting, each against a fresh sluice: print a
     /// table, write JSON and an SVG plot, and name the best value.
     Sweep(SweepArgs),
+    /// POST line protocol in batches to an InfluxDB write endpoint (sluice's `influxdb_write`
+    /// or InfluxDB), or write Graphite lines to a TCP listener: open loop at --rate requests/s
+    /// (latency from each request's intended send time), or closed loop with --concurrency
+    /// senders. Reports latency percentiles, the achieved rate and the answers by status.
+    Push(PushArgs),
+    /// Run a scenario's [push] comparison: the same lines to InfluxDB's /write directly and
+    /// through a sluice started with an influxdb_write source, open loop (intake latency) and
+    /// closed loop (drain throughput through the broker), with the ratios sluice/direct.
+    PushCompare(PushCompareArgs),
     /// Publish what a small manager sends, live, until Ctrl-C: every host of two deployments
     /// reports the Diamond collectors' metrics each interval, with a task event and a log now and
     /// then. For watching a running sluice (`deploy/run.sh --demo` starts both).
@@ -127,6 +138,82 @@ pub(crate) struct OpenLoopArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct PushArgs {
+    /// The write URL with its query, e.g.
+    /// `http://127.0.0.1:8186/write?db=load&precision=s` (the lines' timestamps are seconds).
+    #[arg(
+        long,
+        required_unless_present = "graphite",
+        conflicts_with = "graphite"
+    )]
+    url: Option<String>,
+    /// A Graphite plaintext TCP listener instead, e.g. `127.0.0.1:2003`.
+    #[arg(long)]
+    graphite: Option<std::net::SocketAddr>,
+    /// Graphite: connections to spread the batches over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Open loop: requests per second, on a fixed schedule.
+    #[arg(long, required_unless_present = "concurrency")]
+    rate: Option<f64>,
+    /// Closed loop instead: this many senders, each waiting for its answer.
+    #[arg(long, conflicts_with = "rate")]
+    concurrency: Option<usize>,
+    /// Open loop: how long, e.g. `30s` (the requests are rate x duration).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "requests")]
+    duration: Option<Duration>,
+    /// How many requests (closed loop: required).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Lines per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    #[arg(long, default_value_t = 200)]
+    hosts: usize,
+    #[arg(long, default_value_t = 10)]
+    collectors: usize,
+    /// The lines' measurement (Graphite: their first path node).
+    #[arg(long, default_value = "push")]
+    measurement: String,
+    /// Open loop: requests unanswered at most; later ones go out late, counted late.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// A request unanswered by then counts as failed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Also write the results to this file as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct PushCompareArgs {
+    #[command(flatten)]
+    services: ServiceArgs,
+    /// The scenario, with a [push] section (e.g. load-tests/scenarios/push-influx.toml).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// Open loop: requests per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: how long, e.g. `30s`.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Lines per request.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Closed loop: requests (0: skip the closed loop).
+    #[arg(long)]
+    max_rate_requests: Option<u64>,
+    /// Closed loop: senders.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Also write the results to this file as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 pub(crate) struct SweepArgs {
     #[command(flatten)]
     services: ServiceArgs,
@@ -150,7 +237,115 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         Command::OpenLoop(args) => open_loop(args).await,
         Command::Sweep(args) => sweep(args).await,
         Command::Demo(args) => demo(args).await,
+        Command::Push(args) => push(args).await,
+        Command::PushCompare(args) => push_compare(args).await,
     }
+}
+
+async fn push(args: PushArgs) -> anyhow::Result<()> {
+    let pace = match (args.rate, args.concurrency) {
+        (Some(rate), _) => Pace::Open {
+            rate,
+            max_in_flight: args.max_in_flight,
+        },
+        (None, Some(concurrency)) => Pace::Closed { concurrency },
+        (None, None) => bail!("give --rate (open loop) or --concurrency (closed loop)"),
+    };
+    let requests = match (args.requests, args.duration, pace) {
+        (Some(requests), _, _) => requests,
+        (None, Some(duration), Pace::Open { rate, .. }) => {
+            (rate * duration.as_secs_f64()).round() as u64
+        }
+        _ => bail!("give --requests, or --duration with --rate"),
+    };
+    if requests == 0 {
+        bail!("that is no request at all");
+    }
+    let target = match (args.url, args.graphite) {
+        (Some(url), _) => Target::Http(url),
+        (None, Some(address)) => Target::GraphiteTcp {
+            address,
+            connections: args.connections,
+        },
+        (None, None) => bail!("give --url or --graphite"),
+    };
+    let clock = EpochClock::new()?;
+    let settings = PushSettings {
+        target,
+        lines: Lines {
+            measurement: args.measurement,
+            hosts: args.hosts,
+            collectors: args.collectors,
+            batch: args.batch,
+            base_seconds: clock.now_micros() / 1_000_000,
+        },
+        requests,
+        pace,
+        request_timeout: args.request_timeout,
+    };
+    let report = sluice_load::push::run(&settings, clock).await?;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    if let Some(path) = &args.json {
+        let mut json = report.to_json();
+        json["commit"] = serde_json::json!(sweep::git_commit());
+        write_json(path, &json)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+async fn push_compare(args: PushCompareArgs) -> anyhow::Result<()> {
+    let environment = args.services.environment()?;
+    let mut scenario = Scenario::load(&args.scenario)?;
+    let Some(spec) = scenario.push.as_mut() else {
+        bail!("{} has no [push] section", args.scenario.display());
+    };
+    if let Some(rate) = args.rate {
+        spec.rate = rate;
+    }
+    if let Some(duration) = args.duration {
+        spec.duration = duration;
+    }
+    if let Some(batch) = args.batch {
+        spec.batch = batch;
+    }
+    if let Some(requests) = args.max_rate_requests {
+        spec.max_rate_requests = requests;
+    }
+    if let Some(concurrency) = args.concurrency {
+        spec.concurrency = concurrency;
+    }
+    scenario.validate().context("the push settings")?;
+    let progress = Progress::new(1);
+    let comparison = sluice_load::push_compare::run(&environment, &scenario, &progress).await;
+    drop(progress);
+    let comparison = comparison?;
+    for line in comparison.lines() {
+        println!("{line}");
+    }
+    if let Some(path) = &args.json {
+        let mut json = comparison.to_json();
+        json["commit"] = serde_json::json!(sweep::git_commit());
+        json["scenario"] = serde_json::json!(args.scenario);
+        if let Some(spec) = &scenario.push {
+            json["push"] = serde_json::json!({
+                "batch": spec.batch,
+                "hosts": spec.hosts,
+                "collectors": spec.collectors,
+                "rate": spec.rate,
+                "duration_seconds": spec.duration.as_secs_f64(),
+                "max_in_flight": spec.max_in_flight,
+                "max_rate_requests": spec.max_rate_requests,
+                "concurrency": spec.concurrency,
+                "sink": spec.sink,
+            });
+        }
+        write_json(path, &json)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 async fn open_loop(args: OpenLoopArgs) -> anyhow::Result<()> {
@@ -164,12 +359,14 @@ async fn open_loop(args: OpenLoopArgs) -> anyhow::Result<()> {
             sweep: None,
             drain: None,
             open_loop: None,
+            push: None,
             env: Default::default(),
         },
     };
     // This command measures the open loop only, whatever else the scenario holds.
     scenario.sweep = None;
     scenario.drain = None;
+    scenario.push = None;
     let mut spec = scenario
         .open_loop
         .take()
@@ -233,6 +430,12 @@ async fn open_loop(args: OpenLoopArgs) -> anyhow::Result<()> {
 async fn sweep(args: SweepArgs) -> anyhow::Result<()> {
     let environment = args.services.environment()?;
     let scenario = Scenario::load(&args.scenario)?;
+    if scenario.drain.is_none() && scenario.open_loop.is_none() {
+        bail!(
+            "{} measures only [push]: run it with `sluice-load push-compare`",
+            args.scenario.display()
+        );
+    }
     let name = match &args.name {
         Some(name) => name.clone(),
         None => file_stem(&args.scenario)?,

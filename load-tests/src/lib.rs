@@ -7,6 +7,9 @@
 //! - Open loop: the send schedule and its clock ([`schedule`]), the publisher ([`open_loop`]),
 //!   the proxy in front of InfluxDB that sees each point written ([`latency_proxy`]), and the
 //!   latency histogram ([`latency`]).
+//! - Push inputs: the line-protocol (and Graphite) load generator, open and closed loop
+//!   ([`push`]), and the comparison of sluice's `influxdb_write` intake with InfluxDB's own
+//!   `/write` ([`push_compare`]).
 //! - sluice's own counters, scraped during a run ([`scrape`]).
 //! - Sweeps: scenario files ([`scenario`]), a sluice child process ([`sluice_process`]), one
 //!   measurement per setting ([`sweep`]), and the SVG plot ([`plot`]).
@@ -20,6 +23,8 @@ pub mod open_loop;
 pub mod plot;
 pub mod procfs;
 pub mod publish;
+pub mod push;
+pub mod push_compare;
 pub mod report;
 pub mod scenario;
 pub mod schedule;

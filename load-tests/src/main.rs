@@ -23,6 +23,22 @@
 //! - `open-loop --rate R --duration D`: a fixed rate, latency from each message's intended send
 //!   time to its write (no coordinated omission), and sluice's counters scraped each second.
 //! - `sweep --scenario FILE`: one setting over a list of values; a table, JSON and an SVG plot.
+//! - `push-compare --scenario FILE`: a scenario's `[push]`, the same line protocol written to
+//!   InfluxDB's `/write` directly and through a sluice with an `influxdb_write` source (its
+//!   sink the real InfluxDB), open loop for the intake latency and closed loop for the drain
+//!   throughput through the broker, with the ratios sluice/direct
+//!   (`load-tests/scenarios/push-influx.toml`, BENCHMARKS.md "Push inputs").
+//!
+//! `push` is the push inputs' load generator on its own, against any target:
+//!
+//! ```sh
+//! # open loop: 50 requests/s of 100 lines for 30 s, latency from each intended send time
+//! sluice-load push --url 'http://127.0.0.1:8186/write?db=load&precision=s' --rate 50 --duration 30s
+//! # closed loop: 4 senders, 1,000 requests, as fast as the target answers
+//! sluice-load push --url 'http://127.0.0.1:8086/write?db=load&precision=s' --concurrency 4 --requests 1000
+//! # Graphite plaintext over TCP (no answers: a batch counts once the socket took it)
+//! sluice-load push --graphite 127.0.0.1:2003 --rate 100 --duration 10s --batch 50
+//! ```
 //!
 //! See `commands.rs` and the `sluice_load` library's modules.
 

@@ -19,6 +19,14 @@
 //! hosts = 200
 //! collectors = 10
 //!
+//! [push]                               # for `sluice-load push-compare`: line protocol to
+//! batch = 100                          # InfluxDB directly and through sluice's influxdb_write
+//! rate = 50                            # requests/s, open loop, for `duration`
+//! duration = "30s"
+//! max_rate_requests = 2000             # then as fast as `concurrency` senders go (0: skip)
+//! concurrency = 4
+//! sink = { batch_linger = "20ms" }     # extra keys of sluice's [sinks.influx]
+//!
 //! [env]                                # fixed overrides for every sluice started
 //! SLUICE_INFLUX__BATCH_LINGER = "20ms"
 //! ```
@@ -47,8 +55,74 @@ pub struct Scenario {
     pub sweep: Option<SweepSpec>,
     pub drain: Option<DrainSpec>,
     pub open_loop: Option<OpenLoopSpec>,
+    pub push: Option<PushSpec>,
     #[serde(default)]
     pub env: BTreeMap<String, toml::Value>,
+}
+
+/// The push-input comparison (`crate::push_compare`): the same lines POSTed to InfluxDB's
+/// `/write` and to sluice's `influxdb_write` source, open loop and then at the fastest pace.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushSpec {
+    /// Lines per request.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_hosts")]
+    pub hosts: usize,
+    #[serde(default = "default_collectors")]
+    pub collectors: usize,
+    /// Open loop: requests per second.
+    pub rate: f64,
+    /// Open loop: how long.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Open loop: requests unanswered at most (later ones are sent late, and counted late).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Closed loop (the drain throughput): this many requests as fast as `concurrency`
+    /// senders go; 0 skips it.
+    #[serde(default)]
+    pub max_rate_requests: u64,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// A request unanswered by then counts as failed.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Keys of sluice's `[sinks.influx]` besides `url` and `database`, e.g. `batch_linger`.
+    #[serde(default)]
+    pub sink: BTreeMap<String, toml::Value>,
+}
+
+impl PushSpec {
+    /// Open-loop requests: the rate times the duration.
+    pub fn open_loop_requests(&self) -> u64 {
+        (self.rate * self.duration.as_secs_f64()).round() as u64
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 100_000.0) {
+            bail!(
+                "push.rate must be between 0 and 100,000 requests/s, not {}",
+                self.rate
+            );
+        }
+        if self.batch == 0 || self.hosts == 0 || self.collectors == 0 {
+            bail!("push: batch, hosts and collectors must be at least 1");
+        }
+        if self.max_in_flight == 0 || self.concurrency == 0 {
+            bail!("push: max_in_flight and concurrency must be at least 1");
+        }
+        if self.open_loop_requests() == 0 {
+            bail!("push: rate x duration is no request at all");
+        }
+        for key in ["url", "database", "type", "inputs"] {
+            if self.sink.contains_key(key) {
+                bail!("push.sink.{key} is the harness's to set");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -117,6 +191,18 @@ fn default_confirm_window() -> usize {
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(30)
 }
+fn default_batch() -> usize {
+    100
+}
+fn default_max_in_flight() -> usize {
+    256
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 
 impl OpenLoopSpec {
     /// The spec for a plain `--rate` run.
@@ -175,8 +261,11 @@ impl Scenario {
 
     /// Checks what serde cannot: the cross-field rules.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.drain.is_none() && self.open_loop.is_none() {
-            bail!("a scenario measures something: give [drain], [open_loop] or both");
+        if self.drain.is_none() && self.open_loop.is_none() && self.push.is_none() {
+            bail!("a scenario measures something: give [drain], [open_loop] or [push]");
+        }
+        if let Some(push) = &self.push {
+            push.validate()?;
         }
         if let Some(drain) = &self.drain
             && drain.count == 0
@@ -354,7 +443,7 @@ SLUICE_AMQP__PREFETCH = 10000
 
     #[test]
     fn bad_scenarios_say_what_is_wrong() {
-        assert!(error_of("name = \"x\"").contains("give [drain], [open_loop] or both"));
+        assert!(error_of("name = \"x\"").contains("give [drain], [open_loop] or [push]"));
         assert!(
             error_of("name = \"x\"\n[drain]\ncount = 10\nbad = 1").contains("unknown field `bad`")
         );

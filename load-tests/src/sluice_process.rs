@@ -39,6 +39,17 @@ impl SluiceProcess {
         admin: SocketAddr,
         log: &Path,
     ) -> anyhow::Result<Self> {
+        Self::spawn_with_args(binary, &[], env, admin, log)
+    }
+
+    /// [`SluiceProcess::spawn`], with `args` after `run` (e.g. `--config FILE`).
+    pub fn spawn_with_args(
+        binary: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        admin: SocketAddr,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         if !binary.is_file() {
             bail!(
                 "no sluice binary at {}: build it with `cargo build --release -p sluice`, or pass --sluice-bin",
@@ -51,6 +62,7 @@ impl SluiceProcess {
         let mut command = Command::new(binary);
         command
             .arg("run")
+            .args(args)
             .env("RUST_LOG", "warn")
             .env("SLUICE_ADMIN__LISTEN", admin.to_string())
             .envs(env.iter().map(|(key, value)| (key, value)))

@@ -358,6 +358,7 @@ mod tests {
                 latency: LatencySummary {
                     count: 990,
                     p50_ms: 3.0,
+                    p90_ms: 3.5,
                     p99_ms,
                     p999_ms: p99_ms * 1.5,
                     max_ms: p99_ms * 2.0,
