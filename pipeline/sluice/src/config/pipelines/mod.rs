@@ -126,6 +126,14 @@ mod tests {
         }
     }
 
+    /// A source for tests about sinks.
+    const AGENTS: &str = r#"
+        [sources.agents]
+        type = "amqp"
+        exchange = "agents"
+        decoder = { format = "line_protocol" }
+    "#;
+
     const TWO_SINKS: &str = r#"
         [sources.agents]
         type = "amqp"
@@ -313,12 +321,9 @@ mod tests {
 
     #[test]
     fn an_amqp_sink_declares_what_the_next_tier_reads() {
-        let settings = load(
+        let settings = load(&format!(
             r##"
-            [sources.agents]
-            type = "amqp"
-            exchange = "agents"
-            decoder = { format = "diamond" }
+            {AGENTS}
 
             [sinks.core]
             type = "amqp"
@@ -327,8 +332,8 @@ mod tests {
             queue = "core.points"
             max_length = 5000
             confirm_timeout = "3s"
-            "##,
-        )
+            "##
+        ))
         .expect("valid");
         let pipelines = settings.pipelines.expect("pipelines");
         let SinkKind::Amqp { publisher, sink } = &pipelines.sinks[0].kind else {
@@ -351,12 +356,9 @@ mod tests {
 
     #[test]
     fn an_amqp_sink_needs_an_exchange_and_a_queue_for_its_limit() {
-        let said = errors(
+        let said = errors(&format!(
             r##"
-            [sources.agents]
-            type = "amqp"
-            exchange = "agents"
-            decoder = { format = "diamond" }
+            {AGENTS}
 
             [sinks.core]
             type = "amqp"
@@ -364,8 +366,8 @@ mod tests {
             exchange = ""
             max_length = 10
             confirm_timeout = "0s"
-            "##,
-        );
+            "##
+        ));
         let has = |needle: &str| said.iter().any(|line| line.starts_with(needle));
         assert!(has("sinks.core.exchange: must not be empty"), "{said:?}");
         assert!(has("sinks.core.max_length:"), "{said:?}");
@@ -374,12 +376,9 @@ mod tests {
 
     #[test]
     fn no_sync_on_an_influxdb_3_sink_is_a_warning_naming_it() {
-        let settings = load(
+        let settings = load(&format!(
             r##"
-            [sources.agents]
-            type = "amqp"
-            exchange = "agents"
-            decoder = { format = "line_protocol" }
+            {AGENTS}
 
             [sinks.fast]
             type = "influxdb"
@@ -393,8 +392,8 @@ mod tests {
             inputs = ["agents"]
             api = "v3"
             database = "safe"
-            "##,
-        )
+            "##
+        ))
         .expect("valid: allowed, but said");
         assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
         assert!(
