@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::{Broker, TestNames, eventually, free_port, unique};
-use sluice_testing::recording_server::{RecordingServer, Reply};
+use sluice_testing::recording_server::{Captured, RecordingServer, Reply};
 
 /// A RabbitMQ user made for one test, deleted when dropped.
 struct BrokerUser {
@@ -111,6 +111,9 @@ queue = {dead_letter_queue:?}
 state_dir = {state_dir:?}
 [admin]
 listen = {admin:?}
+# A sluice that never reached the broker waits out the whole deadline when stopped.
+[shutdown]
+deadline = "3s"
 "#,
         url_file = url_file.display().to_string(),
         exchange = names.exchange,
@@ -196,16 +199,57 @@ async fn get(client: &reqwest::Client, admin: &str, path: &str) -> Option<(u16, 
     Some((status, response.text().await.ok()?))
 }
 
+/// Publishes a metric, and waits for the InfluxDB double to get a write whose basic auth is
+/// `credentials` (`user:password`). Published while the metrics path restarts, the metric waits
+/// in its queue.
+async fn write_and_await_credentials(
+    broker: &Broker,
+    names: &TestNames,
+    influx: &RecordingServer,
+    credentials: &str,
+) {
+    let time = jiff::Timestamp::now().as_second();
+    broker
+        .publish(
+            &names.exchange,
+            "secrets",
+            &common::diamond("secrets", "host_1", "cpu.total.user", 1.0, time),
+        )
+        .await;
+    let basic = |request: &Captured| {
+        let header = request.header("authorization")?.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(header)
+            .ok()?;
+        String::from_utf8(decoded).ok()
+    };
+    eventually(
+        "a write to the InfluxDB double with the expected basic auth",
+        Duration::from_secs(30),
+        || {
+            let found = influx
+                .requests()
+                .iter()
+                .filter(|request| request.path == "/write")
+                .any(|request| basic(request).as_deref() == Some(credentials));
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_from_files_are_used_and_never_shown() {
     let names = TestNames::new("secrets");
     let broker = Broker::connect().await;
     let user = BrokerUser::create();
     let influx_password = unique("influx-secret-pw");
+    let reloaded_password = unique("reloaded-secret-pw");
     let wrong_password = unique("wrong-secret-pw");
     let secrets = [
         user.password.as_str(),
         influx_password.as_str(),
+        reloaded_password.as_str(),
         wrong_password.as_str(),
     ];
 
@@ -282,35 +326,31 @@ async fn secrets_from_files_are_used_and_never_shown() {
         },
     )
     .await;
-    let time = jiff::Timestamp::now().as_second();
-    broker
-        .publish(
-            &names.exchange,
-            "secrets",
-            &common::diamond("secrets", "host_1", "cpu.total.user", 1.0, time),
-        )
-        .await;
-    let write = eventually(
-        "a write to the InfluxDB double",
+    // The password is the file's, without its line break.
+    let expected = format!("sluice:{influx_password}");
+    write_and_await_credentials(&broker, &names, &influx, &expected).await;
+
+    // A changed password file is read again at a reload, which restarts the metrics path.
+    std::fs::write(&influx_password_file, format!("{reloaded_password}\n")).expect("write");
+    let kill = Command::new("kill")
+        .arg("-HUP")
+        .arg(running.child.id().to_string())
+        .status()
+        .expect("kill -HUP");
+    assert!(kill.success());
+    eventually(
+        "the reload to be applied",
         Duration::from_secs(30),
-        || {
-            let written = influx
-                .requests()
-                .into_iter()
-                .find(|request| request.path == "/write");
-            async move { written }
+        || async {
+            let (_, text) = get(&client, &admin, "/metrics").await?;
+            text.lines()
+                .any(|line| line.starts_with("sluice_config_reloads_total{outcome=\"applied\"} 1"))
+                .then_some(())
         },
     )
     .await;
-    let authorization = write.header("authorization").expect("basic auth is sent");
-    let credentials = base64::engine::general_purpose::STANDARD
-        .decode(authorization.strip_prefix("Basic ").expect("basic auth"))
-        .expect("base64");
-    assert_eq!(
-        String::from_utf8_lossy(&credentials),
-        format!("sluice:{influx_password}"),
-        "the password is the file's, without its line break"
-    );
+    let expected = format!("sluice:{reloaded_password}");
+    write_and_await_credentials(&broker, &names, &influx, &expected).await;
 
     let mut shown = String::new();
     for path in ["/metrics", "/status", "/", "/readyz", "/healthz"] {
