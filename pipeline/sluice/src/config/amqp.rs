@@ -11,7 +11,11 @@ use sluice_amqp::source::SourceSettings;
 use sluice_amqp::topology::{ExchangeType, SourceTopology};
 use sluice_core::retry::RetryPolicy;
 
-use super::{backoff, redacted};
+use super::secret::{SecretFile, secret};
+use super::{backoff, redacted_option};
+
+/// The broker `amqp.url` is when neither it nor `amqp.url_file` is set: the manager's own.
+const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// The longest `amqp.receive_pause`: far past the point where a longer pause saves any wake-ups
 /// (one per run is reached at 1 ms, see BENCHMARKS.md); longer would only hold messages back.
@@ -21,10 +25,18 @@ const MAX_RECEIVE_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAmqp {
-    /// Broker URL; its password is never logged.
-    #[schemars(with = "String")]
-    #[serde(serialize_with = "redacted")]
-    pub url: SecretString,
+    /// Broker URL; its password is never logged. Default
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    #[schemars(with = "Option<String>")]
+    #[serde(
+        serialize_with = "redacted_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<SecretString>,
+    /// A file holding the broker URL, instead of `url`.
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<SecretFile>,
     /// Unacknowledged deliveries per consumer: the bound on what is in flight. Should be at least
     /// `influx.batch_max_points * (influx.concurrency + 1)` so batches fill without waiting.
     pub prefetch: u16,
@@ -45,7 +57,8 @@ pub struct RawAmqp {
 impl Default for RawAmqp {
     fn default() -> Self {
         Self {
-            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url: None,
+            url_file: None,
             prefetch: 5000,
             receive_pause: Duration::from_millis(1),
             reconnect_initial_delay: Duration::from_millis(200),
@@ -99,9 +112,16 @@ impl BrokerConnection<'_> {
 impl RawAmqp {
     /// Checks the section, reporting each error to `fail`.
     pub(super) fn validate(&self, fail: &mut impl FnMut(&str, String)) -> BrokerConnection<'_> {
-        let broker = BrokerUrl::parse(self.url.expose_secret())
-            .map_err(|error| fail("amqp.url", error.to_string()))
-            .ok();
+        let broker = match secret("amqp.url", self.url.as_ref(), self.url_file.as_ref(), fail) {
+            Ok(url) => {
+                let url = url.unwrap_or_else(|| SecretString::from(DEFAULT_URL));
+                // The parse error never repeats the URL, which holds the password.
+                BrokerUrl::parse(url.expose_secret())
+                    .map_err(|error| fail("amqp.url", error.to_string()))
+                    .ok()
+            }
+            Err(_) => None,
+        };
         if self.prefetch == 0 {
             fail("amqp.prefetch", "must be at least 1".into());
         }

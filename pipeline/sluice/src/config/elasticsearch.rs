@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::path::PathLimits;
 use sluice_elasticsearch::{EsAuth, EsSettings};
 
+use super::secret::{SecretFile, secret};
 use super::{SinkWrites, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema)]
@@ -26,6 +27,10 @@ pub struct RawElasticsearch {
         skip_serializing_if = "Option::is_none"
     )]
     pub password: Option<SecretString>,
+    /// A file holding the password, instead of `password`.
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<SecretFile>,
     /// An API key (`Authorization: ApiKey ...`), instead of basic auth; never logged.
     #[schemars(with = "Option<String>")]
     #[serde(
@@ -33,6 +38,10 @@ pub struct RawElasticsearch {
         skip_serializing_if = "Option::is_none"
     )]
     pub api_key: Option<SecretString>,
+    /// A file holding the API key, instead of `api_key`.
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<SecretFile>,
     pub gzip: bool,
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -61,7 +70,9 @@ impl Default for RawElasticsearch {
             url: "http://127.0.0.1:9200".into(),
             username: None,
             password: None,
+            password_file: None,
             api_key: None,
+            api_key_file: None,
             gzip: false,
             request_timeout: Duration::from_secs(30),
             batch_max_documents: 500,
@@ -88,14 +99,28 @@ impl RawElasticsearch {
         fail: &mut impl FnMut(&str, String),
     ) -> Option<ElasticsearchSink> {
         let url = http_url("elasticsearch.url", &self.url, fail);
-        let auth = match (&self.username, &self.password, &self.api_key) {
-            (None, None, None) => Some(EsAuth::None),
-            (Some(username), Some(password), None) => Some(EsAuth::Basic {
+        let password = secret(
+            "elasticsearch.password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+            fail,
+        );
+        let api_key = secret(
+            "elasticsearch.api_key",
+            self.api_key.as_ref(),
+            self.api_key_file.as_ref(),
+            fail,
+        );
+        let auth = match (&self.username, password, api_key) {
+            // A secret whose file could not be read is reported already.
+            (_, Err(_), _) | (_, _, Err(_)) => None,
+            (None, Ok(None), Ok(None)) => Some(EsAuth::None),
+            (Some(username), Ok(Some(password)), Ok(None)) => Some(EsAuth::Basic {
                 username: username.clone(),
-                password: password.clone(),
+                password,
             }),
-            (None, None, Some(key)) => Some(EsAuth::ApiKey(key.clone())),
-            (_, _, Some(_)) => {
+            (None, Ok(None), Ok(Some(key))) => Some(EsAuth::ApiKey(key)),
+            (_, _, Ok(Some(_))) => {
                 fail(
                     "elasticsearch.api_key",
                     "use either an API key or username and password".into(),

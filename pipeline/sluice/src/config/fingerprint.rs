@@ -3,8 +3,8 @@
 //!
 //! A part's fingerprint is a hash of the raw sections it is built from. Secrets count: a new
 //! broker password must restart the paths that connect with it, so while a fingerprint is
-//! computed the redacting serializers write the secret itself. Only the hash is kept, and it
-//! never leaves the process.
+//! computed the redacting serializers write the secret itself (and a `<name>_file` setting the
+//! contents it was loaded with). Only the hash is kept, and it never leaves the process.
 
 use std::cell::Cell;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
@@ -108,7 +108,9 @@ mod tests {
     fn a_new_password_changes_every_part_that_connects_with_it_and_stays_hidden() {
         let before = RawConfig::default().fingerprints();
         let mut raw = RawConfig::default();
-        raw.amqp.url = SecretString::from("amqp://guest:another@127.0.0.1:5672/%2f");
+        raw.amqp.url = Some(SecretString::from(
+            "amqp://guest:another@127.0.0.1:5672/%2f",
+        ));
         let after = raw.fingerprints();
         assert_ne!(after.metrics, before.metrics);
         assert_ne!(after.events, before.events);
@@ -117,6 +119,32 @@ mod tests {
         // Outside a fingerprint, the secret is redacted as before.
         let shown = serde_json::to_string(&raw.amqp).expect("serializes");
         assert!(!shown.contains("another"), "{shown}");
+    }
+
+    #[test]
+    fn a_changed_secret_file_changes_the_parts_that_use_it_at_the_next_load() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let password = dir.path().join("influx-password");
+        std::fs::write(&password, "first-password\n").expect("write");
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[influx]\nusername = \"sluice\"\npassword_file = {:?}\n",
+                password.display().to_string()
+            ),
+        )
+        .expect("write");
+        let loaded = RawConfig::load(Some(&file)).expect("loads");
+        let before = loaded.fingerprints();
+        std::fs::write(&password, "second-password\n").expect("write");
+        // What was loaded keeps the secret it was loaded with (a reload's fallback needs it)...
+        assert_eq!(loaded.fingerprints(), before);
+        // ...and a reload reads the file again.
+        let after = RawConfig::load(Some(&file)).expect("loads").fingerprints();
+        assert_ne!(after.metrics, before.metrics);
+        assert_eq!(after.events, before.events);
+        assert_eq!(after.dead_letter, before.dead_letter);
     }
 
     #[test]

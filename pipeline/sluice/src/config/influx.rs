@@ -10,6 +10,7 @@ use sluice_core::path::PathLimits;
 use sluice_core::point::PointLimits;
 use sluice_influx::{InfluxApi, InfluxSettings, Precision};
 
+use super::secret::{SecretFile, secret};
 use super::{SinkWrites, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -56,6 +57,10 @@ pub struct RawInflux {
         skip_serializing_if = "Option::is_none"
     )]
     pub password: Option<SecretString>,
+    /// v1: a file holding the password, instead of `password`.
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<SecretFile>,
     /// v2: organisation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
@@ -69,6 +74,10 @@ pub struct RawInflux {
         skip_serializing_if = "Option::is_none"
     )]
     pub token: Option<SecretString>,
+    /// v2, v3: a file holding the token, instead of `token`.
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<SecretFile>,
     /// v3: the good lines of a request are written and only the bad ones refused. With
     /// `false`, a bad line fails its request, and sluice sends the others again without it.
     pub accept_partial: bool,
@@ -108,9 +117,11 @@ impl Default for RawInflux {
             retention_policy: None,
             username: None,
             password: None,
+            password_file: None,
             org: None,
             bucket: None,
             token: None,
+            token_file: None,
             accept_partial: true,
             no_sync: false,
             precision: RawPrecision::Nanoseconds,
@@ -153,6 +164,18 @@ impl RawInflux {
         fail: &mut impl FnMut(&str, String),
     ) -> Option<InfluxSink> {
         let url = http_url("influx.url", &self.url, fail);
+        let password = secret(
+            "influx.password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+            fail,
+        );
+        let token = secret(
+            "influx.token",
+            self.token.as_ref(),
+            self.token_file.as_ref(),
+            fail,
+        );
         let api = match self.api {
             RawInfluxApi::V1 => {
                 if self.database.is_empty() {
@@ -161,31 +184,31 @@ impl RawInflux {
                         "must not be empty with api = \"v1\"".into(),
                     );
                 }
-                if self.password.is_some() && self.username.is_none() {
+                if matches!(password, Ok(Some(_))) && self.username.is_none() {
                     fail("influx.username", "a password needs a username".into());
                 }
-                Some(InfluxApi::V1 {
+                password.ok().map(|password| InfluxApi::V1 {
                     database: self.database.clone(),
                     retention_policy: self.retention_policy.clone(),
                     username: self.username.clone(),
-                    password: self.password.clone(),
+                    password,
                 })
             }
             RawInfluxApi::V2 => {
                 let org = self.org.clone().filter(|org| !org.is_empty());
                 let bucket = self.bucket.clone().filter(|bucket| !bucket.is_empty());
-                let token = self.token.clone();
                 if org.is_none() {
                     fail("influx.org", "is required with api = \"v2\"".into());
                 }
                 if bucket.is_none() {
                     fail("influx.bucket", "is required with api = \"v2\"".into());
                 }
-                if token.is_none() {
+                // A token file that could not be read is reported already, not as missing.
+                if matches!(token, Ok(None)) {
                     fail("influx.token", "is required with api = \"v2\"".into());
                 }
                 match (org, bucket, token) {
-                    (Some(org), Some(bucket), Some(token)) => {
+                    (Some(org), Some(bucket), Ok(Some(token))) => {
                         Some(InfluxApi::V2 { org, bucket, token })
                     }
                     _ => None,
@@ -198,9 +221,9 @@ impl RawInflux {
                         "must not be empty with api = \"v3\"".into(),
                     );
                 }
-                Some(InfluxApi::V3 {
+                token.ok().map(|token| InfluxApi::V3 {
                     database: self.database.clone(),
-                    token: self.token.clone(),
+                    token,
                     accept_partial: self.accept_partial,
                     no_sync: self.no_sync,
                 })

@@ -7,6 +7,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sluice_rest::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings};
 
+use super::secret::{SecretFile, secret};
 use super::{above_zero, backoff, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,6 +33,10 @@ pub struct RawManagerRest {
         skip_serializing_if = "Option::is_none"
     )]
     pub token: Option<SecretString>,
+    /// 4.x: a file holding the token, instead of `token`.
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<SecretFile>,
     /// 4.x: the `Tenant` header.
     pub tenant: String,
     #[serde(with = "humantime_serde")]
@@ -52,6 +57,7 @@ impl Default for RawManagerRest {
             url: DEFAULT_MANAGER_URL.into(),
             api: RawManagerRestApi::V3,
             token: None,
+            token_file: None,
             tenant: "default_tenant".into(),
             retry_initial_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(10),
@@ -64,13 +70,21 @@ impl RawManagerRest {
     /// Checks the section, reporting each error to `fail`; `None` when something is invalid.
     pub(super) fn validate(&self, fail: &mut impl FnMut(&str, String)) -> Option<ManagerSettings> {
         let url = http_url("manager.url", &self.url, fail);
-        let api = match (self.api, &self.token) {
+        let token = secret(
+            "manager.token",
+            self.token.as_ref(),
+            self.token_file.as_ref(),
+            fail,
+        );
+        let api = match (self.api, token) {
             (RawManagerRestApi::V3, _) => Some(ManagerApi::V3),
-            (RawManagerRestApi::V4, Some(token)) => Some(ManagerApi::V4 {
-                token: token.clone(),
+            (RawManagerRestApi::V4, Ok(Some(token))) => Some(ManagerApi::V4 {
+                token,
                 tenant: self.tenant.clone(),
             }),
-            (RawManagerRestApi::V4, None) => {
+            // Reported already.
+            (RawManagerRestApi::V4, Err(_)) => None,
+            (RawManagerRestApi::V4, Ok(None)) => {
                 fail("manager.token", "is required with api = \"4.x\"".into());
                 None
             }

@@ -7,6 +7,8 @@
 //!
 //! [`RawConfig::validate`] turns it into [`Settings`]: typed values (URLs, socket addresses,
 //! non-zero sizes, parsed templates), checked without I/O, with every error naming its field.
+//! (Every secret may come from a file, `<name>_file`; those are read while loading, see
+//! [`secret`].)
 //! The JSON Schema of the raw layer is `schemas/config.schema.json`; a test fails when it is
 //! stale (`sluice config-schema > schemas/config.schema.json` regenerates it).
 //!
@@ -26,6 +28,7 @@ mod manager;
 mod metrics;
 mod pipelines;
 mod rules;
+mod secret;
 mod shutdown;
 
 use std::collections::BTreeMap;
@@ -85,13 +88,6 @@ pub struct RawConfig {
     pub transforms: BTreeMap<String, RawTransform>,
     /// ...and sinks, each naming its `inputs`.
     pub sinks: BTreeMap<String, RawSink>,
-}
-
-fn redacted<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
-    if fingerprint::revealing() {
-        return serializer.serialize_str(secret.expose_secret());
-    }
-    serializer.serialize_str("***")
 }
 
 fn redacted_option<S: serde::Serializer>(
@@ -479,7 +475,7 @@ mod tests {
     #[test]
     fn every_error_is_reported_with_its_field() {
         let mut raw = RawConfig::default();
-        raw.amqp.url = SecretString::from("http://nope");
+        raw.amqp.url = Some(SecretString::from("http://nope"));
         raw.amqp.prefetch = 0;
         raw.amqp.receive_pause = Duration::from_secs(1);
         raw.metrics.consumers = 0;
@@ -526,6 +522,153 @@ mod tests {
             ),
             "{said:?}"
         );
+    }
+
+    /// A configuration that takes every secret from a file in `dir`, each file holding
+    /// `file-secret-<name>` and a line break.
+    fn every_secret_from_a_file(dir: &Path) -> RawConfig {
+        let secret = |name: &str, value: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{value}\n")).expect("write a secret file");
+            toml_string(&path)
+        };
+        let file = dir.join("sluice.toml");
+        let text = format!(
+            r#"
+[amqp]
+url_file = {amqp}
+[influx]
+username = "sluice"
+password_file = {influx}
+[elasticsearch]
+api_key_file = {es}
+[manager]
+api = "4.x"
+token_file = {manager}
+[sources.push]
+type = "influxdb_write"
+token_file = {source}
+[sinks.out]
+type = "influxdb"
+inputs = ["push"]
+api = "v2"
+org = "o"
+bucket = "b"
+token_file = {sink}
+"#,
+            amqp = secret("amqp", "amqp://sluice:file-secret-amqp@127.0.0.1:5672/%2f"),
+            influx = secret("influx", "file-secret-influx"),
+            es = secret("es", "file-secret-es"),
+            manager = secret("manager", "file-secret-manager"),
+            source = secret("source", "file-secret-source"),
+            sink = secret("sink", "file-secret-sink"),
+        );
+        std::fs::write(&file, text).expect("write the configuration");
+        RawConfig::load(Some(&file)).expect("loads")
+    }
+
+    fn toml_string(path: &Path) -> String {
+        format!("{:?}", path.display().to_string())
+    }
+
+    #[test]
+    fn every_secret_can_come_from_a_file_and_none_is_shown() {
+        use sluice_elasticsearch::EsAuth;
+        use sluice_rest::ManagerApi;
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut raw = every_secret_from_a_file(dir.path());
+        // The rule stage is what uses `[manager]`; the sidecar's paths run next to the pipelines.
+        raw.metrics.enabled = Some(true);
+        raw.events.enabled = Some(true);
+        let settings = raw.validate().expect("valid");
+
+        let metrics = settings.metrics.as_ref().expect("metrics path");
+        // The user in the file's URL, shown with the password redacted.
+        let broker = metrics.source.url.to_string();
+        assert!(broker.starts_with("amqp://sluice:"), "{broker}");
+        match &metrics.influx.api {
+            InfluxApi::V1 {
+                password: Some(password),
+                ..
+            } => assert_eq!(password.expose_secret(), "file-secret-influx"),
+            _ => panic!("a v1 password"),
+        }
+        let events = settings.events.as_ref().expect("events path");
+        match &events.elasticsearch.auth {
+            EsAuth::ApiKey(key) => assert_eq!(key.expose_secret(), "file-secret-es"),
+            _ => panic!("an API key"),
+        }
+        let rules = settings.rules.as_ref().expect("rule stage");
+        match &rules.stage.manager.api {
+            ManagerApi::V4 { token, .. } => {
+                assert_eq!(token.expose_secret(), "file-secret-manager")
+            }
+            ManagerApi::V3 => panic!("4.x"),
+        }
+        let pipelines = settings.pipelines.as_ref().expect("pipelines");
+        let intake = pipelines.sources[0].intake.as_ref().expect("a listener");
+        match intake {
+            IntakeSpec::InfluxWrite {
+                token: Some(token), ..
+            } => assert_eq!(token.expose_secret(), "file-secret-source"),
+            _ => panic!("an influxdb_write token"),
+        }
+        match &pipelines.sinks[0].kind {
+            SinkKind::Influx { settings, .. } => match &settings.api {
+                InfluxApi::V2 { token, .. } => {
+                    assert_eq!(token.expose_secret(), "file-secret-sink")
+                }
+                _ => panic!("v2"),
+            },
+            SinkKind::Amqp { .. } => panic!("an influxdb sink"),
+        }
+
+        // What the configuration shows of itself: serialized, and the settings' Debug.
+        let shown = [
+            serde_json::to_string(&raw).expect("serializes"),
+            format!("{:?}", metrics.influx),
+            format!("{:?}", events.elasticsearch),
+            format!("{:?}", metrics.source.url),
+            format!("{:?}", intake),
+        ];
+        for shown in shown {
+            assert!(!shown.contains("file-secret"), "a secret is shown: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_secret_set_twice_or_unreadable_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        every_secret_from_a_file(dir.path());
+        let missing = dir.path().join("sink");
+        std::fs::remove_file(&missing).expect("remove the sink's token file");
+        let mut raw = RawConfig::load(Some(&dir.path().join("sluice.toml"))).expect("loads");
+        raw.influx.password = Some(SecretString::from("inline-secret"));
+        let errors = raw.validate().err().expect("invalid").0;
+        let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            said.iter()
+                .any(|error| error.starts_with("influx.password_file: ")
+                    && error.contains("influx.password ")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|error| error.starts_with("sinks.out.token_file: ")
+                    && error.contains(&missing.display().to_string())),
+            "{said:?}"
+        );
+        // Reported once, not again as a missing token.
+        assert!(
+            !said
+                .iter()
+                .any(|error| error.starts_with("sinks.out.token:")),
+            "{said:?}"
+        );
+        for error in &said {
+            assert!(!error.contains("secret-"), "a secret is shown: {error}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Services come from `AMQP_URL` and `INFLUX_URL` (defaults: the local ones that
 //! `deploy/services.sh` starts). A missing service fails the test with what to run.
 
-#![allow(dead_code, unreachable_pub)]
+// Each test uses part of the harness.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

@@ -30,6 +30,7 @@ use sluice_normalise::{
 };
 
 use super::super::amqp::{BrokerConnection, RawExchangeType};
+use super::super::secret::{SecretFile, secret};
 use super::super::{at_least_one, redacted_option};
 use super::field;
 use super::graph::RouteSpec;
@@ -211,6 +212,10 @@ pub struct RawInfluxWriteSource {
         skip_serializing_if = "Option::is_none"
     )]
     pub token: Option<SecretString>,
+    /// A file holding the token, instead of `token`.
+    #[schemars(with = "Option<String>")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<SecretFile>,
     #[serde(default = "max_body_bytes")]
     pub max_body_bytes: usize,
     #[serde(default)]
@@ -393,11 +398,17 @@ impl RawSource {
                 let listen = socket_address(&field("listen"), &raw.listen, fail);
                 let max_body_bytes =
                     at_least_one(&field("max_body_bytes"), raw.max_body_bytes, fail);
+                let token = secret(
+                    &field("token"),
+                    raw.token.as_ref(),
+                    raw.token_file.as_ref(),
+                    fail,
+                );
                 let decoder = Some(DecoderSpec::LineProtocol(TimestampPrecision::Nanoseconds));
                 push_source(name, &raw.broker, amqp, routes, fail, decoder, |target| {
                     Some(IntakeSpec::InfluxWrite {
                         listen: listen?,
-                        token: raw.token.clone(),
+                        token: token.ok()?,
                         max_body_bytes: max_body_bytes?,
                         target,
                     })
