@@ -68,10 +68,12 @@ pub async fn first_broker_contact(url: &sluice_amqp::BrokerUrl) {
     };
     tracing::error!(
         %error,
-        "RabbitMQ does not answer; sluice keeps trying and starts consuming once it does. \
-         Start it (deploy/services.sh starts one on 127.0.0.1:5672), or set amqp.url \
-         ({}) to where it runs",
+        "RabbitMQ cannot be reached or refused the login; sluice keeps trying and starts \
+         consuming once it connects. Start it (deploy/services.sh starts one on \
+         127.0.0.1:5672), or set amqp.url ({}) or amqp.url_file ({}) to where it runs, with \
+         the right user and password",
         environment_variable("amqp.url"),
+        environment_variable("amqp.url_file"),
     );
 }
 
