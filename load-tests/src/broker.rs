@@ -40,6 +40,7 @@ pub async fn declare_metrics_queue(
 ) -> anyhow::Result<()> {
     declare_source(channel, &metrics_topology(exchange, queue))
         .await
+        .map(|_queued| ())
         .with_context(|| format!("declaring sluice's metrics queue {queue} on {exchange}"))
 }
 

@@ -13,11 +13,14 @@
 //! [`UnackedDeliveries`] keeps the `sluice_unacked{source}` gauge: deliveries the broker handed
 //! this channel that no ack has covered yet.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
-use sluice_core::ack::{AckRangeTracker, FinishedReceiver};
+use sluice_core::ack::{AckRangeTracker, FinishedDelivery, FinishedReceiver};
+
+use crate::backlog::Backlog;
 
 /// The deliveries of one channel not yet covered by an ack, shared by its source (which counts
 /// each delivery in) and its acker (which counts each acked range out). A nacked delivery counts
@@ -57,10 +60,42 @@ impl Drop for UnackedDeliveries {
     }
 }
 
+/// One session's part of the queue's [`Backlog`]: a session's ticketed deliveries are its
+/// first ones (tickets only run out), so a tag up to the last ticketed one is of the backlog.
+#[derive(Debug)]
+pub(crate) struct SessionBacklog {
+    backlog: Arc<Backlog>,
+    last_ticketed_tag: AtomicU64,
+}
+
+impl SessionBacklog {
+    pub(crate) fn new(backlog: Arc<Backlog>) -> Self {
+        Self {
+            backlog,
+            last_ticketed_tag: AtomicU64::new(0),
+        }
+    }
+
+    /// Called before the delivery is handed on, so before its report can come back.
+    pub(crate) fn delivered(&self, delivery_tag: u64) {
+        if self.backlog.take_ticket() {
+            self.last_ticketed_tag
+                .store(delivery_tag, Ordering::Release);
+        }
+    }
+
+    fn reported(&self, report: FinishedDelivery) {
+        if report.delivery_tag <= self.last_ticketed_tag.load(Ordering::Acquire) {
+            self.backlog.finished(report.completed);
+        }
+    }
+}
+
 pub(crate) async fn run_acker(
     channel: Channel,
     mut finished: FinishedReceiver,
-    unacked: std::sync::Arc<UnackedDeliveries>,
+    unacked: Arc<UnackedDeliveries>,
+    backlog: Option<Arc<SessionBacklog>>,
 ) {
     let mut tracker = AckRangeTracker::new();
     while let Some(first) = finished.recv().await {
@@ -82,6 +117,9 @@ pub(crate) async fn run_acker(
                 }
             }
             tracker.finish(report.delivery_tag);
+            if let Some(backlog) = &backlog {
+                backlog.reported(report);
+            }
             next = finished.try_recv().ok();
         }
 

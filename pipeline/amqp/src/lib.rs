@@ -5,6 +5,7 @@
 //! - [`source`]: consuming a queue with a bounded prefetch, handing each delivery on with its
 //!   [`AckToken`](sluice_core::ack::AckToken), and reconnecting with backoff when the connection
 //!   drops.
+//! - [`backlog`]: knowing from the broker when what queued up before the start is processed.
 //! - [`acker`]: one task per channel that turns finished deliveries into cumulative
 //!   `basic.ack(multiple=true)` frames, and returns failed ones to the queue.
 //! - [`dead_letter`]: publishing rejected items to the dead-letter exchange with publisher
@@ -17,6 +18,7 @@
 //! - [`connection`]: connecting, and the broker URL in a form that is safe to log.
 
 pub mod acker;
+pub mod backlog;
 pub mod confirmed;
 pub mod connection;
 pub mod dead_letter;

@@ -12,6 +12,9 @@
 //! [`SourceSettings::receive_pause`] once lapin's queue is empty, then takes what queued up
 //! meanwhile in one run: one wake-up per run of deliveries. A lone delivery never waits.
 //!
+//! With a [`Backlog`], it also tells when the messages that were queued at its start have all
+//! been processed (see [`crate::backlog`]).
+//!
 //! On a connection or channel failure it reconnects with capped backoff; deliveries that were in
 //! flight are requeued by the broker and come back marked redelivered (sinks write idempotently).
 //! On shutdown it cancels the consumer, forwards what the broker had already pushed, closes its
@@ -32,7 +35,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::AmqpError;
-use crate::acker::{UnackedDeliveries, run_acker};
+use crate::acker::{SessionBacklog, UnackedDeliveries, run_acker};
+use crate::backlog::Backlog;
 use crate::connection::{BrokerUrl, connect};
 use crate::topology::{SourceTopology, declare_source};
 
@@ -143,17 +147,28 @@ enum SessionEnd {
 ///
 /// Returns an error only for a failure that reconnecting cannot mend at the first attempt (for
 /// example a topology that conflicts with what the broker has); later failures are retried.
+/// `backlog`, shared by every source of the queue, learns what was queued at the start and
+/// when it has all been processed.
 pub async fn run_source(
     settings: SourceSettings,
     output: mpsc::Sender<AckToken>,
     status: Arc<SourceStatus>,
     shutdown: CancellationToken,
+    backlog: Option<Arc<Backlog>>,
 ) -> Result<(), AmqpError> {
     let mut attempt: u32 = 0;
     let mut ever_connected = false;
     loop {
         let mut consumed = false;
-        let end = consume_session(&settings, &output, &status, &shutdown, &mut consumed).await;
+        let end = consume_session(
+            &settings,
+            &output,
+            &status,
+            &shutdown,
+            backlog.as_ref(),
+            &mut consumed,
+        )
+        .await;
         if consumed {
             // A session that got as far as consuming starts the backoff over.
             ever_connected = true;
@@ -175,6 +190,10 @@ pub async fn run_source(
             }
             SessionEnd::Lost(error) => {
                 status.set_consuming(false);
+                // The deliveries in flight come back after newer ones: the count is lost.
+                if let Some(backlog) = &backlog {
+                    backlog.give_up();
+                }
                 if !ever_connected && matches!(error, AmqpError::Broker { .. }) {
                     // The broker answered but refused our declarations: retrying will not help.
                     return Err(error);
@@ -203,6 +222,7 @@ async fn consume_session(
     output: &mpsc::Sender<AckToken>,
     status: &SourceStatus,
     shutdown: &CancellationToken,
+    backlog: Option<&Arc<Backlog>>,
     consumed: &mut bool,
 ) -> SessionEnd {
     let connection = tokio::select! {
@@ -216,8 +236,13 @@ async fn consume_session(
         Ok(channel) => channel,
         Err(error) => return SessionEnd::Lost(AmqpError::broker("opening a channel")(error)),
     };
-    if let Err(error) = declare_source(&channel, &settings.topology).await {
-        return SessionEnd::Lost(error);
+    match declare_source(&channel, &settings.topology).await {
+        Ok(queued) => {
+            if let Some(backlog) = backlog {
+                backlog.measured(queued);
+            }
+        }
+        Err(error) => return SessionEnd::Lost(error),
     }
     if let Err(error) = channel
         .basic_qos(settings.prefetch, BasicQosOptions { global: false })
@@ -250,10 +275,12 @@ async fn consume_session(
 
     let (finished_tx, finished_rx) = finished_channel();
     let unacked = Arc::new(UnackedDeliveries::new(&settings.name));
+    let session_backlog = backlog.map(|backlog| Arc::new(SessionBacklog::new(Arc::clone(backlog))));
     let acker = tokio::spawn(run_acker(
         channel.clone(),
         finished_rx,
         Arc::clone(&unacked),
+        session_backlog.clone(),
     ));
 
     let received = metrics::counter!("sluice_received_total", "source" => settings.name.clone());
@@ -295,6 +322,9 @@ async fn consume_session(
         };
         received.increment(1);
         unacked.delivered();
+        if let Some(session_backlog) = &session_backlog {
+            session_backlog.delivered(delivery.delivery_tag);
+        }
         let message = SourceMessage {
             body: Bytes::from(delivery.data),
             exchange: delivery.exchange.to_string(),

@@ -135,6 +135,11 @@ pub enum Overflow {
 /// Declares `queue`. `Overflow::DropHead` declares no `x-overflow` argument, so it matches
 /// queues declared without one.
 pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), AmqpError> {
+    declare_queue_counted(channel, queue).await.map(|_| ())
+}
+
+/// Declares the queue; answers its ready message count, as the broker reported it.
+async fn declare_queue_counted(channel: &Channel, queue: &QueueSpec) -> Result<u32, AmqpError> {
     let overflow = queue.overflow;
     let mut arguments = FieldTable::default();
     if overflow == Overflow::RejectPublish {
@@ -161,7 +166,7 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), A
     channel
         .queue_declare(queue.name.as_str().into(), options, arguments)
         .await
-        .map(|_| ())
+        .map(|declared| declared.message_count())
         .map_err(AmqpError::broker(format!(
             "declaring queue {:?} (durable={}, auto_delete={}, ttl={:?}, max_length={:?}, \
              overflow={overflow:?}); an existing queue with other arguments must be deleted first",
@@ -169,11 +174,15 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), A
         )))
 }
 
-/// Declares the exchange (if any), the queue, and binds them with every binding key.
-pub async fn declare_source(channel: &Channel, topology: &SourceTopology) -> Result<(), AmqpError> {
-    declare_queue(channel, &topology.queue).await?;
+/// Declares the exchange (if any), the queue, and binds them with every binding key. Answers
+/// the queue's ready message count at its declaration: what queued up before this consumer.
+pub async fn declare_source(
+    channel: &Channel,
+    topology: &SourceTopology,
+) -> Result<u32, AmqpError> {
+    let queued = declare_queue_counted(channel, &topology.queue).await?;
     let Some(exchange) = &topology.exchange else {
-        return Ok(());
+        return Ok(queued);
     };
     declare_exchange(channel, exchange).await?;
     for key in &topology.binding_keys {
@@ -191,5 +200,5 @@ pub async fn declare_source(channel: &Channel, topology: &SourceTopology) -> Res
                 topology.queue.name, exchange.name
             )))?;
     }
-    Ok(())
+    Ok(queued)
 }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use simd_json::ErrorType;
@@ -137,6 +138,7 @@ pub(crate) struct WireBody<'a> {
     unit: Option<Raw<'a>>,
     metric_type: Option<Raw<'a>>,
     time: Option<Raw<'a>>,
+    ttl: Option<Raw<'a>>,
     state: Option<Raw<'a>>,
     config_path: Option<Raw<'a>>,
     /// The first known key found twice: the body is refused rather than guessed at.
@@ -157,6 +159,7 @@ impl<'a> WireBody<'a> {
             "unit" => ("unit", &mut self.unit),
             "type" => ("type", &mut self.metric_type),
             "time" => ("time", &mut self.time),
+            "ttl" => ("ttl", &mut self.ttl),
             "state" => ("state", &mut self.state),
             "config_path" => ("config_path", &mut self.config_path),
             _ => return None,
@@ -403,6 +406,8 @@ pub(crate) struct DiamondMetric<'a> {
     pub(crate) host: Option<Cow<'a, str>>,
     pub(crate) unit: Option<Cow<'a, str>>,
     pub(crate) metric_type: Option<Cow<'a, str>>,
+    /// The event's own ttl (Riemann's, in seconds), when it sent a usable one.
+    pub(crate) ttl: Option<Duration>,
 }
 
 /// What a body is, once its fields are checked.
@@ -443,6 +448,7 @@ impl<'a> WireBody<'a> {
             host: optional_str(self.host, "host")?,
             unit: optional_str(self.unit, "unit")?,
             metric_type: optional_str(self.metric_type, "type")?,
+            ttl: event_ttl(self.ttl),
         }))
     }
 
@@ -534,6 +540,24 @@ fn metric_value(slot: Option<Raw<'_>>) -> Result<f64, NormaliseError> {
             field: "metric",
             value,
         })
+    }
+}
+
+/// The event's `ttl`: a positive, finite number of seconds (Riemann's unit; a float is kept to
+/// the nanosecond). Anything else (absent, null, zero, negative, a string, too large for a
+/// duration) is `None`, and the host_failure policy's own ttl applies: the ttl only tunes the
+/// rules, so a bad one must not cost the point its way to the store.
+fn event_ttl(slot: Option<Raw<'_>>) -> Option<Duration> {
+    let seconds = match slot? {
+        Raw::Int(seconds) => seconds as f64,
+        Raw::UInt(seconds) => seconds as f64,
+        Raw::Float(seconds) => seconds,
+        _ => return None,
+    };
+    if seconds > 0.0 {
+        Duration::try_from_secs_f64(seconds).ok()
+    } else {
+        None
     }
 }
 
@@ -629,6 +653,27 @@ mod tests {
             let error = timestamp_nanos(raw.clone()).expect_err("out of range");
             assert_eq!(error.reason(), "bad_timestamp", "{raw:?}: {error}");
         }
+    }
+
+    #[test]
+    fn a_ttl_is_positive_seconds_and_anything_else_leaves_the_policy_default() {
+        let cases: &[(Raw<'_>, Option<Duration>)] = &[
+            (Raw::Int(10), Some(Duration::from_secs(10))),
+            (Raw::UInt(10), Some(Duration::from_secs(10))),
+            (Raw::Float(2.5), Some(Duration::from_millis(2500))),
+            (Raw::Int(0), None),
+            (Raw::Int(-10), None),
+            (Raw::Float(f64::NAN), None),
+            (Raw::Float(f64::INFINITY), None),
+            (Raw::Float(1e300), None),
+            (Raw::Str("10".into()), None),
+            (Raw::Null, None),
+            (Raw::Object, None),
+        ];
+        for (raw, ttl) in cases {
+            assert_eq!(event_ttl(Some(raw.clone())), *ttl, "{raw:?}");
+        }
+        assert_eq!(event_ttl(None), None);
     }
 
     #[test]

@@ -249,6 +249,7 @@ impl Normaliser {
             service: &metric.service,
             value: metric.value,
             timestamp_ns: metric.timestamp,
+            ttl: metric.ttl,
         });
         Ok(NormalisedRef::Point(point))
     }
@@ -266,6 +267,9 @@ pub struct MetricSample<'a> {
     pub value: f64,
     /// Nanoseconds since the Unix epoch.
     pub timestamp_ns: i64,
+    /// The body's own `ttl` (seconds on the wire), when it is a positive number: host_failure
+    /// expires the series after it instead of the policy's ttl.
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// The name the templates see: `service` without the `<deployment_id>.<node_name>.<node_id>.`
@@ -412,6 +416,32 @@ mod tests {
             normaliser.normalise_borrowed(not_finite.as_bytes(), &mut scratch, |_| called = true);
         assert!(result.is_err());
         assert!(!called, "an invalid metric must not reach the rules");
+    }
+
+    #[test]
+    fn the_observer_sees_the_bodys_own_ttl_and_the_point_does_not_change() {
+        let normaliser = Normaliser::new(Naming::default(), PointLimits::default());
+        let mut scratch = Scratch::default();
+        let ttl_of = |json: &str, scratch: &mut Scratch| {
+            let mut seen = None;
+            let result =
+                normaliser.normalise_borrowed(json.as_bytes(), scratch, |sample| seen = sample.ttl);
+            assert!(matches!(result, Ok(NormalisedRef::Point(_))), "{json}");
+            seen
+        };
+        let with_ttl = EXAMPLE.replace(r#""time":"#, r#""ttl":10,"time":"#);
+        assert_eq!(
+            ttl_of(&with_ttl, &mut scratch),
+            Some(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(ttl_of(EXAMPLE, &mut scratch), None);
+        let unusable = EXAMPLE.replace(r#""time":"#, r#""ttl":"soon","time":"#);
+        assert_eq!(ttl_of(&unusable, &mut scratch), None, "still a point");
+        assert_eq!(
+            point(Naming::default(), &with_ttl),
+            point(Naming::default(), EXAMPLE),
+            "the ttl is for the rules, not a field of the point"
+        );
     }
 
     fn point(naming: Naming, json: &str) -> Point {

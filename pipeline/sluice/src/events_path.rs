@@ -70,7 +70,7 @@ pub async fn start(
         tracing::warn!(%error, "could not install the index template yet; the first write tries again");
     }
 
-    let (deliveries, statuses) = sources::start(settings.sources, &shutdown, tasks);
+    let (deliveries, statuses) = sources::start(settings.sources, &shutdown, tasks, None);
     let decoder = EventsDecoder::new(EventDecoder::new(settings.index));
     let sink = Arc::clone(&elasticsearch);
     let limits = settings.limits;

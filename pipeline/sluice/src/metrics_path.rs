@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use sluice_amqp::backlog::Backlog;
 use sluice_amqp::source::SourceStatus;
 use sluice_core::ack::ControlAck;
 use sluice_core::dead_letter::DeadLetterSender;
@@ -66,7 +67,27 @@ pub async fn start(
     }
 
     let consumers = vec![settings.source; usize::from(settings.consumers)];
-    let (deliveries, statuses) = sources::start(consumers, &shutdown, tasks);
+    // The rule stage holds its host sweeps until what queued up while sluice was down has
+    // reached it: the sources tell when (from the queue's count at the start, see
+    // `sluice_amqp::backlog`), and the notice goes through the rule stage's input, behind the
+    // backlog itself.
+    let backlog = rules.as_ref().map(|_| Arc::new(Backlog::default()));
+    let (deliveries, statuses) = sources::start(consumers, &shutdown, tasks, backlog.as_ref());
+    if let (Some(backlog), Some(feed)) = (backlog, rules.clone()) {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            // A backlog never drained (see `Backlog::give_up`) leaves it to the grace; the feed
+            // is let go of at a stop, since the rule stage ends when every feed is gone.
+            tokio::select! {
+                () = backlog.drained() => {
+                    tracing::info!("the metrics queued before the start have reached the rules");
+                    feed.send(RuleInput::BacklogDrained).await;
+                }
+                () = shutdown.cancelled() => {}
+            }
+            Ok(())
+        });
+    }
     let decoder = DiamondDecoder::new(
         sluice_normalise::Normaliser::new(settings.naming, settings.point_limits),
         RuleTap::new(rules.clone()),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use sluice_amqp::backlog::Backlog;
 use sluice_amqp::source::{SourceSettings, SourceStatus, run_source};
 use sluice_core::ack::AckToken;
 use tokio::sync::mpsc;
@@ -11,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Starts one source per entry of `sources` onto `tasks`. The channel holds as many deliveries
 /// as the sources' prefetch counts together allow; it closes when every source has stopped.
+/// `backlog`, when given, is shared by all of them (they consume one queue).
 pub fn start(
     sources: Vec<SourceSettings>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<anyhow::Result<()>>,
+    backlog: Option<&Arc<Backlog>>,
 ) -> (mpsc::Receiver<AckToken>, Vec<Arc<SourceStatus>>) {
     let prefetch: usize = sources
         .iter()
@@ -26,9 +29,10 @@ pub fn start(
         let status = Arc::new(SourceStatus::default());
         statuses.push(Arc::clone(&status));
         let (deliveries_tx, shutdown) = (deliveries_tx.clone(), shutdown.clone());
+        let backlog = backlog.cloned();
         tasks.spawn(async move {
             let name = source.name.clone();
-            run_source(source, deliveries_tx, status, shutdown)
+            run_source(source, deliveries_tx, status, shutdown, backlog)
                 .await
                 .with_context(|| format!("{name} source"))
         });

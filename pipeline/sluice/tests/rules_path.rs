@@ -172,6 +172,29 @@ impl Setup {
             .await;
     }
 
+    /// A `memory.used` metric of `node_id` with event time `time` (seconds) and, when given,
+    /// the body's own `ttl` (seconds).
+    async fn publish_memory(&self, node_id: &str, time: i64, ttl: Option<u64>) {
+        let mut body: Value = serde_json::from_slice(&diamond(
+            &self.deployment,
+            node_id,
+            "memory.used",
+            1.0,
+            time,
+        ))
+        .expect("JSON");
+        if let Some(ttl) = ttl {
+            body["ttl"] = json!(ttl);
+        }
+        self.broker
+            .publish(
+                &self.names.exchange,
+                &self.deployment,
+                body.to_string().as_bytes(),
+            )
+            .await;
+    }
+
     /// Sends the manager's `start` and waits for the `ok` file it waits for.
     async fn start_policies(&self) {
         let ok_file = self.config_dir.path().join("ok");
@@ -384,6 +407,145 @@ async fn a_host_whose_metrics_stop_is_healed_within_ttl_and_a_sweep() {
     );
     assert!(sluice.stop(), "clean stop");
     assert_eq!(posts_for(&setup.manager, "heal", "vm_h").len(), 1);
+    setup.clean_up().await;
+}
+
+/// The received time of the first heal POST for `node_id`, in Unix ms.
+fn heal_posted_at_ms(manager: &FakeManager, node_id: &str) -> Option<i64> {
+    manager.execution_posts().iter().find_map(|request| {
+        let body: Value = serde_json::from_str(&request.body).ok()?;
+        (body["workflow_id"] == "heal" && body["parameters"]["node_instance_id"] == node_id).then(
+            || {
+                request
+                    .received_at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_millis() as i64)
+            },
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_start_heals_a_host_by_its_metrics_own_ttl_without_waiting_for_the_grace() {
+    // The policy's ttl and the start-up grace are both 60 s: only the body's `ttl` of 10 s, and
+    // a first sweep that judges at once, can heal within the bound below.
+    const BODY_TTL_MS: i64 = 10_000;
+    const SWEEP_MS: i64 = 500;
+    let setup = Setup::new("rules-body-ttl", 60).await;
+    let mut sluice = setup
+        .start_sluice_with(&[("SLUICE_RULES__STARTUP_GRACE", "60s")])
+        .await;
+    setup.start_policies().await;
+
+    // Event times are whole seconds; the series expires `ttl` after its newest one.
+    let last_event_s = now_s();
+    for node in ["vm_h", "vm_a"] {
+        for time in [last_event_s - 1, last_event_s] {
+            let ttl = (node == "vm_h").then_some((BODY_TTL_MS / 1000) as u64);
+            setup.publish_memory(node, time, ttl).await;
+        }
+    }
+    let healed_at_ms = eventually("vm_h's heal POST", WAIT, || async {
+        heal_posted_at_ms(&setup.manager, "vm_h")
+    })
+    .await;
+    let deadline_ms = last_event_s * 1000 + BODY_TTL_MS;
+    assert!(
+        healed_at_ms > deadline_ms,
+        "not before the body's ttl passed: healed {} ms before it",
+        deadline_ms - healed_at_ms
+    );
+    // One sweep after the deadline, and slack for a loaded machine: far below the policy's and
+    // the grace's 60 s.
+    assert!(
+        healed_at_ms <= deadline_ms + SWEEP_MS + 2000,
+        "healed {} ms after the body's ttl passed",
+        healed_at_ms - deadline_ms
+    );
+    assert_eq!(
+        posts_for(&setup.manager, "heal", "vm_h")[0]["parameters"],
+        json!({"node_instance_id": "vm_h", "diagnose_value": "heart-beat-failure"})
+    );
+    // vm_a's metrics carry no ttl: the policy's 60 s applies, and it is still alive.
+    assert!(
+        posts_for(&setup.manager, "heal", "vm_a").is_empty(),
+        "vm_a keeps the policy's ttl"
+    );
+    assert!(sluice.stop(), "clean stop");
+    assert_eq!(posts_for(&setup.manager, "heal", "vm_h").len(), 1);
+    setup.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_backlog_heals_no_host_whose_metrics_are_in_it() {
+    const POLICY_TTL_S: i64 = 4;
+    const PADDING: usize = 2000;
+    let setup = Setup::new("rules-backlog", POLICY_TTL_S as u64).await;
+    let mut first = setup.start_sluice().await;
+    setup.start_policies().await;
+    // vm_a reports, is checkpointed, and sluice stops within its ttl.
+    let vm_a_seen_s = now_s();
+    setup.publish_memory("vm_a", vm_a_seen_s, None).await;
+    eventually("the checkpoint after vm_a reported", WAIT, || async {
+        let text = std::fs::read_to_string(setup.state_dir.path().join("rules.json")).ok()?;
+        text.contains("vm_a").then_some(())
+    })
+    .await;
+    assert!(first.stop(), "clean stop");
+    assert!(posts_for(&setup.manager, "heal", "vm_a").is_empty());
+
+    // While sluice is down: vm_h's oldest metric is long stale, then a run of other metrics,
+    // then fresh metrics of both hosts (a ttl of their own, so they stay fresh whatever the
+    // machine's pace). Judged before the backlog has arrived, vm_h (seen only in the backlog)
+    // and vm_a (restored from the checkpoint) would both look dead.
+    setup
+        .publish_memory("vm_h", now_s() - 10 * POLICY_TTL_S, None)
+        .await;
+    for _ in 0..PADDING {
+        setup.publish_metric("vm_b", "cpu.total.user", 10.0).await;
+    }
+    // The down time outlasts vm_a's ttl: this is time passing, nothing to wait on.
+    let vm_a_stale_at =
+        UNIX_EPOCH + Duration::from_millis(((vm_a_seen_s + POLICY_TTL_S) * 1000 + 500) as u64);
+    if let Ok(left) = vm_a_stale_at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(left).await;
+    }
+    for node in ["vm_a", "vm_h"] {
+        setup.publish_memory(node, now_s(), Some(60)).await;
+    }
+    let (queued, _) = setup.broker.queue_counts(&setup.names.queue).await;
+    assert_eq!(queued as usize, PADDING + 3, "the backlog is queued");
+
+    // A sweep every 20 ms and a grace of 60 s: a hold that ended before the backlog arrived
+    // would sweep many times on the way, and a hold waiting for the grace would not sweep below.
+    let mut second = setup
+        .start_sluice_with(&[
+            ("SLUICE_RULES__SWEEP_INTERVAL", "20ms"),
+            ("SLUICE_RULES__STARTUP_GRACE", "60s"),
+        ])
+        .await;
+    // The rule stage takes its input in order: once this breach (sent after the backlog) has
+    // posted, the whole backlog has been evaluated.
+    setup.breach_and_wait("vm_b").await;
+    eventually(
+        "sweeps that judge, long before the grace",
+        Duration::from_secs(30),
+        || async {
+            (second
+                .counter_with("sluice_rule_sweeps_total", "held=\"false\"")
+                .await
+                >= 5.0)
+                .then_some(())
+        },
+    )
+    .await;
+    for node in ["vm_a", "vm_h"] {
+        assert!(
+            posts_for(&setup.manager, "heal", node).is_empty(),
+            "no false heal for {node}, whose metrics were in the backlog"
+        );
+    }
+    assert!(second.stop(), "clean stop");
     setup.clean_up().await;
 }
 

@@ -44,6 +44,8 @@ pub struct RecordedRequest {
     /// Header names lower case.
     pub headers: BTreeMap<String, String>,
     pub body: String,
+    /// When the double received it: tests of timing compare it with event times.
+    pub received_at: std::time::SystemTime,
 }
 
 #[derive(Debug, Default)]
@@ -210,6 +212,7 @@ async fn intake(
                 })
                 .collect(),
             body: String::from_utf8_lossy(body).into_owned(),
+            received_at: std::time::SystemTime::now(),
         });
         state.delay
     };

@@ -46,8 +46,12 @@
 //!
 //! **Restarts.** The checkpoint (module `checkpoint`) carries every engine's state (with each
 //! deployment's groups), the executor's interval records and the pending actions. After a start,
-//! the first sweep waits `startup_grace`: the metrics that queued up while sluice was down arrive
-//! first, so a host that kept reporting is not taken for a failed one.
+//! the host sweeps wait until the metrics that queued up while sluice was down have arrived
+//! ([`RuleInput::BacklogDrained`]), so a host that kept reporting is not taken for a failed one,
+//! and at most `startup_grace`. The queue hands out its backlog before anything sent after the
+//! start, so until then every series the engines know is one restored from the checkpoint or
+//! seen only in the backlog, which is what needs holding; once it has drained, every series is
+//! judged by its own ttl. With nothing queued (a fresh start), the first sweep judges at once.
 //!
 //! **Activity.** The loaded deployments and the last decided actions with their outcomes are
 //! kept in a [`RuleActivity`] ([`RuleFeed::activity`]) for the binary's status page.
@@ -105,6 +109,10 @@ pub enum RuleInput {
         message: ControlMessage,
         ack: ControlAck,
     },
+    /// Every metric that was queued when sluice started consuming has been handed on before
+    /// this (the broker's count, see `sluice_amqp::backlog`): the host sweeps need not wait any
+    /// longer.
+    BacklogDrained,
 }
 
 /// The metrics path's handle on the rule stage. Dropping every clone ends the stage.
@@ -163,7 +171,7 @@ pub fn metric_event(sample: &MetricSample<'_>) -> MetricEvent {
         service: sample.service.to_owned(),
         metric: sample.value,
         time_ms: sample.timestamp_ns / 1_000_000,
-        ttl: None,
+        ttl: sample.ttl,
     }
 }
 
@@ -358,10 +366,13 @@ impl RuleStage {
     /// deadline passed), then writes the last checkpoint.
     pub async fn run(mut self) {
         let mut running: FuturesUnordered<RunningAction> = FuturesUnordered::new();
-        let mut sweep = tokio::time::interval_at(
-            Instant::now() + self.startup_grace.max(self.sweep_interval),
-            self.sweep_interval,
-        );
+        let started = Instant::now();
+        let mut sweep =
+            tokio::time::interval_at(started + self.sweep_interval, self.sweep_interval);
+        // Sweeps are held until the backlog has reached the engines, or the grace has passed
+        // (the backlog's end may never be known: see `sluice_amqp::backlog`).
+        let grace_ends = started + self.startup_grace;
+        let mut backlog_drained = false;
         sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut checkpoint = tokio::time::interval(self.checkpoint_interval);
         checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -382,6 +393,15 @@ impl RuleStage {
                         self.announce_and_queue(fired).await;
                     }
                     Some(RuleInput::Control { message, ack }) => self.control(message, ack).await,
+                    Some(RuleInput::BacklogDrained) => {
+                        if !backlog_drained {
+                            tracing::info!(
+                                after_ms = started.elapsed().as_millis() as u64,
+                                "backlog drained: host sweeps judge every series now"
+                            );
+                        }
+                        backlog_drained = true;
+                    }
                     None => {
                         inputs_open = false;
                         drain_ends.as_mut().reset(Instant::now() + self.drain_deadline);
@@ -389,6 +409,11 @@ impl RuleStage {
                 },
                 Some((id, execution)) = running.next() => self.finished(id, execution).await,
                 _ = sweep.tick(), if inputs_open => {
+                    if !backlog_drained && Instant::now() < grace_ends {
+                        metrics::counter!("sluice_rule_sweeps_total", "held" => "true").increment(1);
+                        continue;
+                    }
+                    metrics::counter!("sluice_rule_sweeps_total", "held" => "false").increment(1);
                     let now = now_ms();
                     let fired = self.engines.fire(|engine| engine.sweep(now));
                     self.announce_and_queue(fired).await;

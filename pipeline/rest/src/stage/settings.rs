@@ -16,7 +16,7 @@ pub struct RuleStageSettings {
     pub state_dir: PathBuf,
     pub sweep_interval: Duration,
     pub checkpoint_interval: Duration,
-    /// How long the first sweep after a start waits (see the module docs).
+    /// The longest the host sweeps wait for the start's backlog (see the module docs).
     pub startup_grace: Duration,
     pub engine_limits: EngineLimits,
     pub generic_limits: GenericLimits,

@@ -39,8 +39,9 @@ pub struct RawRules {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub checkpoint_interval: Duration,
-    /// After a start, the first sweep for silent hosts waits this long, so the metrics that
-    /// queued up while sluice was down arrive first (the manager's default TTL is 60 s).
+    /// After a start, the sweeps for silent hosts wait until the metrics that queued up while
+    /// sluice was down have arrived (the queue's message count at the start tells how many),
+    /// and at most this long. With nothing queued they start at once.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub startup_grace: Duration,

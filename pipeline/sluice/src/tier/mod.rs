@@ -169,7 +169,7 @@ fn start_source(
     health: &mut TierHealth,
 ) -> anyhow::Result<()> {
     let consumers = vec![consume.source; usize::from(consume.consumers)];
-    let (deliveries, statuses) = sources::start(consumers, shutdown, tasks);
+    let (deliveries, statuses) = sources::start(consumers, shutdown, tasks, None);
     health.sources.extend(statuses);
     let dead_letters = dead_letters.clone();
     let name = name.to_owned();
