@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use sluice_http::TlsSettings;
 use sluice_http::redacted_url;
 use url::Url;
 
@@ -36,6 +37,8 @@ pub struct EsSettings {
     pub gzip: bool,
     /// The whole request, connecting included.
     pub request_timeout: Duration,
+    /// A private CA and a client certificate for `https`.
+    pub tls: TlsSettings,
 }
 
 impl EsSettings {
@@ -47,6 +50,7 @@ impl EsSettings {
             auth: EsAuth::None,
             gzip: true,
             request_timeout: Duration::from_secs(30),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -60,6 +64,7 @@ impl fmt::Debug for EsSettings {
             .field("auth", &self.auth)
             .field("gzip", &self.gzip)
             .field("request_timeout", &self.request_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -136,7 +136,7 @@ impl EsWriter {
             }
             EsAuth::None | EsAuth::Basic { .. } => None,
         };
-        let client = store_client(settings.request_timeout)?;
+        let client = store_client(settings.request_timeout, &settings.tls)?;
         Ok(Self {
             client,
             endpoints,

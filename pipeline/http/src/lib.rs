@@ -7,16 +7,19 @@
 //! - [`batch`]: the sinks' batch writer, with the split on 413 and the bisection of a partial
 //!   failure;
 //! - [`request_error`]: the error of the stores' calls that answer one result (ping, setup);
+//! - [`tls`]: a private CA and client certificates for HTTPS;
 //! - readable error texts that never carry a secret, a bounded read of error bodies,
 //!   `Retry-After`, request-body compression and pooled request buffers.
 
 pub mod batch;
 pub mod request_error;
 pub mod retry_class;
+pub mod tls;
 
 pub use batch::{BatchAnswer, BatchEndpoint, write_batch};
 pub use request_error::{RequestError, Store};
 pub use retry_class::{Refusals, RetryClass, classify, is_transient};
+pub use tls::{TlsFileError, TlsSettings};
 
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
@@ -108,11 +111,13 @@ pub fn base_url(
     Ok(base)
 }
 
-/// The HTTP client of a store's writer: `request_timeout` bounds each request, and connecting.
+/// The HTTP client of a store's writer: `request_timeout` bounds each request, and connecting;
+/// `tls` adds trust and a client certificate for HTTPS.
 pub fn store_client<S: Store>(
     request_timeout: Duration,
+    tls: &TlsSettings,
 ) -> Result<reqwest::Client, RequestError<S>> {
-    reqwest::Client::builder()
+    tls.apply(reqwest::Client::builder())
         .timeout(request_timeout)
         .connect_timeout(request_timeout)
         .user_agent(USER_AGENT)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sluice_core::point::PointLimits;
+use sluice_http::TlsSettings;
 use sluice_http::redacted_url;
 use url::Url;
 
@@ -137,6 +138,8 @@ pub struct InfluxSettings {
     pub request_timeout: Duration,
     /// The bounds every point is validated against before it is encoded.
     pub max_point: PointLimits,
+    /// A private CA and a client certificate for `https`.
+    pub tls: TlsSettings,
 }
 
 impl InfluxSettings {
@@ -150,6 +153,7 @@ impl InfluxSettings {
             gzip: true,
             request_timeout: Duration::from_secs(10),
             max_point: PointLimits::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -165,6 +169,7 @@ impl fmt::Debug for InfluxSettings {
             .field("gzip", &self.gzip)
             .field("request_timeout", &self.request_timeout)
             .field("max_point", &self.max_point)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -91,7 +91,7 @@ impl InfluxWriter {
                 token: Some(token), ..
             } => Some(authorization("Bearer", token)?),
         };
-        let client = store_client(settings.request_timeout)?;
+        let client = store_client(settings.request_timeout, &settings.tls)?;
         Ok(Self {
             client,
             api: settings.api,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use sluice_core::retry::RetryPolicy;
+use sluice_http::TlsSettings;
 use url::Url;
 
 /// The manager's internal REST port on 3.x managers.
@@ -37,6 +38,8 @@ pub struct ManagerSettings {
     pub retry: RetryPolicy,
     /// How long one action is retried for, from its first attempt, before it fails for good.
     pub retry_deadline: Duration,
+    /// A private CA and a client certificate for `https`.
+    pub tls: TlsSettings,
 }
 
 impl Default for ManagerSettings {
@@ -47,6 +50,7 @@ impl Default for ManagerSettings {
             api: ManagerApi::V3,
             retry: RetryPolicy::default(),
             retry_deadline: Duration::from_secs(60),
+            tls: TlsSettings::default(),
         }
     }
 }

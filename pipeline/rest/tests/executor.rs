@@ -25,6 +25,7 @@ fn settings(manager: &FakeManager, api: ManagerApi) -> ManagerSettings {
             max: Duration::from_millis(40),
         },
         retry_deadline: Duration::from_secs(5),
+        ..ManagerSettings::default()
     }
 }
 

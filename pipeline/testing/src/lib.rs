@@ -26,4 +26,5 @@ pub mod recorded;
 pub mod recording_server;
 pub mod services;
 pub mod sink;
+pub mod tls;
 pub mod wait;

@@ -41,6 +41,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
 use sluice_core::action::{Action, Restraints};
 use sluice_core::retry::RetryPolicy;
+use sluice_http::TlsSettings;
 use url::Url;
 
 pub use outcome::{Execution, Outcome};
@@ -70,6 +71,8 @@ pub struct Executor {
     auth_headers: HeaderMap,
     /// One HTTP client per connect timeout (reqwest sets that per client, actions per call).
     clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    /// What each of those clients trusts and presents for `https`.
+    tls: TlsSettings,
     /// Last trigger per (deployment, node), for the interval restraint.
     last_triggers: Mutex<TriggerRecords>,
     /// Actions in flight.
@@ -127,6 +130,7 @@ impl Executor {
             base_url,
             auth_headers,
             clients: Mutex::new(HashMap::new()),
+            tls: settings.tls,
             last_triggers: Mutex::new(TriggerRecords::default()),
             pending: Mutex::new(HashSet::new()),
         })
@@ -164,7 +168,8 @@ impl Executor {
         clients
             .entry(connect_timeout)
             .or_insert_with(|| {
-                reqwest::Client::builder()
+                self.tls
+                    .apply(reqwest::Client::builder())
                     .connect_timeout(connect_timeout)
                     .user_agent(sluice_http::USER_AGENT)
                     .build()

@@ -10,6 +10,7 @@ use sluice_core::path::PathLimits;
 use sluice_elasticsearch::{EsAuth, EsSettings};
 
 use super::secret::{SecretFile, secret};
+use super::tls::RawTls;
 use super::{SinkWrites, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema)]
@@ -62,6 +63,8 @@ pub struct RawElasticsearch {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub retry_max_delay: Duration,
+    /// `https` with a private CA or a client certificate.
+    pub tls: RawTls,
 }
 
 impl Default for RawElasticsearch {
@@ -81,6 +84,7 @@ impl Default for RawElasticsearch {
             concurrency: 2,
             retry_initial_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(10),
+            tls: RawTls::default(),
         }
     }
 }
@@ -148,12 +152,14 @@ impl RawElasticsearch {
             retry_max_delay: self.retry_max_delay,
         }
         .validate(fail);
+        let tls = self.tls.validate("elasticsearch", fail);
         Some(ElasticsearchSink {
             settings: EsSettings {
                 url: url?,
                 auth: auth?,
                 gzip: self.gzip,
                 request_timeout: self.request_timeout,
+                tls: tls?,
             },
             limits: limits?,
         })

@@ -11,6 +11,7 @@ use sluice_core::point::PointLimits;
 use sluice_influx::{InfluxApi, InfluxSettings, Precision};
 
 use super::secret::{SecretFile, secret};
+use super::tls::RawTls;
 use super::{SinkWrites, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -105,6 +106,8 @@ pub struct RawInflux {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub retry_max_delay: Duration,
+    /// `https` with a private CA or a client certificate.
+    pub tls: RawTls,
 }
 
 impl Default for RawInflux {
@@ -133,6 +136,7 @@ impl Default for RawInflux {
             concurrency: 2,
             retry_initial_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(10),
+            tls: RawTls::default(),
         }
     }
 }
@@ -242,6 +246,7 @@ impl RawInflux {
             retry_max_delay: self.retry_max_delay,
         }
         .validate(fail);
+        let tls = self.tls.validate("influx", fail);
         Some(InfluxSink {
             settings: InfluxSettings {
                 url: url?,
@@ -250,6 +255,7 @@ impl RawInflux {
                 gzip: self.gzip,
                 request_timeout: self.request_timeout,
                 max_point,
+                tls: tls?,
             },
             create_database: self.create_database,
             limits: limits?,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sluice_rest::{DEFAULT_MANAGER_URL, ManagerApi, ManagerSettings};
 
 use super::secret::{SecretFile, secret};
+use super::tls::RawTls;
 use super::{above_zero, backoff, http_url, redacted_option};
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,6 +50,8 @@ pub struct RawManagerRest {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub retry_deadline: Duration,
+    /// `https` with a private CA or a client certificate.
+    pub tls: RawTls,
 }
 
 impl Default for RawManagerRest {
@@ -62,6 +65,7 @@ impl Default for RawManagerRest {
             retry_initial_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(10),
             retry_deadline: Duration::from_secs(60),
+            tls: RawTls::default(),
         }
     }
 }
@@ -95,11 +99,13 @@ impl RawManagerRest {
             fail,
         );
         above_zero("manager.retry_deadline", self.retry_deadline, fail);
+        let tls = self.tls.validate("manager", fail);
         Some(ManagerSettings {
             url: url?,
             api: api?,
             retry,
             retry_deadline: self.retry_deadline,
+            tls: tls?,
         })
     }
 }

@@ -30,6 +30,7 @@ mod pipelines;
 mod rules;
 mod secret;
 mod shutdown;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -32,7 +32,7 @@ pub struct RawSink {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RawSinkKind {
     /// InfluxDB: the same settings as `[influx]`; `api` picks 1.x, 2.x or 3.x.
-    Influxdb(RawInflux),
+    Influxdb(Box<RawInflux>),
     /// RabbitMQ: batches of line protocol published with confirms, for another tier's `amqp`
     /// source (`decoder = { format = "line_protocol" }`).
     Amqp(RawAmqpSink),
