@@ -35,6 +35,35 @@ pub(crate) enum Command {
     /// reports the Diamond collectors' metrics each interval, with a task event and a log now and
     /// then. For watching a running sluice (`deploy/run.sh --demo` starts both).
     Demo(DemoArgs),
+    /// Chaos rounds: each starts a sluice, publishes a confirmed load of individually
+    /// identifiable messages, injects one fault at a seeded random moment, then counts what was
+    /// lost, duplicated, dead-lettered and left queued, and how long writes took to resume.
+    Chaos(ChaosArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ChaosArgs {
+    #[command(flatten)]
+    services: ServiceArgs,
+    /// The scenario (e.g. load-tests/scenarios/chaos-faults.toml).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// The first round's seed; round r uses seed + r (default: random, printed). `--seed S
+    /// --rounds 1 --faults F` replays the round that printed seed S.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Rounds of each fault (instead of the scenario's).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Messages per round (instead of the scenario's).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Only these faults, comma-separated (kill9, close_connection).
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
+    /// Also write every round and the table to this file as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -239,7 +268,71 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => demo(args).await,
         Command::Push(args) => push(args).await,
         Command::PushCompare(args) => push_compare(args).await,
+        Command::Chaos(args) => chaos(args).await,
     }
+}
+
+async fn chaos(args: ChaosArgs) -> anyhow::Result<()> {
+    use sluice_load::chaos::{self, ChaosEnvironment, ChaosScenario, Fault};
+    let mut scenario = ChaosScenario::load(&args.scenario)?;
+    if let Some(rounds) = args.rounds {
+        scenario.rounds = rounds;
+    }
+    if let Some(messages) = args.messages {
+        scenario.messages = messages;
+    }
+    if !args.faults.is_empty() {
+        scenario.faults = args
+            .faults
+            .iter()
+            .map(|name| Fault::parse(name))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    scenario.validate()?;
+    let environment = ChaosEnvironment {
+        sluice_bin: args.services.sluice_bin.clone(),
+        amqp_url: args.services.amqp_url.clone(),
+        influx_url: args.services.influx_url.trim_end_matches('/').to_owned(),
+        work_dir: args.services.work_dir.clone(),
+    };
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!(
+        "chaos: {} ({} rounds of {} x {} messages at {}/s), seed {seed}",
+        scenario.name,
+        scenario.rounds,
+        scenario
+            .faults
+            .iter()
+            .map(|fault| fault.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        scenario.messages,
+        scenario.rate
+    );
+    let rounds = chaos::run(&environment, &scenario, seed, |round| {
+        println!("{}", round.line());
+    })
+    .await?;
+    let summaries = chaos::summarise(&rounds);
+    print!("{}", chaos::table(&summaries));
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "commit": sweep::git_commit(),
+            "scenario": args.scenario,
+            "seed": seed,
+            "messages_per_round": scenario.messages,
+            "rate": scenario.rate,
+            "summary": summaries,
+            "rounds": rounds,
+        });
+        write_json(path, &json)?;
+        println!("wrote {}", path.display());
+    }
+    let failed = rounds.iter().filter(|round| !round.passed()).count();
+    if failed > 0 {
+        bail!("{failed} of {} rounds failed", rounds.len());
+    }
+    Ok(())
 }
 
 async fn push(args: PushArgs) -> anyhow::Result<()> {

@@ -13,9 +13,12 @@
 //! - sluice's own counters, scraped during a run ([`scrape`]).
 //! - Sweeps: scenario files ([`scenario`]), a sluice child process ([`sluice_process`]), one
 //!   measurement per setting ([`sweep`]), and the SVG plot ([`plot`]).
+//! - Chaos: a live load into a real sluice with one fault per round, and the count of what was
+//!   lost, duplicated or left queued ([`chaos`]).
 
 pub mod baseline;
 pub mod broker;
+pub mod chaos;
 pub mod demo;
 pub mod latency;
 pub mod latency_proxy;

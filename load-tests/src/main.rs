@@ -28,6 +28,10 @@
 //!   sink the real InfluxDB), open loop for the intake latency and closed loop for the drain
 //!   throughput through the broker, with the ratios sluice/direct
 //!   (`load-tests/scenarios/push-influx.toml`, BENCHMARKS.md "Push inputs").
+//! - `chaos --scenario FILE [--seed N] [--rounds N]`: a confirmed live load of individually
+//!   identifiable messages, one fault per round (`kill9`, `close_connection`) at a seeded random
+//!   moment, and the count of what was lost, duplicated, dead-lettered or left queued, with the
+//!   recovery time (`load-tests/scenarios/chaos-faults.toml`, RELIABILITY.md).
 //!
 //! `push` is the push inputs' load generator on its own, against any target:
 //!

@@ -147,6 +147,11 @@ impl SluiceProcess {
         Ok(())
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: nothing is flushed or acked. Then reaps it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("SIGKILL to sluice")
+    }
+
     /// The last lines of sluice's log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
