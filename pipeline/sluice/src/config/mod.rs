@@ -30,6 +30,8 @@ mod pipelines;
 mod rules;
 mod secret;
 mod shutdown;
+#[cfg(test)]
+mod test_support;
 mod tls;
 
 use std::collections::BTreeMap;

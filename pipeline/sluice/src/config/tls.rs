@@ -43,17 +43,7 @@ impl RawTls {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigErrors, RawConfig};
-
-    fn errors(toml: &str) -> Vec<String> {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let file = dir.path().join("sluice.toml");
-        std::fs::write(&file, toml).expect("write");
-        match RawConfig::load(Some(&file)).and_then(|raw| raw.validate().map(|_| ())) {
-            Ok(()) => panic!("accepted:\n{toml}"),
-            Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
-        }
-    }
+    use crate::config::test_support::{AGENTS, errors};
 
     #[test]
     fn an_unusable_tls_file_is_an_error_naming_its_field() {
@@ -82,20 +72,17 @@ mod tests {
 
     #[test]
     fn a_sinks_tls_errors_are_named_under_the_sink() {
-        let said = errors(
+        let said = errors(&format!(
             r#"
-            [sources.agents]
-            type = "amqp"
-            exchange = "agents"
-            decoder = { format = "line_protocol" }
+            {AGENTS}
 
             [sinks.secure]
             type = "influxdb"
             inputs = ["agents"]
             url = "https://influx.example:8086"
-            tls = { ca_file = "/nonexistent/ca.pem" }
-            "#,
-        );
+            tls = {{ ca_file = "/nonexistent/ca.pem" }}
+            "#
+        ));
         assert!(
             said.iter()
                 .any(|line| line.starts_with("sinks.secure.tls.ca_file: cannot read")),

@@ -109,30 +109,8 @@ fn field(section: &str, name: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigErrors, RawConfig, Settings, SinkKind};
-
-    /// Loads `toml` as a file would be, then validates it.
-    fn load(toml: &str) -> Result<Settings, ConfigErrors> {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let file = dir.path().join("sluice.toml");
-        std::fs::write(&file, toml).expect("write");
-        RawConfig::load(Some(&file))?.validate()
-    }
-
-    fn errors(toml: &str) -> Vec<String> {
-        match load(toml) {
-            Ok(_) => panic!("accepted:\n{toml}"),
-            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
-        }
-    }
-
-    /// A source for tests about sinks.
-    const AGENTS: &str = r#"
-        [sources.agents]
-        type = "amqp"
-        exchange = "agents"
-        decoder = { format = "line_protocol" }
-    "#;
+    use crate::config::SinkKind;
+    use crate::config::test_support::{AGENTS, errors, load};
 
     const TWO_SINKS: &str = r#"
         [sources.agents]
