@@ -488,7 +488,17 @@ SLUICE_AMQP__PREFETCH = 10000
                 .extension()
                 .is_some_and(|extension| extension == "toml")
             {
-                Scenario::load(&path).unwrap_or_else(|error| panic!("{error:#}"));
+                // `chaos-*.toml` are the chaos mode's own shape (`sluice-load chaos`).
+                let chaos = path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with("chaos-"));
+                let loaded = if chaos {
+                    crate::chaos::ChaosScenario::load(&path).map(drop)
+                } else {
+                    Scenario::load(&path).map(drop)
+                };
+                loaded.unwrap_or_else(|error| panic!("{error:#}"));
                 parsed += 1;
             }
         }
