@@ -9,10 +9,12 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use sluice_core::action::{Action, ActionOrigin, ExecuteWorkflow, Webhook};
 use sluice_core::retry::RetryPolicy;
+use sluice_http::TlsSettings;
 use sluice_rest::{
     Execution, Executor, ManagerApi, ManagerSettings, Outcome, OutcomeEvent, Restraints,
 };
 use sluice_testing::manager::FakeManager;
+use sluice_testing::tls::TestCa;
 
 const NOW_MS: i64 = 1_465_985_600_123;
 
@@ -695,4 +697,47 @@ async fn a_webhook_4xx_is_permanent_and_5xx_is_retried() {
         }
     ));
     assert_eq!(manager.requests().len(), 3, "one 404, then a 500 and a 404");
+}
+
+/// `https` to a manager with a private CA that asks for a client certificate: without the CA
+/// the trigger fails (and nothing reaches the manager); with the CA and the client certificate
+/// of `[manager.tls]` it is posted as over http.
+#[tokio::test]
+async fn a_manager_over_https_is_reached_with_the_configured_ca_and_client_certificate() {
+    let ca = TestCa::new("manager CA");
+    let manager = FakeManager::start_tls(&ca.issue(&["localhost"]), Some(&ca)).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, ca.cert_pem()).expect("write the CA");
+    let (cert_file, key_file) = ca.issue(&["sluice"]).write_to(dir.path(), "client");
+    let executor = |tls: TlsSettings| {
+        let mut settings = settings(&manager, ManagerApi::V3);
+        // Refused handshakes are retried as transient: keep the failing case short.
+        settings.retry_deadline = Duration::from_millis(200);
+        settings.tls = tls;
+        Executor::new(settings).expect("valid settings")
+    };
+
+    let untrusted = executor(TlsSettings::default())
+        .execute(&heal("heal"), &no_restraints(), NOW_MS)
+        .await;
+    assert!(
+        matches!(untrusted.outcome, Outcome::Failed { .. }),
+        "{:?}",
+        untrusted.outcome
+    );
+    assert!(manager.execution_posts().is_empty(), "nothing got through");
+
+    let identified = TlsSettings::from_files(Some(&ca_file), Some(&cert_file), Some(&key_file))
+        .expect("PEM files");
+    let execution = executor(identified)
+        .execute(&heal("heal"), &no_restraints(), NOW_MS)
+        .await;
+    assert_eq!(
+        execution.outcome,
+        Outcome::Succeeded {
+            execution_id: "exec-v2-1".into()
+        }
+    );
+    assert_eq!(manager.execution_posts().len(), 1);
 }

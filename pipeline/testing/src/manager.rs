@@ -24,6 +24,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::tls::{Issued, TestCa, TlsServer};
+
 /// Workflows every deployment has, as on a real manager.
 const BUILTIN_WORKFLOWS: [&str; 6] = [
     "install",
@@ -64,29 +66,42 @@ struct FakeState {
 pub struct FakeManager {
     address: SocketAddr,
     state: Arc<Mutex<FakeState>>,
-    server: tokio::task::JoinHandle<()>,
+    server: Served,
+}
+
+/// How the double is served: plain HTTP, or HTTPS (which stops when dropped).
+enum Served {
+    Http(tokio::task::JoinHandle<()>),
+    Https(TlsServer),
 }
 
 impl Drop for FakeManager {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Served::Http(server) = &self.server {
+            server.abort();
+        }
     }
+}
+
+/// The manager's REST endpoints the executor calls, over `state`.
+fn routes(state: Arc<Mutex<FakeState>>) -> Router {
+    Router::new()
+        .route(
+            "/api/{version}/executions",
+            post(create_execution).get(list_executions),
+        )
+        .route("/api/{version}/node-instances/{id}", get(node_instance))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 impl FakeManager {
     /// Binds 127.0.0.1:0 and serves in a task of the current runtime.
     pub async fn start() -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(FakeState::default()));
-        let router = Router::new()
-            .route(
-                "/api/{version}/executions",
-                post(create_execution).get(list_executions),
-            )
-            .route("/api/{version}/node-instances/{id}", get(node_instance))
-            .fallback(not_found)
-            .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
+        let router = routes(Arc::clone(&state));
         let server = tokio::spawn(async move {
             // Serving ends only when the task is aborted.
             let _ = axum::serve(listener, router).await;
@@ -94,14 +109,31 @@ impl FakeManager {
         Ok(Self {
             address,
             state,
-            server,
+            server: Served::Http(server),
         })
     }
 
-    /// The base URL to give the executor.
+    /// As [`start`](Self::start), over HTTPS with `identity` (issued for `localhost`); with
+    /// `client_ca`, a client must present a certificate that authority issued.
+    pub async fn start_tls(identity: &Issued, client_ca: Option<&TestCa>) -> Self {
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let server = TlsServer::start(routes(Arc::clone(&state)), identity, client_ca).await;
+        Self {
+            address: server.address,
+            state,
+            server: Served::Https(server),
+        }
+    }
+
+    /// The base URL to give the executor (`https://localhost:<port>` when served over TLS).
     pub fn url(&self) -> Url {
-        let text = format!("http://{}", self.address);
-        Url::parse(&text).unwrap_or_else(|_| unreachable!("a socket address makes a URL"))
+        match &self.server {
+            Served::Http(_) => {
+                let text = format!("http://{}", self.address);
+                Url::parse(&text).unwrap_or_else(|_| unreachable!("a socket address makes a URL"))
+            }
+            Served::Https(server) => server.url("localhost"),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, FakeState> {
