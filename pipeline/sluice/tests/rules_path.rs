@@ -376,11 +376,14 @@ async fn a_host_whose_metrics_stop_is_healed_within_ttl_and_a_sweep() {
     let mut sluice = setup.start_sluice().await;
     setup.start_policies().await;
 
-    for value in [100.0, 200.0, 300.0] {
-        setup.publish_metric("vm_h", "memory.used", value).await;
+    // The engine sees event times in whole seconds (Diamond's `time`), and the series expires
+    // `ttl` after its newest one. One time for all three, read once: reading the clock again
+    // after publishing could fall in the next second and make an on-time heal look early.
+    let last_event_s = now_s();
+    for _ in 0..3 {
+        setup.publish_memory("vm_h", last_event_s, None).await;
     }
-    // The engine sees event times in whole seconds (Diamond's `time`).
-    let last_event_ms = now_s() * 1000;
+    let last_event_ms = last_event_s * 1000;
     let heal = eventually("the heal POST", WAIT, || async {
         posts_for(&setup.manager, "heal", "vm_h").into_iter().next()
     })
