@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lapin::Channel;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Channel, Connection, ConnectionProperties};
 use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology, declare_source};
 
 use crate::procfs::{self, Process, ProcessSample};
@@ -17,6 +17,38 @@ const QUIET_BROKER_CPU_SHARE: f64 = 0.2;
 const QUIET_BROKER_WINDOW: Duration = Duration::from_millis(250);
 /// ...waiting no longer than this.
 const QUIET_BROKER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A connection to `amqp_url` and a channel on it with publisher confirms on, as every
+/// publisher of the harness uses. The connection is returned so that it can be closed.
+pub async fn confirming_channel(amqp_url: &str) -> anyhow::Result<(Connection, Channel)> {
+    let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to RabbitMQ at {}: is it running (deploy/services.sh)?",
+                redact(amqp_url)
+            )
+        })?;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening a channel")?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("turning publisher confirms on")?;
+    Ok((connection, channel))
+}
+
+/// An AMQP URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
 
 /// sluice's default `metrics.binding_keys`: every routing key, deployment ids with dots too.
 pub const METRICS_BINDING_KEY: &str = "#";
@@ -102,4 +134,18 @@ pub fn find_broker_pid() -> Option<u32> {
         .output()
         .ok()?;
     String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
 }

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -407,13 +407,7 @@ pub async fn run_round(
     env.extend(scenario.env.clone());
     let launch = Launch { env, ..launch };
 
-    let connection = Connection::connect(&environment.amqp_url, ConnectionProperties::default())
-        .await
-        .context("connecting to RabbitMQ")?;
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let (connection, channel) = broker::confirming_channel(&environment.amqp_url).await?;
     // Declared first, so that what is published while sluice is down (after the kill) is queued.
     broker::declare_metrics_queue(&channel, &launch.exchange, &launch.queue).await?;
     let influx = Influx::new(&environment.influx_url, &launch.database);

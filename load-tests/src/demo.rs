@@ -8,7 +8,7 @@ use std::f64::consts::TAU;
 use std::time::Duration;
 
 use anyhow::Context;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::Channel;
 use serde_json::json;
 use sluice_amqp::topology::{ExchangeSpec, declare_exchange};
 
@@ -47,13 +47,8 @@ pub struct DemoCounts {
 
 /// Runs the feed until `settings.ticks` or Ctrl-C; prints a line every ten ticks.
 pub async fn run(settings: &DemoSettings) -> anyhow::Result<DemoCounts> {
-    let connection = Connection::connect(&settings.amqp_url, ConnectionProperties::default())
-        .await
-        .context("connecting to the broker")?;
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await?;
+    // Held for the whole feed: the channel lives on it.
+    let (_connection, channel) = crate::broker::confirming_channel(&settings.amqp_url).await?;
     declare(&channel, settings).await?;
     let mut counts = DemoCounts::default();
     let mut clock = tokio::time::interval(settings.interval);

@@ -54,8 +54,6 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
 mod commands;
-use lapin::options::ConfirmSelectOptions;
-use lapin::{Connection, ConnectionProperties};
 use sluice_amqp::topology::{ExchangeSpec, declare_exchange};
 use sluice_load::baseline::{self, NullConsumerReport, NullConsumerSettings};
 use sluice_load::broker;
@@ -185,13 +183,7 @@ async fn main() -> anyhow::Result<()> {
         });
         return write_json(&args, json);
     }
-    let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default())
-        .await
-        .context("connecting to RabbitMQ")?;
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let (_connection, channel) = broker::confirming_channel(&args.amqp_url).await?;
     let dead_before = broker::queue_depth(&channel, &args.dead_letter_queue)
         .await
         .unwrap_or(0);

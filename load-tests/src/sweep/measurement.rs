@@ -5,8 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use lapin::options::ConfirmSelectOptions;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::Channel;
 use serde_json::json;
 
 use super::environment::{Environment, Progress, RunNames};
@@ -156,22 +155,7 @@ pub async fn measure(
 ) -> anyhow::Result<PointResult> {
     let names = RunNames::new();
     check_influx(&environment.influx_url).await?;
-    let connection = Connection::connect(&environment.amqp_url, ConnectionProperties::default())
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to RabbitMQ at {}: is it running (deploy/services.sh)?",
-                redact(&environment.amqp_url)
-            )
-        })?;
-    let channel = connection
-        .create_channel()
-        .await
-        .context("opening a channel")?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("turning publisher confirms on")?;
+    let (connection, channel) = broker::confirming_channel(&environment.amqp_url).await?;
     let clock = EpochClock::new()?;
     let proxy = LatencyProxy::start_on_free_port(&environment.influx_url, clock).await?;
     let state_dir = environment.work_dir.join(format!("rules-{}", names.tag));
@@ -539,16 +523,6 @@ async fn check_influx(url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// An AMQP URL without its password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// `count` distinct Diamond bodies (`sluice_benches::diamond_bodies`), every `bad_every`th
 /// malformed.
 pub fn drain_bodies(count: u64, bad_every: u64) -> Vec<Vec<u8>> {
@@ -586,14 +560,5 @@ mod tests {
                 .count(),
             0
         );
-    }
-
-    #[test]
-    fn urls_lose_their_password() {
-        assert_eq!(
-            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
     }
 }
