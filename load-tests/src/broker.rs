@@ -1,10 +1,11 @@
 //! RabbitMQ chores shared by the pre-loads and the sweeps: declaring what sluice declares (with
 //! sluice's own topology code), so a queue can be filled while sluice is stopped; deleting a
-//! run's queues afterwards; and waiting for the broker to go quiet before a measurement.
+//! run's queues afterwards; waiting for the broker to go quiet before a measurement; and
+//! `rabbitmqctl`, for the chaos faults.
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use lapin::options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Channel, Connection, ConnectionProperties};
 use sluice_amqp::topology::{ExchangeSpec, QueueSpec, SourceTopology, declare_source};
@@ -134,6 +135,26 @@ pub fn find_broker_pid() -> Option<u32> {
         .output()
         .ok()?;
     String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// `rabbitmqctl -q <args>` on the local broker, which must succeed.
+pub async fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .await
+        .context("running rabbitmqctl (is rabbitmq-server installed?)")?;
+    if !output.status.success() {
+        // The arguments may hold a password (add_user): only the command is named.
+        bail!(
+            "rabbitmqctl {} failed ({}): {}",
+            args.first().copied().unwrap_or_default(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ pub(crate) struct ChaosArgs {
     /// Messages per round (instead of the scenario's).
     #[arg(long)]
     messages: Option<u64>,
-    /// Only these faults, comma-separated (kill9, close_connection).
+    /// Only these faults, comma-separated (kill9, close_connection, broker_restart,
+    /// influx_restart, influx_stall).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Also write every round and the table to this file as JSON.

@@ -313,6 +313,33 @@ impl PrivateInflux {
         .await;
     }
 
+    /// The running server's pid, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the server stalls. The kernel still completes TCP handshakes into its listen
+    /// backlog, so a client connects and sends, and nothing ever answers: the hung server a
+    /// timeout exists for. [`PrivateInflux::thaw`] lets it go on where it stood.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT, after [`PrivateInflux::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the private influxd runs");
+        // The `kill` command: signalling directly would need unsafe code or another crate.
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the server, as a crash or an outage would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.process.take() {
