@@ -59,7 +59,8 @@ pub(crate) struct ChaosArgs {
     #[arg(long)]
     messages: Option<u64>,
     /// Only these faults, comma-separated (kill9, close_connection, broker_restart,
-    /// influx_restart, influx_stall).
+    /// influx_restart, influx_stall, es_down, es_429, manager_down, manager_503,
+    /// checkpoint_unwritable).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Also write every round and the table to this file as JSON.

@@ -1,5 +1,5 @@
-//! The account after a round: the ids stored in InfluxDB, what the queues still hold, and the
-//! dead letters with the ids and reasons they carry.
+//! The account after a round: the ids stored in InfluxDB and in the Elasticsearch double, what
+//! the queues still hold, and the dead letters with the ids and reasons they carry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,9 @@ use lapin::Channel;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
-use super::load::BAD_ROUTING_KEY_PREFIX;
+use sluice_testing::elasticsearch::FakeElasticsearch;
+
+use super::load::{BAD_ROUTING_KEY_PREFIX, EVENT_TASK_PREFIX};
 
 /// The measurement the load's good bodies become (`service` after
 /// `<deployment>.<node>.<node_id>.`, with the default template `measurement*`).
@@ -137,4 +139,18 @@ impl Influx {
             .await
             .map(|_| ())
     }
+}
+
+/// The event id of every document stored (copies included), from its `context.task_id`.
+pub(super) fn event_ids(es: &FakeElasticsearch) -> Vec<u64> {
+    es.documents("*")
+        .iter()
+        .filter_map(|document| {
+            document["context"]["task_id"]
+                .as_str()?
+                .strip_prefix(EVENT_TASK_PREFIX)?
+                .parse()
+                .ok()
+        })
+        .collect()
 }

@@ -4,9 +4,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
+use sluice_testing::elasticsearch::FakeElasticsearch;
 use sluice_testing::influx::PrivateInflux;
 use tokio::sync::watch;
 
+use super::rules::{Phase, ProbeMode, RulesProbe, SILENCE_BEFORE_CRASH};
 use super::{Launch, START_TIMEOUT};
 use crate::broker::rabbitmqctl;
 use crate::procfs::{self, Process};
@@ -33,15 +35,38 @@ pub enum Fault {
     /// and never answered. sluice's memory must stay bounded while the backlog waits in the
     /// broker.
     InfluxStall,
+    /// The Elasticsearch double stops for the scenario's `es_outage`: every connection is
+    /// refused. The events path must hold its documents unacked and write them once it is back.
+    EsDown,
+    /// The Elasticsearch double answers 429 to the scenario's `es_429_share` of the items for
+    /// `es_outage`, as a node whose write queue is full: sluice retries those items alone.
+    #[serde(rename = "es_429")]
+    Es429,
+    /// The manager double goes down (its port refuses connections) for the scenario's `outage`
+    /// while a trigger fires: the action is retried until `manager.retry_deadline`, then a
+    /// `trigger_failed` event is published, and nothing fires twice.
+    ManagerDown,
+    /// As [`Fault::ManagerDown`], with the manager answering 503 to every request.
+    #[serde(rename = "manager_503")]
+    Manager503,
+    /// The rule state directory cannot be written for the scenario's `outage`: the failed
+    /// checkpoints are counted and logged, the pipeline goes on, and the checkpoint is written
+    /// again once it can be.
+    CheckpointUnwritable,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Kill9,
         Fault::CloseConnection,
         Fault::BrokerRestart,
         Fault::InfluxRestart,
         Fault::InfluxStall,
+        Fault::EsDown,
+        Fault::Es429,
+        Fault::ManagerDown,
+        Fault::Manager503,
+        Fault::CheckpointUnwritable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +76,11 @@ impl Fault {
             Self::BrokerRestart => "broker_restart",
             Self::InfluxRestart => "influx_restart",
             Self::InfluxStall => "influx_stall",
+            Self::EsDown => "es_down",
+            Self::Es429 => "es_429",
+            Self::ManagerDown => "manager_down",
+            Self::Manager503 => "manager_503",
+            Self::CheckpointUnwritable => "checkpoint_unwritable",
         }
     }
 
@@ -70,28 +100,48 @@ impl Fault {
         matches!(self, Self::InfluxRestart | Self::InfluxStall)
     }
 
+    /// Whether the round runs the rule stage with the [rules probe](super::rules), and how.
+    pub fn rules_probe(self) -> Option<ProbeMode> {
+        match self {
+            Self::Kill9 | Self::CheckpointUnwritable => Some(ProbeMode::AcrossACrash),
+            Self::ManagerDown | Self::Manager503 => Some(ProbeMode::ManagerOutage),
+            _ => None,
+        }
+    }
+
     /// Injects the fault, leaving a sluice that is meant to recover (a new process for
     /// [`Fault::Kill9`]), and returns when the fault was over: the kill itself for
     /// [`Fault::Kill9`], since sluice's restart is part of its recovery; the broker's close;
-    /// `start_app`'s return; InfluxDB answering `/ping` after its restart; the SIGCONT.
+    /// `start_app`'s return; InfluxDB answering `/ping` after its restart; the SIGCONT; the
+    /// Elasticsearch double serving again, or answering every item again; the manager double
+    /// answering again; the state directory writable again.
     pub(super) async fn inject(self, target: Target<'_>) -> anyhow::Result<Effect> {
         let Target {
             sluice,
             launch,
             influx,
+            es,
+            mut rules,
             published,
-            outage,
-            stall,
+            durations,
         } = target;
         let mut peak_rss_kib = None;
         match self {
             Self::Kill9 => {
                 let process = sluice.take().context("no sluice to kill")?;
+                if let Some(rules) = rules.as_deref_mut() {
+                    // A host that went silent before the crash must still be healed after it.
+                    rules.enter(Phase::During);
+                    tokio::time::sleep(SILENCE_BEFORE_CRASH).await;
+                }
                 process.kill().await?;
                 let effect = Effect::now(published, None);
                 let mut restarted = launch.spawn("restarted")?;
                 restarted.wait_until_consuming(START_TIMEOUT).await?;
                 *sluice = Some(restarted);
+                if let Some(rules) = rules {
+                    rules.enter(Phase::After);
+                }
                 return Ok(effect);
             }
             Self::CloseConnection => {
@@ -110,24 +160,59 @@ impl Fault {
             }
             Self::BrokerRestart => {
                 rabbitmqctl(&["stop_app"]).await?;
-                tokio::time::sleep(outage).await;
+                tokio::time::sleep(durations.outage).await;
                 rabbitmqctl(&["start_app"]).await?;
             }
             Self::InfluxRestart => {
                 let influx = influx.context("influx_restart needs the round's own InfluxDB")?;
                 influx.stop();
-                tokio::time::sleep(outage).await;
+                tokio::time::sleep(durations.outage).await;
                 influx.resume().await;
             }
             Self::InfluxStall => {
                 let influx = influx.context("influx_stall needs the round's own InfluxDB")?;
                 let pid = sluice.as_ref().context("no sluice to watch")?.pid();
                 influx.freeze();
-                tokio::time::sleep(stall).await;
+                tokio::time::sleep(durations.stall).await;
                 // VmHWM: the peak over sluice's life, so the whole stall is in it.
                 let sample = procfs::sample(Process::Pid(pid));
                 influx.thaw();
                 peak_rss_kib = Some(sample.context("sluice's peak RSS")?.peak_rss_kib);
+            }
+            Self::EsDown => {
+                es.stop().await;
+                tokio::time::sleep(durations.es_outage).await;
+                es.restart().await;
+            }
+            Self::Es429 => {
+                es.reject_share_of_items_with_429(durations.es_429_share);
+                tokio::time::sleep(durations.es_outage).await;
+                es.reject_share_of_items_with_429(0.0);
+            }
+            Self::ManagerDown | Self::Manager503 => {
+                let rules = rules.context("a manager fault needs the rules probe")?;
+                if self == Self::ManagerDown {
+                    rules.manager().stop().await;
+                } else {
+                    rules.manager().answer_every_request_with(Some(503));
+                }
+                // Only now does the probe breach: the trigger fires into the outage.
+                rules.enter(Phase::During);
+                tokio::time::sleep(durations.outage).await;
+                if self == Self::ManagerDown {
+                    rules.manager().restart().await;
+                } else {
+                    rules.manager().answer_every_request_with(None);
+                }
+                rules.enter(Phase::After);
+            }
+            Self::CheckpointUnwritable => {
+                let rules = rules.context("checkpoint_unwritable needs the rules probe")?;
+                rules.make_state_dir_unwritable().await?;
+                rules.enter(Phase::During);
+                tokio::time::sleep(durations.outage).await;
+                rules.restore_state_dir().await?;
+                rules.enter(Phase::After);
             }
         }
         Ok(Effect::now(published, peak_rss_kib))
@@ -140,12 +225,26 @@ pub(super) struct Target<'a> {
     pub launch: &'a Launch,
     /// The round's own InfluxDB, for the faults that [need one](Fault::needs_private_influx).
     pub influx: Option<&'a mut PrivateInflux>,
+    pub es: &'a mut FakeElasticsearch,
+    /// The rules probe, in the rounds of the faults that [run one](Fault::rules_probe).
+    pub rules: Option<&'a mut RulesProbe>,
     /// How many messages the load published so far.
     pub published: &'a watch::Receiver<u64>,
-    /// How long a restarted service stays down.
+    pub durations: FaultDurations,
+}
+
+/// How long each fault lasts (from the scenario).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FaultDurations {
+    /// How long a restarted service (the broker, InfluxDB, the manager) stays down, or the
+    /// rule state directory unwritable.
     pub outage: Duration,
     /// How long a stalled InfluxDB stays stalled.
     pub stall: Duration,
+    /// How long the Elasticsearch double refuses, or answers 429.
+    pub es_outage: Duration,
+    /// The share of items answered 429 meanwhile.
+    pub es_429_share: f64,
 }
 
 /// Where a fault ended.

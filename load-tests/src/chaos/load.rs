@@ -1,7 +1,11 @@
-//! A round's load: message `i` is good (`metric = i` and `time = base + i` seconds on one
-//! series, so its point names it) or, for a seeded share of the ids, malformed (one of
-//! [`BadKind`]) and published with routing key `chaos.bad.<i>`, so that its dead letter names it
-//! too (sluice keeps the original routing key in `x-original-routing-key`).
+//! A round's load: message `i` is
+//! - a good metric (`metric = i` and `time = base + i` seconds on one series, so its point
+//!   names it);
+//! - for a seeded quarter of the ids, a manager event on the events exchange, whose
+//!   `context.task_id` is `chaos-<i>`, so that its document names it;
+//! - for a seeded share of the ids, a malformed metric (one of [`BadKind`]) published with
+//!   routing key `chaos.bad.<i>`, so that its dead letter names it too (sluice keeps the
+//!   original routing key in `x-original-routing-key`).
 //!
 //! Every message is persistent and confirmed, and the publisher reconnects as Diamond does after
 //! a broker restart, declaring the topology again: the manager's monitoring exchange is
@@ -10,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use lapin::options::BasicPublishOptions;
@@ -18,6 +22,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use sluice_amqp::topology::{ExchangeSpec, declare_exchange};
 use tokio::sync::watch;
 
 use crate::broker;
@@ -26,6 +31,10 @@ use crate::broker;
 const ROUTING_KEY: &str = "chaos";
 /// The routing key of malformed message `i` is this followed by `i`.
 pub(super) const BAD_ROUTING_KEY_PREFIX: &str = "chaos.bad.";
+/// The share of the ids that are events.
+const EVENT_SHARE: f64 = 0.25;
+/// An event's `context.task_id` is this followed by its id.
+pub(super) const EVENT_TASK_PREFIX: &str = "chaos-";
 /// How long the publisher keeps trying to reach a broker that went away.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
@@ -154,11 +163,38 @@ fn diamond_value(id: u64, base_seconds: u64) -> serde_json::Value {
     })
 }
 
+/// Event `id`: a 4.x task event whose `context.task_id` names it, stamped `base + id` seconds.
+fn event_body(id: u64, base_seconds: u64) -> Vec<u8> {
+    let time = jiff::Timestamp::from_second((base_seconds + id) as i64)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    serde_json::json!({
+        "type": "cloudify_event",
+        "event_type": "task_succeeded",
+        "message_code": null,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        "context": {
+            "blueprint_id": "chaos",
+            "deployment_id": "chaos",
+            "execution_id": "chaos",
+            "workflow_id": "install",
+            "task_id": format!("{EVENT_TASK_PREFIX}{id}"),
+            "task_name": "script_runner.tasks.run",
+            "node_id": "chaos_host",
+            "node_name": "chaos_host",
+        },
+        "message": {"text": format!("chaos event {id}"), "arguments": null},
+    })
+    .to_string()
+    .into_bytes()
+}
+
 /// What to publish.
 pub(super) struct LoadPlan {
     pub amqp_url: String,
     pub exchange: String,
     pub queue: String,
+    /// The manager's events exchange (sluice declares and binds its own queue to it).
+    pub events_exchange: String,
     /// At least this many messages (and more after a slow fault: see [`publish_load`]).
     pub messages: u64,
     /// Messages per second.
@@ -178,6 +214,8 @@ pub(super) struct LoadOutcome {
     pub confirmed_good: Vec<u64>,
     /// Malformed ids the broker confirmed, with their kind.
     pub confirmed_bad: Vec<(u64, BadKind)>,
+    /// Event ids the broker confirmed.
+    pub confirmed_events: Vec<u64>,
     /// How often the publisher had to reconnect.
     pub reconnects: u32,
 }
@@ -185,9 +223,15 @@ pub(super) struct LoadOutcome {
 /// One message, decided once so that a publish retried on a new channel sends the same one.
 struct Message {
     id: u64,
-    routing_key: String,
+    kind: Kind,
     body: Vec<u8>,
-    bad: Option<BadKind>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Metric,
+    Malformed(BadKind),
+    Event,
 }
 
 /// Publishes messages `0, 1, ..` at `plan.rate` per second with confirms pipelined, announcing
@@ -227,12 +271,13 @@ pub(super) async fn publish_load(
             }
         }
         let message = next_message(id, &plan, &mut rng);
+        let (exchange, routing_key) = message.route(&plan);
         let confirm = loop {
             let publishing = link
                 .channel
                 .basic_publish(
-                    plan.exchange.as_str().into(),
-                    message.routing_key.as_str().into(),
+                    exchange.into(),
+                    routing_key.as_str().into(),
                     BasicPublishOptions::default(),
                     &message.body,
                     BasicProperties::default().with_delivery_mode(2),
@@ -264,21 +309,32 @@ pub(super) async fn publish_load(
 }
 
 fn next_message(id: u64, plan: &LoadPlan, rng: &mut StdRng) -> Message {
-    let bad = (plan.malformed_share > 0.0 && rng.random_bool(plan.malformed_share.min(1.0)))
-        .then(|| BadKind::ALL[rng.random_range(0..BadKind::ALL.len())]);
-    match bad {
-        None => Message {
-            id,
-            routing_key: ROUTING_KEY.to_owned(),
-            body: diamond_body(id, plan.base_seconds).into_bytes(),
-            bad,
-        },
-        Some(kind) => Message {
-            id,
-            routing_key: format!("{BAD_ROUTING_KEY_PREFIX}{id}"),
-            body: kind.body(id, plan.base_seconds, rng),
-            bad,
-        },
+    let kind = if rng.random_bool(EVENT_SHARE) {
+        Kind::Event
+    } else if plan.malformed_share > 0.0 && rng.random_bool(plan.malformed_share) {
+        Kind::Malformed(BadKind::ALL[rng.random_range(0..BadKind::ALL.len())])
+    } else {
+        Kind::Metric
+    };
+    let body = match kind {
+        Kind::Metric => diamond_body(id, plan.base_seconds).into_bytes(),
+        Kind::Malformed(bad) => bad.body(id, plan.base_seconds, rng),
+        Kind::Event => event_body(id, plan.base_seconds),
+    };
+    Message { id, kind, body }
+}
+
+impl Message {
+    /// Where it goes: (exchange, routing key).
+    fn route<'a>(&self, plan: &'a LoadPlan) -> (&'a str, String) {
+        match self.kind {
+            Kind::Metric => (&plan.exchange, ROUTING_KEY.to_owned()),
+            Kind::Malformed(_) => (
+                &plan.exchange,
+                format!("{BAD_ROUTING_KEY_PREFIX}{}", self.id),
+            ),
+            Kind::Event => (&plan.events_exchange, String::new()),
+        }
     }
 }
 
@@ -287,11 +343,25 @@ impl LoadOutcome {
         if !confirmation.is_ok_and(|confirmation| confirmation.is_ack()) {
             return;
         }
-        match message.bad {
-            None => self.confirmed_good.push(message.id),
-            Some(kind) => self.confirmed_bad.push((message.id, kind)),
+        match message.kind {
+            Kind::Metric => self.confirmed_good.push(message.id),
+            Kind::Malformed(bad) => self.confirmed_bad.push((message.id, bad)),
+            Kind::Event => self.confirmed_events.push(message.id),
         }
     }
+}
+
+/// Declares what the load is published to, as the manager does: the monitoring exchange with
+/// sluice's metrics queue bound to it (so that what is published while sluice is down waits in
+/// the queue), and the events exchange.
+pub(super) async fn declare_topology(channel: &Channel, plan: &LoadPlan) -> anyhow::Result<()> {
+    broker::declare_metrics_queue(channel, &plan.exchange, &plan.queue).await?;
+    declare_exchange(
+        channel,
+        &ExchangeSpec::durable_fanout(plan.events_exchange.as_str()),
+    )
+    .await
+    .with_context(|| format!("declaring the events exchange {}", plan.events_exchange))
 }
 
 /// A connection with a confirming channel, and the topology declared on it.
@@ -303,7 +373,7 @@ struct Link {
 impl Link {
     async fn open(plan: &LoadPlan) -> anyhow::Result<Self> {
         let (connection, channel) = broker::confirming_channel(&plan.amqp_url).await?;
-        broker::declare_metrics_queue(&channel, &plan.exchange, &plan.queue).await?;
+        declare_topology(&channel, plan).await?;
         Ok(Self {
             connection,
             channel,

@@ -1,11 +1,14 @@
-//! Chaos rounds: a live, confirmed load into a real sluice, one fault at a seeded random moment,
-//! and an exact account afterwards of what was published, stored, lost, duplicated,
-//! dead-lettered and left behind in the queue.
+//! Chaos rounds: a live, confirmed load into a real sluice (metrics into the real InfluxDB,
+//! manager events into the Elasticsearch double), one fault at a seeded random moment, and an
+//! exact account afterwards of what was published, stored, lost, duplicated, dead-lettered and
+//! left behind in the queues.
 //!
 //! - [`load`]: the load, in which every message is individually identifiable, a seeded share
 //!   of it malformed;
 //! - [`fault`]: the faults ([`Fault`]), each a variant and its arm in `Fault::inject`;
 //! - [`count`]: the account: ids in InfluxDB, queue depths, dead letters with their ids;
+//! - [`rules`]: in the rounds of the faults that touch the rule stage, the manager's policies
+//!   loaded and breached at known moments, and what reached the manager double;
 //! - [`secrets`]: the secrets each sluice is given, searched for in what it printed;
 //! - [`report`]: what a round saw, whether it passed, and the run's table.
 //!
@@ -15,7 +18,10 @@
 //! Rows minus distinct ids (`duplicates`) therefore counts only copies written under another
 //! key, e.g. a message stamped with its receive time instead of its own. Lost messages are
 //! exact: confirmed ids with no point (`missing`), and confirmed malformed ids with no dead
-//! letter (`malformed_missing`). A malformed message may be dead-lettered twice (sluice died
+//! letter (`malformed_missing`), and confirmed events with no document (`events_missing`).
+//! Events are exact about copies too: a document's `_id` is a hash of the delivery, so a
+//! redelivery is refused as a conflict, and a second document for one event
+//! (`events_stored_twice`) is a real duplicate. A malformed message may be dead-lettered twice (sluice died
 //! between the dead letter's confirm and the ack): that is counted in `dead_lettered` and is
 //! not a loss.
 
@@ -23,6 +29,7 @@ mod count;
 mod fault;
 mod load;
 mod report;
+mod rules;
 mod secrets;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,16 +40,19 @@ use anyhow::{Context, bail};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
+use sluice_testing::elasticsearch::FakeElasticsearch;
 use sluice_testing::influx::PrivateInflux;
 
 pub use fault::Fault;
 pub use load::BadKind;
 pub use report::{FaultSummary, RoundReport, summarise, table};
+pub use rules::{ProbeMode, RulesOutcome};
 
 use crate::broker;
 use crate::sluice_process::{SluiceProcess, free_loopback_address};
-use count::{Influx, queue_state, take_dead_letters};
+use count::{Influx, event_ids, queue_state, take_dead_letters};
 use load::{LoadPlan, publish_load};
+use rules::RulesProbe;
 use secrets::Secrets;
 
 /// How long a (re)started sluice gets to consume.
@@ -78,7 +88,13 @@ pub struct ChaosScenario {
     /// The most sluice's peak RSS may be by the end of a stall, in MiB.
     #[serde(default = "default_max_stall_rss_mib")]
     pub max_stall_rss_mib: f64,
-    /// The share of messages that are malformed (0 to 1).
+    /// How long `es_down` and `es_429` last.
+    #[serde(with = "humantime_serde", default = "default_es_outage")]
+    pub es_outage: Duration,
+    /// The share of items the Elasticsearch double answers 429 during `es_429`.
+    #[serde(default = "default_es_429_share")]
+    pub es_429_share: f64,
+    /// The share of the metric messages that are malformed (0 to 1).
     #[serde(default)]
     pub malformed_share: f64,
     /// sluice settings for every round.
@@ -92,6 +108,14 @@ fn default_outage() -> Duration {
 
 fn default_stall() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_es_outage() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_es_429_share() -> f64 {
+    0.3
 }
 
 fn default_max_stall_rss_mib() -> f64 {
@@ -122,6 +146,8 @@ impl ChaosScenario {
             outage: default_outage(),
             stall: default_stall(),
             max_stall_rss_mib: default_max_stall_rss_mib(),
+            es_outage: default_es_outage(),
+            es_429_share: default_es_429_share(),
             malformed_share: 0.0,
             env: BTreeMap::new(),
         }
@@ -137,6 +163,12 @@ impl ChaosScenario {
         }
         if self.messages < 10 || self.rate <= 0.0 || self.rounds == 0 || self.faults.is_empty() {
             bail!("a chaos scenario needs faults, rounds, at least 10 messages and a rate");
+        }
+        if !(0.0..=1.0).contains(&self.es_429_share) {
+            bail!(
+                "es_429_share must be 0 <= share <= 1, not {}",
+                self.es_429_share
+            );
         }
         if !(0.0..1.0).contains(&self.malformed_share) {
             bail!(
@@ -248,6 +280,9 @@ async fn run_round(
     let dead_letter_exchange = format!("sluice-chaos.{tag}.dead-letter");
     let dead_letter_queue = format!("sluice-chaos.{tag}.dead-letter");
     let database = format!("sluice_chaos_{tag}");
+    let events_exchange = format!("sluice-chaos.{tag}.events");
+    let events_queue = format!("sluice-chaos.{tag}.events");
+    let mut es = FakeElasticsearch::start().await;
 
     // A fault that kills or stalls InfluxDB gets one of its own, so the shared one stays up.
     let mut private_influx = if fault.needs_private_influx() {
@@ -266,13 +301,30 @@ async fn run_round(
         ("SLUICE_METRICS__QUEUE", queue.clone()),
         ("SLUICE_DEAD_LETTER__EXCHANGE", dead_letter_exchange.clone()),
         ("SLUICE_DEAD_LETTER__QUEUE", dead_letter_queue.clone()),
-        // The metrics path alone: the events path would wait for an Elasticsearch.
-        ("SLUICE_EVENTS__ENABLED", "false".to_owned()),
+        ("SLUICE_EVENTS__ENABLED", "true".to_owned()),
+        ("SLUICE_EVENTS__MANAGER", "4.x".to_owned()),
+        (
+            "SLUICE_EVENTS__EXCHANGES",
+            format!(r#"["{events_exchange}"]"#),
+        ),
+        ("SLUICE_EVENTS__QUEUES", format!(r#"["{events_queue}"]"#)),
+        ("SLUICE_ELASTICSEARCH__URL", es.url().to_string()),
         ("SLUICE_RULES__ENABLED", "false".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
     .collect();
+    let mut rules = match fault.rules_probe() {
+        Some(mode) => {
+            let root = environment.work_dir.join(format!("chaos-{tag}-rules"));
+            let probe =
+                RulesProbe::prepare(mode, &environment.amqp_url, &exchange, &tag, root).await?;
+            env.retain(|(key, _)| key != "SLUICE_RULES__ENABLED");
+            env.extend(probe.env(scenario.outage));
+            Some(probe)
+        }
+        None => None,
+    };
     env.extend(secrets.env());
     env.extend(scenario.env.clone());
     let launch = Launch {
@@ -281,11 +333,22 @@ async fn run_round(
         log_stem: environment.work_dir.join(format!("chaos-{tag}")),
     };
 
+    let plan = LoadPlan {
+        amqp_url: environment.amqp_url.clone(),
+        exchange: exchange.clone(),
+        queue: queue.clone(),
+        events_exchange: events_exchange.clone(),
+        messages: scenario.messages,
+        rate: scenario.rate,
+        base_seconds: now_seconds() - 2 * 86_400,
+        malformed_share: scenario.malformed_share,
+        seed: rng.random(),
+    };
     {
         // Declared first, so that what is published while sluice is down (after the kill) is
-        // queued.
+        // queued, and so that sluice finds the events exchange to bind its queue to.
         let (connection, channel) = broker::confirming_channel(&environment.amqp_url).await?;
-        broker::declare_metrics_queue(&channel, &exchange, &queue).await?;
+        load::declare_topology(&channel, &plan).await?;
         connection.close(200, "declared".into()).await?;
     }
     let influx = Influx::new(&influx_url, &database);
@@ -294,23 +357,13 @@ async fn run_round(
     first.wait_until_consuming(START_TIMEOUT).await?;
     let log = first.log.clone();
     let mut sluice = Some(first);
+    if let Some(rules) = rules.as_mut() {
+        rules.start().await?;
+    }
 
     let (published_tx, mut published_rx) = tokio::sync::watch::channel(0_u64);
     let (fault_tx, fault_rx) = tokio::sync::watch::channel(None);
-    let publisher = tokio::spawn(publish_load(
-        LoadPlan {
-            amqp_url: environment.amqp_url.clone(),
-            exchange: exchange.clone(),
-            queue: queue.clone(),
-            messages: scenario.messages,
-            rate: scenario.rate,
-            base_seconds: now_seconds() - 2 * 86_400,
-            malformed_share: scenario.malformed_share,
-            seed: rng.random(),
-        },
-        published_tx,
-        fault_rx,
-    ));
+    let publisher = tokio::spawn(publish_load(plan, published_tx, fault_rx));
 
     published_rx
         .wait_for(|published| *published >= fault_after)
@@ -321,19 +374,28 @@ async fn run_round(
             sluice: &mut sluice,
             launch: &launch,
             influx: private_influx.as_mut(),
+            es: &mut es,
+            rules: rules.as_mut(),
             published: &published_rx,
-            outage: scenario.outage,
-            stall: scenario.stall,
+            durations: fault::FaultDurations {
+                outage: scenario.outage,
+                stall: scenario.stall,
+                es_outage: scenario.es_outage,
+                es_429_share: scenario.es_429_share,
+            },
         })
         .await?;
     let first_after = effect.published_before;
     // Ids from `first_after` on were published after the fault was over: the first of them
-    // stored means writes resumed (and not just a batch sluice held before the fault landing
-    // late). The publisher goes on until enough of them are out, however long the fault took.
+    // stored, a point and a document, means both paths write again (and not just a batch
+    // sluice held before the fault landing late). The publisher goes on until enough of them
+    // are out, however long the fault took.
     fault_tx.send_replace(Some(first_after));
     let recovery_deadline = Instant::now() + START_TIMEOUT + scenario.drain_timeout;
     let recovery = loop {
-        if influx.count_from(first_after).await? > 0 {
+        if influx.count_from(first_after).await? > 0
+            && event_ids(&es).iter().any(|&id| id >= first_after)
+        {
             break Some(effect.at.elapsed());
         }
         if Instant::now() > recovery_deadline {
@@ -344,6 +406,11 @@ async fn run_round(
 
     let load = publisher.await.context("the publisher panicked")??;
     drop(fault_tx);
+    // Before the drain, so that the probe's last metrics are drained too.
+    let rules_outcome = match rules.as_mut() {
+        Some(rules) => Some(rules.settle(sluice.as_ref(), &launch.logs()).await?),
+        None => None,
+    };
     // A new connection: the round's first may not have survived the fault.
     let (connection, channel) = broker::confirming_channel(&environment.amqp_url).await?;
     // The drain: every confirmed good id stored and nothing ready in the queue, or the bounded
@@ -353,7 +420,9 @@ async fn run_round(
     let drain_deadline = Instant::now() + scenario.drain_timeout;
     while Instant::now() < drain_deadline
         && (influx.count_from(0).await? < load.confirmed_good.len() as u64
-            || queue_state(&channel, &queue).await?.0 > 0)
+            || event_ids(&es).len() < load.confirmed_events.len()
+            || queue_state(&channel, &queue).await?.0 > 0
+            || queue_state(&channel, &events_queue).await?.0 > 0)
     {
         tokio::time::sleep(POLL).await;
     }
@@ -364,6 +433,8 @@ async fn run_round(
     }
 
     let (left_in_queue, consumers_left) = queue_state(&channel, &queue).await?;
+    let (events_left_in_queue, events_consumers_left) =
+        queue_state(&channel, &events_queue).await?;
     // sluice declares its dead-letter queue when it starts, so it exists by now.
     let dead_letters = take_dead_letters(&channel, &dead_letter_queue).await?;
     let reasons: HashMap<u64, Vec<Option<&str>>> =
@@ -396,6 +467,16 @@ async fn run_round(
         .iter()
         .filter(|id| !stored.contains(id))
         .count() as u64;
+    let documents = event_ids(&es);
+    let mut copies: HashMap<u64, u64> = HashMap::new();
+    for &id in &documents {
+        *copies.entry(id).or_default() += 1;
+    }
+    let events_missing = load
+        .confirmed_events
+        .iter()
+        .filter(|id| !copies.contains_key(id))
+        .count() as u64;
     let stall = fault == Fault::InfluxStall;
     let report = RoundReport {
         fault,
@@ -404,7 +485,9 @@ async fn run_round(
         fault_after,
         fault_effect_after: first_after,
         published: load.published,
-        confirmed: (load.confirmed_good.len() + load.confirmed_bad.len()) as u64,
+        confirmed: (load.confirmed_good.len()
+            + load.confirmed_bad.len()
+            + load.confirmed_events.len()) as u64,
         malformed: load.confirmed_bad.len() as u64,
         stored: stored.len() as u64,
         missing,
@@ -412,24 +495,33 @@ async fn run_round(
         dead_lettered: dead_letters.len() as u64,
         malformed_missing,
         wrong_reasons,
-        left_in_queue: u64::from(left_in_queue),
-        consumers_left,
+        events: load.confirmed_events.len() as u64,
+        events_stored: copies.len() as u64,
+        events_missing,
+        events_stored_twice: copies.values().filter(|&&copies| copies > 1).count() as u64,
+        es_items_rejected_429: es.items_rejected_429() as u64,
+        left_in_queue: u64::from(left_in_queue) + u64::from(events_left_in_queue),
+        consumers_left: consumers_left + events_consumers_left,
         recovery_seconds: recovery.map(|elapsed| elapsed.as_secs_f64()),
         peak_rss_mib: effect.peak_rss_kib.map(|kib| kib as f64 / 1024.0),
         max_rss_mib: stall.then_some(scenario.max_stall_rss_mib),
         secrets_leaked: secrets.leaks(&launch.logs())?,
         publisher_reconnects: load.reconnects,
+        rules: rules_outcome,
         log,
     };
     // A failed round keeps its queues and database for a look; a passed one leaves nothing.
     if report.passed() {
-        for queue in [&queue, &dead_letter_queue] {
+        for queue in [&queue, &events_queue, &dead_letter_queue] {
             broker::delete_queue(&channel, queue).await?;
         }
-        for exchange in [&exchange, &dead_letter_exchange] {
+        for exchange in [&exchange, &events_exchange, &dead_letter_exchange] {
             broker::delete_exchange(&channel, exchange).await?;
         }
         influx.drop_database().await?;
+        if let Some(rules) = rules {
+            rules.remove(&channel).await?;
+        }
     }
     connection.close(200, "chaos round done".into()).await?;
     Ok(report)

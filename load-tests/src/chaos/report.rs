@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::Fault;
+use super::rules::RulesOutcome;
 
 /// What one round saw.
 #[derive(Debug, Clone, Serialize)]
@@ -33,7 +34,17 @@ pub struct RoundReport {
     pub malformed_missing: u64,
     /// Dead letters of malformed ids whose reason is not the one their kind must give.
     pub wrong_reasons: u64,
-    /// Messages in sluice's queue once it stopped cleanly (ready; nothing can stay unacked
+    /// Events the broker confirmed (they are in `confirmed` too).
+    pub events: u64,
+    /// Distinct events with a document in the Elasticsearch double.
+    pub events_stored: u64,
+    /// Confirmed events with no document.
+    pub events_missing: u64,
+    /// Events with more than one document.
+    pub events_stored_twice: u64,
+    /// Items the Elasticsearch double answered 429 (the `es_429` fault).
+    pub es_items_rejected_429: u64,
+    /// Messages in sluice's queues once it stopped cleanly (ready; nothing can stay unacked
     /// without a consumer, which `consumers_left` checks).
     pub left_in_queue: u64,
     pub consumers_left: u32,
@@ -46,6 +57,8 @@ pub struct RoundReport {
     pub secrets_leaked: u64,
     /// How often the load's publisher had to reconnect (a broker restart).
     pub publisher_reconnects: u32,
+    /// What reached the manager double, in the rounds with the [rules probe](super::rules).
+    pub rules: Option<RulesOutcome>,
     pub log: PathBuf,
 }
 
@@ -56,6 +69,8 @@ impl RoundReport {
             _ => true,
         };
         self.missing == 0
+            && self.events_missing == 0
+            && self.events_stored_twice == 0
             && self.malformed_missing == 0
             && self.wrong_reasons == 0
             && self.left_in_queue == 0
@@ -63,6 +78,7 @@ impl RoundReport {
             && self.recovery_seconds.is_some()
             && self.secrets_leaked == 0
             && memory_bounded
+            && self.rules.as_ref().is_none_or(RulesOutcome::passed)
     }
 
     pub fn line(&self) -> String {
@@ -73,8 +89,13 @@ impl RoundReport {
             .peak_rss_mib
             .map(|peak| format!(", peak RSS {peak:.1} MiB"))
             .unwrap_or_default();
+        let rules = self
+            .rules
+            .as_ref()
+            .map(|rules| format!(", {}", rules.summary()))
+            .unwrap_or_default();
         format!(
-            "{} round {} seed {}: fault after {} (over after {})/{}, confirmed {} ({} malformed), stored {}, missing {}, duplicates {}, dead-lettered {} (malformed missing {}, wrong reasons {}), left in queue {}, recovery {recovery}{memory}, secrets leaked {}: {}",
+            "{} round {} seed {}: fault after {} (over after {})/{}, confirmed {} ({} malformed, {} events), stored {}, missing {}, duplicates {}, events stored {} (missing {}, twice {}, 429s {}), dead-lettered {} (malformed missing {}, wrong reasons {}), left in queues {}, recovery {recovery}{memory}{rules}, secrets leaked {}: {}",
             self.fault.name(),
             self.round,
             self.seed,
@@ -83,9 +104,14 @@ impl RoundReport {
             self.published,
             self.confirmed,
             self.malformed,
+            self.events,
             self.stored,
             self.missing,
             self.duplicates,
+            self.events_stored,
+            self.events_missing,
+            self.events_stored_twice,
+            self.es_items_rejected_429,
             self.dead_lettered,
             self.malformed_missing,
             self.wrong_reasons,
@@ -105,11 +131,17 @@ pub struct FaultSummary {
     pub messages: u64,
     pub missing: u64,
     pub duplicates: u64,
+    pub events: u64,
+    pub events_missing: u64,
+    pub events_stored_twice: u64,
     pub malformed: u64,
     pub dead_lettered: u64,
     pub malformed_missing: u64,
     pub left_in_queue: u64,
     pub secrets_leaked: u64,
+    /// Rounds whose rule stage did not do what the rules probe expects (a trigger lost or
+    /// repeated, a host not healed or healed wrongly, a checkpoint failure unseen).
+    pub rules_wrong: u64,
     /// The worst recovery; `None` when a round never recovered.
     pub worst_recovery_seconds: Option<f64>,
     /// The highest peak RSS, where it was measured (stalls).
@@ -136,11 +168,17 @@ pub fn summarise(rounds: &[RoundReport]) -> Vec<FaultSummary> {
                 messages: sum(|round| round.confirmed),
                 missing: sum(|round| round.missing),
                 duplicates: sum(|round| round.duplicates),
+                events: sum(|round| round.events),
+                events_missing: sum(|round| round.events_missing),
+                events_stored_twice: sum(|round| round.events_stored_twice),
                 malformed: sum(|round| round.malformed),
                 dead_lettered: sum(|round| round.dead_lettered),
                 malformed_missing: sum(|round| round.malformed_missing),
                 left_in_queue: sum(|round| round.left_in_queue),
                 secrets_leaked: sum(|round| round.secrets_leaked),
+                rules_wrong: sum(|round| {
+                    u64::from(round.rules.as_ref().is_some_and(|rules| !rules.passed()))
+                }),
                 worst_recovery_seconds: (!never).then(|| {
                     of_fault
                         .iter()
@@ -158,23 +196,18 @@ pub fn summarise(rounds: &[RoundReport]) -> Vec<FaultSummary> {
 
 /// The table printed after a run.
 pub fn table(summaries: &[FaultSummary]) -> String {
-    let row = |cells: [&str; 13]| {
-        format!(
-            "{:<17} {:>6} {:>6} {:>9} {:>8} {:>10} {:>9} {:>13} {:>9} {:>8} {:>7} {:>15} {:>9}\n",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            cells[5],
-            cells[6],
-            cells[7],
-            cells[8],
-            cells[9],
-            cells[10],
-            cells[11],
-            cells[12]
-        )
+    let widths = [21, 6, 6, 9, 8, 10, 7, 10, 12, 9, 13, 9, 8, 6, 11, 15, 9];
+    let row = |cells: [&str; 17]| {
+        let mut line = String::new();
+        for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if index == 0 {
+                line.push_str(&format!("{cell:<width$}"));
+            } else {
+                line.push_str(&format!(" {cell:>width$}"));
+            }
+        }
+        line.push('\n');
+        line
     };
     let mut text = row([
         "fault",
@@ -183,11 +216,15 @@ pub fn table(summaries: &[FaultSummary]) -> String {
         "messages",
         "missing",
         "duplicates",
+        "events",
+        "ev missing",
+        "ev stored 2x",
         "malformed",
         "dead-lettered",
         "bad lost",
         "in queue",
         "leaks",
+        "rules wrong",
         "worst recovery",
         "peak RSS",
     ]);
@@ -205,11 +242,15 @@ pub fn table(summaries: &[FaultSummary]) -> String {
             &summary.messages.to_string(),
             &summary.missing.to_string(),
             &summary.duplicates.to_string(),
+            &summary.events.to_string(),
+            &summary.events_missing.to_string(),
+            &summary.events_stored_twice.to_string(),
             &summary.malformed.to_string(),
             &summary.dead_lettered.to_string(),
             &summary.malformed_missing.to_string(),
             &summary.left_in_queue.to_string(),
             &summary.secrets_leaked.to_string(),
+            &summary.rules_wrong.to_string(),
             &recovery,
             &memory,
         ]));
@@ -234,6 +275,11 @@ mod tests {
             stored: 9,
             missing: 0,
             duplicates: 0,
+            events: 2,
+            events_stored: 2,
+            events_missing: 0,
+            events_stored_twice: 0,
+            es_items_rejected_429: 0,
             dead_lettered: 1,
             malformed_missing: 0,
             wrong_reasons: 0,
@@ -244,6 +290,7 @@ mod tests {
             max_rss_mib: None,
             secrets_leaked: 0,
             publisher_reconnects: 0,
+            rules: None,
             log: PathBuf::new(),
         }
     }
@@ -251,8 +298,10 @@ mod tests {
     #[test]
     fn a_round_fails_on_any_loss_leak_or_memory_overrun() {
         assert!(passing().passed());
-        let failures: [fn(&mut RoundReport); 8] = [
+        let failures: [fn(&mut RoundReport); 10] = [
             |round| round.missing = 1,
+            |round| round.events_missing = 1,
+            |round| round.events_stored_twice = 1,
             |round| round.malformed_missing = 1,
             |round| round.wrong_reasons = 1,
             |round| round.left_in_queue = 1,

@@ -9,58 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Broker, Sluice, TestNames, diamond, eventually, influx_url, unique};
 use serde_json::{Value, json};
-use sluice_testing::manager::{FakeManager, RecordedRequest};
+use sluice_testing::manager::{FakeManager, RecordedRequest, scale_and_heal_groups};
 
 const WAIT: Duration = Duration::from_secs(60);
 const CONTROL_ROUTING_KEY: &str = "manager-riemann";
-
-/// A deployment's groups: `cpu_high` scales a node whose cpu reaches 90, `host_down` heals a
-/// node whose `memory` metrics stop for `ttl` seconds.
-fn groups_json(ttl_seconds: u64) -> String {
-    json!({
-        "web_tier": {
-            "members": ["nodejs_host"],
-            "policies": {
-                "cpu_high": {
-                    "type": "cloudify.policies.types.threshold",
-                    "properties": {
-                        "service": "cpu.total.user", "threshold": 90, "upper_bound": true,
-                        "stability_time": 0, "policy_operates_on_group": false,
-                        "is_node_started_before_workflow": true,
-                        "interval_between_workflows": 300
-                    },
-                    "triggers": {"scale": {
-                        "type": "cloudify.policies.triggers.execute_workflow",
-                        "parameters": {
-                            "workflow": "scale",
-                            "workflow_parameters": {
-                                "node_id": {"get_property": ["SELF", "node_id"]},
-                                "delta": 1
-                            },
-                            "force": false, "allow_custom_parameters": false
-                        }
-                    }}
-                },
-                "host_down": {
-                    "type": "cloudify.policies.types.host_failure",
-                    "properties": {"service": ["memory"], "ttl": ttl_seconds,
-                                   "interval_between_workflows": 300},
-                    "triggers": {"heal": {
-                        "type": "cloudify.policies.triggers.execute_workflow",
-                        "parameters": {
-                            "workflow": "heal",
-                            "workflow_parameters": {
-                                "node_instance_id": {"get_property": ["SELF", "node_id"]},
-                                "diagnose_value": {"get_property": ["SELF", "diagnose"]}
-                            }
-                        }
-                    }}
-                }
-            }
-        }
-    })
-    .to_string()
-}
 
 fn control(state: &str, deployment: &str, config_path: &Path) -> Vec<u8> {
     json!({"service": "cloudify.configuration", "state": state,
@@ -123,8 +75,11 @@ impl Setup {
         let broker = Broker::connect().await;
         let names = TestNames::new(test);
         let config_dir = tempfile::tempdir().expect("temporary directory");
-        std::fs::write(config_dir.path().join("groups"), groups_json(ttl_seconds))
-            .expect("write groups");
+        std::fs::write(
+            config_dir.path().join("groups"),
+            scale_and_heal_groups(ttl_seconds),
+        )
+        .expect("write groups");
         let events_exchange = unique(&format!("{test}.events"));
         let events_queue = unique(&format!("{test}.events-seen"));
         broker.declare_fanout_exchange(&events_exchange).await;
@@ -584,6 +539,31 @@ async fn a_restart_neither_refires_a_trigger_nor_forgets_a_silent_host() {
         (!posts_for(&setup.manager, "heal", "vm_h").is_empty()).then_some(())
     })
     .await;
+    assert!(second.stop(), "clean stop");
+    setup.clean_up().await;
+}
+
+/// A kill right after a trigger, with no periodic checkpoint in between (its interval is an
+/// hour): the stage wrote the checkpoint before the request, so the restart knows the breach
+/// and its interval record, and a breach that goes on across the crash fires once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_right_after_a_trigger_does_not_fire_it_again() {
+    let setup = Setup::new("rules-kill-after-trigger", 60).await;
+    let no_periodic_checkpoint = [("SLUICE_RULES__CHECKPOINT_INTERVAL", "1h")];
+    let mut first = setup.start_sluice_with(&no_periodic_checkpoint).await;
+    setup.start_policies().await;
+    setup.breach_and_wait("vm_a").await;
+    first.kill();
+
+    let mut second = setup.start_sluice_with(&no_periodic_checkpoint).await;
+    // The breach goes on; then another node's breach, handled after it, shows it was evaluated.
+    setup.publish_metric("vm_a", "cpu.total.user", 99.0).await;
+    setup.breach_and_wait("vm_b").await;
+    assert_eq!(
+        posts_for(&setup.manager, "scale", "vm_a").len(),
+        1,
+        "the breach that spanned the kill fired once"
+    );
     assert!(second.stop(), "clean stop");
     setup.clean_up().await;
 }

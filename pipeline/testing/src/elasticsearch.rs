@@ -140,6 +140,13 @@ struct FakeState {
     store: Store,
     /// Ids whose next writes answer 429, with how many times left.
     items_429: HashMap<String, usize>,
+    /// The share of all item writes that answer 429, and how far the spread has got: a
+    /// running sum that rejects an item each time it passes a whole number, so exactly that
+    /// share is rejected, evenly, with no randomness to make a test flaky.
+    share_429: f64,
+    share_429_sum: f64,
+    /// Items answered 429, by either of the above.
+    items_rejected_429: usize,
     /// Statuses the next bulk requests answer as a whole.
     whole_request: VecDeque<u16>,
     retry_after: Option<Duration>,
@@ -267,6 +274,9 @@ impl FakeElasticsearch {
             state: Mutex::new(FakeState {
                 store: Store::default(),
                 items_429: HashMap::new(),
+                share_429: 0.0,
+                share_429_sum: 0.0,
+                items_rejected_429: 0,
                 whole_request: VecDeque::new(),
                 retry_after: None,
                 response_delay: Duration::ZERO,
@@ -296,6 +306,15 @@ impl FakeElasticsearch {
         for id in ids {
             state.items_429.insert(id, times);
         }
+    }
+
+    /// From now on, `share` (0 to 1) of all item writes answer a 429
+    /// `es_rejected_execution_exception`, spread evenly, as a node under a sustained overload
+    /// does; `0.0` ends it.
+    pub fn reject_share_of_items_with_429(&self, share: f64) {
+        let mut state = self.shared.lock();
+        state.share_429 = share.clamp(0.0, 1.0);
+        state.share_429_sum = 0.0;
     }
 
     /// The next `times` bulk requests are answered `status` as a whole, with the body ES (or,
@@ -385,6 +404,12 @@ impl FakeElasticsearch {
                     .map(|(_, document)| Value::Object(document.value.clone()))
             })
             .collect()
+    }
+
+    /// How many items were answered 429 (by [`fail_items_with_429`](Self::fail_items_with_429)
+    /// or [`reject_share_of_items_with_429`](Self::reject_share_of_items_with_429)).
+    pub fn items_rejected_429(&self) -> usize {
+        self.shared.lock().items_rejected_429
     }
 
     /// How many bulk requests reached the server (refused ones included).
@@ -698,6 +723,22 @@ fn bulk(state: &mut FakeState, path_index: Option<&str>, headers: &HeaderMap, ra
     reply
 }
 
+impl FakeState {
+    /// Whether the next item write is one of the share that
+    /// [`FakeElasticsearch::reject_share_of_items_with_429`] set.
+    fn take_share_429(&mut self) -> bool {
+        if self.share_429 <= 0.0 {
+            return false;
+        }
+        self.share_429_sum += self.share_429;
+        let rejected = self.share_429_sum >= 1.0;
+        if rejected {
+            self.share_429_sum -= 1.0;
+        }
+        rejected
+    }
+}
+
 fn bulk_reply(
     state: &mut FakeState,
     path_index: Option<&str>,
@@ -722,17 +763,22 @@ fn bulk_reply(
     let mut errors = false;
     let mut items = Vec::with_capacity(operations.len());
     for operation in &operations {
-        let throttled = operation
+        let throttled = match operation
             .id
             .as_ref()
             .and_then(|id| state.items_429.get_mut(id))
-            .filter(|left| **left > 0);
-        let item = match throttled {
-            Some(left) => {
+        {
+            Some(left) if *left > 0 => {
                 *left -= 1;
-                rejected_execution_item(operation, body.len())
+                true
             }
-            None => state.store.execute(operation),
+            _ => state.take_share_429(),
+        };
+        let item = if throttled {
+            state.items_rejected_429 += 1;
+            rejected_execution_item(operation, body.len())
+        } else {
+            state.store.execute(operation)
         };
         let status = item
             .as_object()

@@ -7,8 +7,9 @@
 //! - `GET /api/v2|v3/executions?deployment_id=`: `{"items": [...], "metadata": {"pagination"}}`.
 //! - `GET /api/v2|v3/node-instances/<id>`: the instance with its configured state; 404 for
 //!   unknown ids.
-//! - On demand: the next N requests answer a 5xx, every answer is delayed, or V4's headers are
-//!   required (401 without them).
+//! - On demand: the next N requests (or every request, until told otherwise) answer a 5xx,
+//!   every answer is delayed, V4's headers are required (401 without them), or the double goes
+//!   down (its port refuses connections) and comes back on the same port.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ struct FakeState {
     node_states: HashMap<String, String>,
     extra_workflows: Vec<String>,
     failures: Vec<u16>,
+    /// Every request answers this status while set.
+    failing: Option<u16>,
     delay: Duration,
     required_auth: Option<(String, String)>,
 }
@@ -69,16 +72,49 @@ pub struct FakeManager {
     server: Served,
 }
 
-/// How the double is served: plain HTTP, or HTTPS (which stops when dropped).
+/// How the double is served: plain HTTP (`None` while stopped), or HTTPS (which stops when
+/// dropped).
 enum Served {
-    Http(tokio::task::JoinHandle<()>),
+    Http(Option<HttpServer>),
     Https(TlsServer),
+}
+
+/// A plain HTTP server's task, and the signal that shuts it down gracefully (open connections
+/// are closed, as a stopping manager closes them, so none keeps answering).
+struct HttpServer {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    fn serve(listener: tokio::net::TcpListener, router: Router) -> Self {
+        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = signal.await;
+                })
+                .await;
+        });
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
 }
 
 impl Drop for FakeManager {
     fn drop(&mut self) {
-        if let Served::Http(server) = &self.server {
-            server.abort();
+        if let Served::Http(Some(server)) = &self.server {
+            server.task.abort();
         }
     }
 }
@@ -101,16 +137,38 @@ impl FakeManager {
         let state = Arc::new(Mutex::new(FakeState::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let router = routes(Arc::clone(&state));
-        let server = tokio::spawn(async move {
-            // Serving ends only when the task is aborted.
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = HttpServer::serve(listener, routes(Arc::clone(&state)));
         Ok(Self {
             address,
             state,
-            server: Served::Http(server),
+            server: Served::Http(Some(server)),
         })
+    }
+
+    /// Goes down: open connections are closed and the port refuses new ones. Only for the
+    /// plain HTTP double.
+    pub async fn stop(&mut self) {
+        if let Served::Http(server) = &mut self.server
+            && let Some(server) = server.take()
+        {
+            server.stop().await;
+        }
+    }
+
+    /// Serves again on the same port, with the same state (stops first if running). Panics
+    /// when the port was taken meanwhile, or for the HTTPS double.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let Served::Http(server) = &mut self.server else {
+            panic!("only the plain HTTP manager double restarts");
+        };
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket
+            .bind(self.address)
+            .expect("the manager double binds its port again on restart");
+        let listener = socket.listen(1024).expect("listening");
+        *server = Some(HttpServer::serve(listener, routes(Arc::clone(&self.state))));
     }
 
     /// As [`start`](Self::start), over HTTPS with `identity` (issued for `localhost`); with
@@ -172,6 +230,12 @@ impl FakeManager {
             .extend(std::iter::repeat_n(status, count));
     }
 
+    /// While `status` is set, every request (any route) answers it, as a manager behind a
+    /// proxy answering 503 does; `None` ends it.
+    pub fn answer_every_request_with(&self, status: Option<u16>) {
+        self.state().failing = status;
+    }
+
     /// Every answer waits `delay` first.
     pub fn set_delay(&self, delay: Duration) {
         self.state().delay = delay;
@@ -202,6 +266,55 @@ impl FakeManager {
     pub fn executions(&self) -> Vec<Value> {
         self.state().executions.clone()
     }
+}
+
+/// A deployment's `groups` file, as the manager writes it for the rule stage: `cpu_high`
+/// scales a node whose `cpu.total.user` reaches 90, `host_down` heals a node whose `memory`
+/// metrics stop for `ttl_seconds`; each at most once in 300 s per node.
+pub fn scale_and_heal_groups(ttl_seconds: u64) -> String {
+    json!({
+        "web_tier": {
+            "members": ["nodejs_host"],
+            "policies": {
+                "cpu_high": {
+                    "type": "cloudify.policies.types.threshold",
+                    "properties": {
+                        "service": "cpu.total.user", "threshold": 90, "upper_bound": true,
+                        "stability_time": 0, "policy_operates_on_group": false,
+                        "is_node_started_before_workflow": true,
+                        "interval_between_workflows": 300
+                    },
+                    "triggers": {"scale": {
+                        "type": "cloudify.policies.triggers.execute_workflow",
+                        "parameters": {
+                            "workflow": "scale",
+                            "workflow_parameters": {
+                                "node_id": {"get_property": ["SELF", "node_id"]},
+                                "delta": 1
+                            },
+                            "force": false, "allow_custom_parameters": false
+                        }
+                    }}
+                },
+                "host_down": {
+                    "type": "cloudify.policies.types.host_failure",
+                    "properties": {"service": ["memory"], "ttl": ttl_seconds,
+                                   "interval_between_workflows": 300},
+                    "triggers": {"heal": {
+                        "type": "cloudify.policies.triggers.execute_workflow",
+                        "parameters": {
+                            "workflow": "heal",
+                            "workflow_parameters": {
+                                "node_instance_id": {"get_property": ["SELF", "node_id"]},
+                                "diagnose_value": {"get_property": ["SELF", "diagnose"]}
+                            }
+                        }
+                    }}
+                }
+            }
+        }
+    })
+    .to_string()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,8 +365,12 @@ async fn intake(
         tokio::time::sleep(delay).await;
     }
     let mut state = lock(state);
-    if !state.failures.is_empty() {
-        let status = state.failures.remove(0);
+    let injected = if state.failures.is_empty() {
+        state.failing
+    } else {
+        Some(state.failures.remove(0))
+    };
+    if let Some(status) = injected {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return Some(error(status, "internal_server_error", "injected failure"));
     }

@@ -35,10 +35,13 @@
 //! **Actions.** Each action an engine emits is announced with a `policy` event, then queued
 //! (bounded) and run by the executor, at most `max_actions_in_flight` at once. An action stays in
 //! the checkpoint from the moment it is decided until the executor reports its outcome, so a
-//! crash in between resumes it at the next start. A resumed action skips the interval restraint
-//! (its own record may already be in the restored interval state) but not the node check, and
-//! the manager's `existing_running_execution_error` makes a repeat of a still-running workflow
-//! harmless.
+//! crash in between resumes it at the next start. Both moments write the checkpoint at once,
+//! before the action starts and as soon as it ends, so the trigger's state that decided it is
+//! on disk before the manager hears of it, and a restart neither fires the breach again nor
+//! (but for a crash during the request itself) repeats a request that was answered. A resumed
+//! action skips the interval restraint (its own record may already be in the restored interval
+//! state) but not the node check, and the manager's `existing_running_execution_error` makes a
+//! repeat of a still-running workflow harmless.
 //!
 //! **Events.** The `policy` events and the executor's outcome events ([`OutcomeEvent`]) are
 //! handed, as their JSON bodies, to the `events` channel given to [`start`]; the binary connects
@@ -436,8 +439,13 @@ impl RuleStage {
         self.write_checkpoint().await;
     }
 
-    /// Announces each action with a `policy` event and queues it.
+    /// Announces each action with a `policy` event and queues it, then checkpoints before any
+    /// of them can start: a crash after the manager has the request must find the trigger's
+    /// state (and the action, pending) on disk, or the restart would fire it again.
     async fn announce_and_queue(&mut self, fired: Vec<(Action, Restraints)>) {
+        if fired.is_empty() {
+            return;
+        }
         for (action, restraints) in fired {
             metrics::counter!("sluice_policies_fired_total").increment(1);
             let now = now_ms();
@@ -450,6 +458,7 @@ impl RuleStage {
                     .fired(&seen, None, Some(QUEUE_FULL_OUTCOME), now),
             }
         }
+        self.write_checkpoint().await;
     }
 
     /// Queues the action; `None` when the queue is full and it was dropped.
@@ -489,10 +498,12 @@ impl RuleStage {
         }
     }
 
+    /// Records an action's outcome, checkpointed at once: until the checkpoint no longer holds
+    /// the action, a crash resumes it and the manager would be asked a second time.
     async fn finished(&mut self, id: u64, execution: Execution) {
         self.pending.remove(&id);
         self.activity.finished(id, execution.outcome.label());
-        self.dirty = true;
+        self.write_checkpoint().await;
         for event in execution.events {
             self.publish_event(event).await;
         }
