@@ -76,13 +76,12 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 use url::Url;
 
 use self::query::SearchRequest;
 use self::store::{Store, index_not_found};
+use crate::stoppable::{StoppableServer, bind_reusable};
 
 /// Elasticsearch's default `http.max_content_length`.
 const DEFAULT_MAX_CONTENT_LENGTH: usize = 100 * 1024 * 1024;
@@ -98,12 +97,7 @@ pub const VERSION: &str = "8.15.0";
 pub struct FakeElasticsearch {
     address: SocketAddr,
     shared: Arc<Shared>,
-    server: Option<RunningServer>,
-}
-
-struct RunningServer {
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    server: Option<StoppableServer>,
 }
 
 /// One bulk request as the fake received it (decompressed), for assertions.
@@ -265,7 +259,7 @@ impl FakeElasticsearch {
     /// Binds `address` and serves: for a load run that points an unchanged `sluice` at its
     /// default `127.0.0.1:9200`. Panics when it cannot bind (a test fixture).
     pub async fn start_on(address: SocketAddr) -> FakeElasticsearch {
-        let listener = bind(address)
+        let listener = bind_reusable(address)
             .unwrap_or_else(|error| panic!("FakeElasticsearch cannot bind {address}: {error}"));
         let address = listener
             .local_addr()
@@ -367,16 +361,8 @@ impl FakeElasticsearch {
     /// Stops serving: connections are refused until [`restart`](Self::restart). Open
     /// keep-alive connections are closed; what is stored stays.
     pub async fn stop(&mut self) {
-        let Some(server) = self.server.take() else {
-            return;
-        };
-        let _ = server.shutdown.send(());
-        let mut task = server.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
+        if let Some(server) = self.server.take() {
+            server.stop().await;
         }
     }
 
@@ -385,7 +371,7 @@ impl FakeElasticsearch {
     pub async fn restart(&mut self) {
         self.stop().await;
         let listener =
-            bind(self.address).expect("FakeElasticsearch binds its port again on restart");
+            bind_reusable(self.address).expect("FakeElasticsearch binds its port again on restart");
         self.server = Some(serve(listener, Arc::clone(&self.shared)));
     }
 
@@ -431,27 +417,12 @@ fn expression_names(store: &Store, expression: &str) -> Vec<String> {
         .collect()
 }
 
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
-}
-
-fn serve(listener: TcpListener, shared: Arc<Shared>) -> RunningServer {
-    let (shutdown, signal) = oneshot::channel::<()>();
+fn serve(listener: TcpListener, shared: Arc<Shared>) -> StoppableServer {
     let app = Router::new()
         .fallback(handle)
         .layer(DefaultBodyLimit::max(DEFAULT_MAX_CONTENT_LENGTH))
         .with_state(shared);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = signal.await;
-            })
-            .await;
-    });
-    RunningServer { shutdown, task }
+    StoppableServer::serve(listener, app)
 }
 
 async fn handle(

@@ -26,5 +26,6 @@ pub mod recorded;
 pub mod recording_server;
 pub mod services;
 pub mod sink;
+mod stoppable;
 pub mod tls;
 pub mod wait;

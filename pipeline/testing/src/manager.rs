@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::stoppable::{StoppableServer, bind_reusable};
 use crate::tls::{Issued, TestCa, TlsServer};
 
 /// Workflows every deployment has, as on a real manager.
@@ -75,46 +76,14 @@ pub struct FakeManager {
 /// How the double is served: plain HTTP (`None` while stopped), or HTTPS (which stops when
 /// dropped).
 enum Served {
-    Http(Option<HttpServer>),
+    Http(Option<StoppableServer>),
     Https(TlsServer),
-}
-
-/// A plain HTTP server's task, and the signal that shuts it down gracefully (open connections
-/// are closed, as a stopping manager closes them, so none keeps answering).
-struct HttpServer {
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HttpServer {
-    fn serve(listener: tokio::net::TcpListener, router: Router) -> Self {
-        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = signal.await;
-                })
-                .await;
-        });
-        Self { shutdown, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
-    }
 }
 
 impl Drop for FakeManager {
     fn drop(&mut self) {
         if let Served::Http(Some(server)) = &self.server {
-            server.task.abort();
+            server.abort();
         }
     }
 }
@@ -137,7 +106,7 @@ impl FakeManager {
         let state = Arc::new(Mutex::new(FakeState::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let server = HttpServer::serve(listener, routes(Arc::clone(&state)));
+        let server = StoppableServer::serve(listener, routes(Arc::clone(&state)));
         Ok(Self {
             address,
             state,
@@ -162,13 +131,12 @@ impl FakeManager {
         let Served::Http(server) = &mut self.server else {
             panic!("only the plain HTTP manager double restarts");
         };
-        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
-        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
-        socket
-            .bind(self.address)
+        let listener = bind_reusable(self.address)
             .expect("the manager double binds its port again on restart");
-        let listener = socket.listen(1024).expect("listening");
-        *server = Some(HttpServer::serve(listener, routes(Arc::clone(&self.state))));
+        *server = Some(StoppableServer::serve(
+            listener,
+            routes(Arc::clone(&self.state)),
+        ));
     }
 
     /// As [`start`](Self::start), over HTTPS with `identity` (issued for `localhost`); with
