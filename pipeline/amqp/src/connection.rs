@@ -1,17 +1,30 @@
-//! Connecting to the broker, and keeping its password out of every log line and error.
+//! Connecting to the broker, over TLS for an `amqps://` URL, and keeping its password out of
+//! every log line and error.
 
 use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lapin::options::ConfirmSelectOptions;
+use lapin::tcp::AMQPUriTcpExt as _;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 use sluice_core::retry::RetryPolicy;
 
-/// A broker URL whose `Display` and `Debug` mask the password.
+use crate::tls::BrokerTls;
+
+/// How to reach the broker: its URL, whose `Display` and `Debug` mask the password, and for an
+/// `amqps://` URL the TLS trust and client certificate. They travel together so that every
+/// connection sluice opens (sources, publishers, dead letters, the rule stage) goes through
+/// [`connect`] with the same TLS settings, and none can be built without them.
 #[derive(Clone)]
 pub struct BrokerUrl {
     full: SecretString,
     redacted: String,
+    amqps: bool,
+    tls: BrokerTls,
 }
 
 impl BrokerUrl {
@@ -31,7 +44,22 @@ impl BrokerUrl {
         Ok(Self {
             full: SecretString::from(raw.to_owned()),
             redacted: parsed.to_string(),
+            amqps: parsed.scheme() == "amqps",
+            tls: BrokerTls::default(),
         })
+    }
+
+    /// This URL with `tls` for its connections: extra roots and a client certificate, used
+    /// when the URL is `amqps://`. (An `amqp://` connection stays plain; the configuration
+    /// refuses TLS settings for one, so that nobody believes it encrypted.)
+    pub fn with_tls(mut self, tls: BrokerTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Whether connections use TLS: the URL is `amqps://`.
+    pub fn is_amqps(&self) -> bool {
+        self.amqps
     }
 }
 
@@ -51,9 +79,30 @@ impl fmt::Debug for BrokerUrl {
 pub enum AmqpError {
     #[error("invalid broker URL: {reason}")]
     InvalidUrl { reason: String },
+    // The URLs are boxed: a `BrokerUrl` is large, and these errors are rare.
     #[error("cannot connect to {url}: {source}")]
     Connect {
-        url: BrokerUrl,
+        url: Box<BrokerUrl>,
+        #[source]
+        source: lapin::Error,
+    },
+    /// The TLS handshake failed, or the broker ended the connection with a TLS alert (as one
+    /// that requires a client certificate does when it gets none, or one it does not trust).
+    #[error("cannot connect to {url}: TLS: {source}")]
+    Tls {
+        url: Box<BrokerUrl>,
+        #[source]
+        source: rustls::Error,
+    },
+    /// The broker ended the connection right after the TLS handshake, before any AMQP: with
+    /// TLS 1.3, what a broker that refuses the client's certificate (or its lack of one) may
+    /// do instead of sending its alert.
+    #[error(
+        "cannot connect to {url}: TLS: the broker closed the session as it opened ({hint}): {source}"
+    )]
+    TlsClosed {
+        url: Box<BrokerUrl>,
+        hint: &'static str,
         #[source]
         source: lapin::Error,
     },
@@ -76,15 +125,83 @@ impl AmqpError {
 
 /// Opens a connection named after its role and process, so that
 /// `rabbitmqctl list_connections client_properties` tells instances and roles apart.
+///
+/// An `amqps://` URL connects over TLS with the system's roots, the CA file's and the client
+/// certificate of [`BrokerUrl::with_tls`], always verifying the broker's hostname.
 pub async fn connect(url: &BrokerUrl, role: &str) -> Result<Connection, AmqpError> {
     let name = format!("sluice {role} pid={}", std::process::id());
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url.full.expose_secret(), properties)
+    // lapin's own parser; the error never repeats the URL, which holds the password.
+    let uri: AMQPUri = url
+        .full
+        .expose_secret()
+        .parse()
+        .map_err(|_| AmqpError::InvalidUrl {
+            reason: format!("lapin cannot read {url}"),
+        })?;
+    // With TLS 1.3 a broker checks the client's certificate after the client's side of the
+    // handshake is done: its refusal may come as an alert, or (when the AMQP header we sent
+    // meanwhile is unread as it closes) as a bare reset. Knowing the handshake was done tells
+    // that reset apart from any other.
+    let handshake_done = Arc::new(AtomicBool::new(false));
+    let tls_config = url.tls.lapin_config();
+    let done = Arc::clone(&handshake_done);
+    let connected = async {
+        let runtime = lapin::runtime::default_runtime()?;
+        Connection::connector(
+            uri,
+            runtime,
+            async move |uri, runtime| {
+                let stream = uri
+                    .connect_with_config_async(tls_config.as_ref(), &runtime)
+                    .await?;
+                done.store(true, Ordering::Release);
+                Ok(stream)
+            },
+            properties,
+        )
         .await
-        .map_err(|source| AmqpError::Connect {
-            url: url.clone(),
-            source,
-        })
+    };
+    connected.await.map_err(|source| {
+        let url = Box::new(url.clone());
+        if let Some(tls) = tls_failure(&source) {
+            return AmqpError::Tls {
+                url,
+                source: tls.clone(),
+            };
+        }
+        if url.amqps && handshake_done.load(Ordering::Acquire) && closed_by_peer(&source) {
+            let hint = if url.tls.has_client_certificate() {
+                "did it refuse the client certificate?"
+            } else {
+                "does it require a client certificate? none is configured"
+            };
+            return AmqpError::TlsClosed { url, hint, source };
+        }
+        AmqpError::Connect { url, source }
+    })
+}
+
+/// The rustls error inside a lapin I/O error, where rustls reports a refused handshake.
+fn tls_failure(error: &lapin::Error) -> Option<&rustls::Error> {
+    let lapin::ErrorKind::IOError(io_error) = error.kind() else {
+        return None;
+    };
+    io_error.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// Whether the broker reset or closed the connection.
+fn closed_by_peer(error: &lapin::Error) -> bool {
+    let lapin::ErrorKind::IOError(io_error) = error.kind() else {
+        return false;
+    };
+    matches!(
+        io_error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// What a publisher does on each channel it gets from [`publish_with_reconnects`].
@@ -161,7 +278,7 @@ mod tests {
         assert_eq!(url.to_string(), "amqp://guest:***@127.0.0.1:5672/%2f");
         assert!(!format!("{url:?}").contains("s3cret"));
         let error = AmqpError::Connect {
-            url,
+            url: Box::new(url),
             source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
                 lapin::ConnectionState::Closed,
             )),

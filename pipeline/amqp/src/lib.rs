@@ -16,6 +16,7 @@
 //!   the durable buffer of the push inputs (`sluice-intake`) and of the AMQP sink.
 //! - [`sink`]: the AMQP sink, publishing points as line protocol so one tier feeds another.
 //! - [`connection`]: connecting, and the broker URL in a form that is safe to log.
+//! - [`tls`]: `amqps://` with a private CA or a client certificate, read from PEM files.
 
 pub mod acker;
 pub mod backlog;
@@ -25,6 +26,8 @@ pub mod dead_letter;
 pub mod publisher;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod topology;
 
 pub use connection::{AmqpError, BrokerUrl};
+pub use tls::BrokerTls;

@@ -12,7 +12,8 @@
 //!   - [`recording_server::RecordingServer`]: any HTTP peer answering from a closure and
 //!     recording each request (InfluxDB 2's API, statuses the real InfluxDB 1.x never sends).
 //! - Real services: [`influx`] (a private database per test on the shared InfluxDB, or a
-//!   private `influxd` that can be stopped), [`services`] (where RabbitMQ and InfluxDB are).
+//!   private `influxd` that can be stopped), [`services`] (where RabbitMQ and InfluxDB are),
+//!   [`rabbitmq_node`] (a private RabbitMQ node listening for `amqps://`).
 //! - Helpers: [`names::unique`] and [`names::free_port`], [`wait::eventually`] (a condition
 //!   awaited, never a sleep), [`recorded::recorded`] (what a `metrics` recorder saw), and
 //!   [`sink::encode_and_write`] (items through a sink the way a path drives it).
@@ -22,6 +23,7 @@ pub mod influx;
 pub mod influx3;
 pub mod manager;
 pub mod names;
+pub mod rabbitmq_node;
 pub mod recorded;
 pub mod recording_server;
 pub mod services;

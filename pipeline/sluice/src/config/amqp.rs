@@ -12,6 +12,7 @@ use sluice_amqp::topology::{ExchangeType, SourceTopology};
 use sluice_core::retry::RetryPolicy;
 
 use super::secret::{SecretFile, secret};
+use super::tls::RawTls;
 use super::{backoff, redacted_option};
 
 /// The broker `amqp.url` is when neither it nor `amqp.url_file` is set: the manager's own.
@@ -52,6 +53,8 @@ pub struct RawAmqp {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub reconnect_max_delay: Duration,
+    /// `amqps://` with a private CA or a client certificate; needs an `amqps://` URL.
+    pub tls: RawTls,
 }
 
 impl Default for RawAmqp {
@@ -63,6 +66,7 @@ impl Default for RawAmqp {
             receive_pause: Duration::from_millis(1),
             reconnect_initial_delay: Duration::from_millis(200),
             reconnect_max_delay: Duration::from_secs(30),
+            tls: RawTls::default(),
         }
     }
 }
@@ -112,7 +116,7 @@ impl BrokerConnection<'_> {
 impl RawAmqp {
     /// Checks the section, reporting each error to `fail`.
     pub(super) fn validate(&self, fail: &mut impl FnMut(&str, String)) -> BrokerConnection<'_> {
-        let broker = match secret("amqp.url", self.url.as_ref(), self.url_file.as_ref(), fail) {
+        let url = match secret("amqp.url", self.url.as_ref(), self.url_file.as_ref(), fail) {
             Ok(url) => {
                 let url = url.unwrap_or_else(|| SecretString::from(DEFAULT_URL));
                 // The parse error never repeats the URL, which holds the password.
@@ -121,6 +125,19 @@ impl RawAmqp {
                     .ok()
             }
             Err(_) => None,
+        };
+        let tls = self.tls.validate_broker(fail);
+        let plain_with_tls = self.tls.is_set() && url.as_ref().is_some_and(|url| !url.is_amqps());
+        if plain_with_tls {
+            // TLS settings on a plain connection would look like encryption and be none.
+            fail(
+                "amqp.tls",
+                "is set, but amqp.url is amqp://: use amqps:// to connect over TLS".into(),
+            );
+        }
+        let broker = match (url, tls) {
+            (Some(url), Some(tls)) if !plain_with_tls => Some(url.with_tls(tls)),
+            _ => None,
         };
         if self.prefetch == 0 {
             fail("amqp.prefetch", "must be at least 1".into());

@@ -1,13 +1,14 @@
 //! `[influx.tls]`, `[elasticsearch.tls]`, `[manager.tls]` (and a sink's `[sinks.<name>.tls]`):
-//! HTTPS to a store with a private CA or a client certificate. The files are read when the
-//! configuration is checked, so a wrong path or a file that is not PEM is an error naming its
-//! field, not a failure at the first write.
+//! HTTPS to a store with a private CA or a client certificate; `[amqp.tls]`: the same for
+//! `amqps://` to the broker. The files are read when the configuration is checked, so a wrong
+//! path or a file that is not PEM is an error naming its field, not a failure at the first write.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_http::TlsSettings;
+use sluice_amqp::BrokerTls;
+use sluice_http::{TlsFileError, TlsSettings};
 
 #[derive(Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -31,7 +32,30 @@ impl RawTls {
         section: &str,
         fail: &mut impl FnMut(&str, String),
     ) -> Option<TlsSettings> {
-        TlsSettings::from_files(
+        self.read(section, fail, TlsSettings::from_files)
+    }
+
+    /// The broker connections' TLS settings (`[amqp.tls]`), reported as `amqp.tls.<file>`.
+    pub(super) fn validate_broker(&self, fail: &mut impl FnMut(&str, String)) -> Option<BrokerTls> {
+        self.read("amqp", fail, BrokerTls::from_files)
+    }
+
+    /// Whether any file is set.
+    pub(super) fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    fn read<Settings>(
+        &self,
+        section: &str,
+        fail: &mut impl FnMut(&str, String),
+        from_files: impl FnOnce(
+            Option<&Path>,
+            Option<&Path>,
+            Option<&Path>,
+        ) -> Result<Settings, TlsFileError>,
+    ) -> Option<Settings> {
+        from_files(
             self.ca_file.as_deref(),
             self.cert_file.as_deref(),
             self.key_file.as_deref(),
@@ -43,7 +67,9 @@ impl RawTls {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::test_support::{AGENTS, errors};
+    use sluice_testing::tls::TestCa;
+
+    use crate::config::test_support::{AGENTS, errors, load};
 
     #[test]
     fn an_unusable_tls_file_is_an_error_naming_its_field() {
@@ -67,6 +93,77 @@ mod tests {
         assert!(
             has("manager.tls.key_file: a client certificate needs its key"),
             "{said:?}"
+        );
+    }
+
+    #[test]
+    fn amqp_tls_files_are_checked_and_named_under_amqp() {
+        let said = errors(
+            r#"
+            [amqp]
+            url = "amqps://sluice:s3cret@broker.example:5671/%2f"
+
+            [amqp.tls]
+            key_file = "/nonexistent/client.key"
+            "#,
+        );
+        assert_eq!(
+            said,
+            ["amqp.tls.cert_file: a client key needs its certificate"]
+        );
+        let said = errors(
+            r#"
+            [amqp]
+            url = "amqps://sluice:s3cret@broker.example:5671/%2f"
+            tls = { ca_file = "/nonexistent/ca.pem" }
+            "#,
+        );
+        assert!(
+            said.iter()
+                .any(|line| line.starts_with("amqp.tls.ca_file: cannot read /nonexistent/ca.pem")),
+            "{said:?}"
+        );
+        assert!(!said.iter().any(|line| line.contains("s3cret")), "{said:?}");
+    }
+
+    #[test]
+    fn amqp_tls_with_a_plain_url_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca_file = dir.path().join("ca.crt");
+        std::fs::write(&ca_file, TestCa::new("sluice test CA").cert_pem()).expect("write");
+        let said = errors(&format!(
+            r#"
+            [amqp]
+            url = "amqp://sluice:s3cret@broker.example:5672/%2f"
+            tls = {{ ca_file = {ca_file:?} }}
+            "#
+        ));
+        assert!(
+            said.iter().any(|line| line
+                == "amqp.tls: is set, but amqp.url is amqp://: use amqps:// to connect over TLS"),
+            "{said:?}"
+        );
+        assert!(!said.iter().any(|line| line.contains("s3cret")), "{said:?}");
+    }
+
+    #[test]
+    fn amqps_with_a_ca_file_is_accepted() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca_file = dir.path().join("ca.crt");
+        std::fs::write(&ca_file, TestCa::new("sluice test CA").cert_pem()).expect("write");
+        let settings = load(&format!(
+            r#"
+            [amqp]
+            url = "amqps://sluice:s3cret@broker.example:5671/%2f"
+            tls = {{ ca_file = {ca_file:?} }}
+            "#
+        ))
+        .expect("a valid configuration");
+        let broker = &settings.dead_letter.url;
+        assert!(broker.is_amqps());
+        assert_eq!(
+            broker.to_string(),
+            "amqps://sluice:***@broker.example:5671/%2f"
         );
     }
 
