@@ -63,7 +63,7 @@ pub use manager::RawManagerRest;
 pub use metrics::{MetricsPathSettings, RawMetrics};
 pub use pipelines::{
     ConsumeSpec, DecoderSpec, IntakeSpec, PipelinesSettings, PublishTarget, RawPipelines, RawSink,
-    RawSinkKind, RawSource, RawTransform, SinkKind, SinkSpec,
+    RawSinkKind, RawSource, RawTransform, SinkKind, SinkSpec, SourceSpec,
 };
 pub use rules::{RawRules, RulesSettings};
 pub use shutdown::RawShutdown;
@@ -174,6 +174,18 @@ impl RawConfig {
                 .split("__")
                 .filter(|key| key.as_str().contains('.')),
         );
+        Self::extract(&figment)
+    }
+
+    /// Reads the text of a configuration file as [`load`](Self::load) reads the file, without
+    /// the environment's overrides: what a file alone says (the fuzz target of the
+    /// configuration reads its inputs with this).
+    pub fn from_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
+        Self::extract(&Figment::new().merge(Toml::string(text)))
+    }
+
+    /// The sections a figment holds, every error naming its field.
+    fn extract(figment: &Figment) -> Result<RawConfig, ConfigErrors> {
         figment.extract().map_err(|error| {
             ConfigErrors(
                 error
