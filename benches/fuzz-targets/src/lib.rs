@@ -45,9 +45,12 @@ pub use graphite::graphite;
 pub use groups::groups;
 pub use influx_response::influx_response;
 
+/// A target's checks: arbitrary bytes in, a panic when a property does not hold.
+pub type Target = fn(&[u8]);
+
 /// Every target by name: the name is its cargo-fuzz target and its directory under
 /// `benches/fuzz/corpus/` and `benches/fuzz/artifacts/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("diamond", diamond),
     ("events", events),
     ("graphite", graphite),

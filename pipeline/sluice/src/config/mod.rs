@@ -190,13 +190,17 @@ impl RawConfig {
             ConfigErrors(
                 error
                     .into_iter()
-                    .map(|error| ConfigError {
-                        field: if error.path.is_empty() {
-                            "(top level)".to_owned()
-                        } else {
-                            error.path.join(".")
-                        },
-                        message: explained(&error.kind),
+                    .map(|error| {
+                        let path = error.path.join(".");
+                        ConfigError {
+                            // Also a key that is the empty string (`"" = 1`) at the top level.
+                            field: if path.is_empty() {
+                                "(top level)".to_owned()
+                            } else {
+                                path
+                            },
+                            message: explained(&error.kind),
+                        }
                     })
                     .collect(),
             )
@@ -537,6 +541,16 @@ mod tests {
             ),
             "{said:?}"
         );
+    }
+
+    /// Found by the `config` fuzz target: an empty key at the top level was reported under an
+    /// empty field name.
+    #[test]
+    fn an_empty_key_at_the_top_level_is_reported_under_the_top_level() {
+        let errors = RawConfig::from_toml("\"\" = 1\n").err().expect("refused").0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "(top level)");
+        assert!(errors[0].message.contains("unknown setting"), "{errors:?}");
     }
 
     /// A configuration that takes every secret from a file in `dir`, each file holding
