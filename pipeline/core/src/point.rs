@@ -73,6 +73,15 @@ pub enum InvalidPoint {
     },
     #[error("{what} {name:?} contains a line break, which line protocol cannot carry")]
     LineBreak { what: &'static str, name: String },
+    /// InfluxDB's parsers end a name at a tab as at a space, and refuse a NUL in a
+    /// measurement; the line-protocol builder escapes neither: the line would be refused or
+    /// read as another point.
+    #[error("{what} {name:?} contains {character:?}, which line protocol cannot carry")]
+    Unescapable {
+        what: &'static str,
+        name: String,
+        character: char,
+    },
     #[error("measurement {0:?} starts with '#', which line protocol reads as a comment")]
     CommentMeasurement(String),
     #[error("field {field:?} is {value}, not a finite number")]
@@ -90,9 +99,9 @@ impl Rejection for InvalidPoint {
         match self {
             InvalidPoint::Empty { .. } => Reason::EmptyName,
             InvalidPoint::NameTooLong { .. } => Reason::NameTooLong,
-            InvalidPoint::LineBreak { .. } | InvalidPoint::CommentMeasurement(_) => {
-                Reason::UnsafeName
-            }
+            InvalidPoint::LineBreak { .. }
+            | InvalidPoint::Unescapable { .. }
+            | InvalidPoint::CommentMeasurement(_) => Reason::UnsafeName,
             InvalidPoint::NotFinite { .. } => Reason::NotFinite,
             InvalidPoint::TooMany { .. } => Reason::TooManyKeys,
         }
@@ -115,6 +124,16 @@ fn check_name(what: &'static str, name: &str, limits: &PointLimits) -> Result<()
         return Err(InvalidPoint::LineBreak {
             what,
             name: name.chars().take(64).collect(),
+        });
+    }
+    if let Some(character) = name
+        .chars()
+        .find(|character| matches!(character, '\t' | '\0'))
+    {
+        return Err(InvalidPoint::Unescapable {
+            what,
+            name: name.chars().take(64).collect(),
+            character,
         });
     }
     Ok(())
@@ -369,6 +388,33 @@ impl ByteSize for Point {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `diamond` fuzz target: a tab in a Diamond `host` became a tag value that the
+    /// builder wrote unescaped and InfluxDB's parser refused; and by the `graphite` one: a NUL
+    /// in a metric name became a measurement the parser refuses.
+    #[test]
+    fn a_tab_or_nul_in_any_name_is_refused_as_unsafe() {
+        let mut point = Point::with_value("cpu", 1.0, 0);
+        point.set_tag("host", "vm\t1");
+        let refused = point.validate(&PointLimits::default());
+        assert!(
+            matches!(&refused, Err(InvalidPoint::Unescapable { what, character: '\t', .. })
+                if what.contains("tag")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            refused.err().map(|error| error.reason()),
+            Some(Reason::UnsafeName)
+        );
+        let nul_measurement = Point::with_value("cpu\0load", 1.0, 0);
+        assert!(matches!(
+            nul_measurement.validate(&PointLimits::default()),
+            Err(InvalidPoint::Unescapable {
+                character: '\0',
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn json_form_round_trips_and_keeps_integers_apart_from_floats() {

@@ -23,6 +23,7 @@
 //! - [`error`]: [`EsError`], for the calls that answer one result, with
 //!   [`EsError::is_retryable`].
 //! - `telemetry` (private): the one place that both logs and counts what happens to requests.
+//! - `answers` (hidden): the readers of Elasticsearch's answers, for the fuzz targets.
 //!
 //! # Why at-least-once stores exactly once
 //!
@@ -48,6 +49,21 @@ pub mod error;
 mod response;
 mod telemetry;
 pub mod writer;
+
+/// The readers of Elasticsearch's answers, public only for the fuzz targets
+/// (`benches/fuzz-targets`), which feed them arbitrary bodies; everything else reads answers
+/// through [`EsWriter`].
+#[doc(hidden)]
+pub mod answers {
+    pub use crate::response::{ItemOutcomes, UnreadableResponse, read_bulk_response};
+
+    /// The server's error text: `<type>: <reason>` from Elasticsearch's
+    /// `{"error":{"type":..,"reason":..},"status":..}`, the string of `{"error":".."}`, or the
+    /// body.
+    pub fn error_message(body: &[u8]) -> String {
+        crate::writer::error_message(body)
+    }
+}
 
 pub use api::{EsAuth, EsSettings};
 pub use encode::{InvalidDocument, encode_document, validate_document};

@@ -59,17 +59,17 @@ struct ItemError<'a> {
 
 /// A bulk answer turned into outcomes.
 #[derive(Debug, PartialEq)]
-pub(crate) struct ItemOutcomes {
-    pub(crate) outcomes: Vec<ItemOutcome>,
+pub struct ItemOutcomes {
+    pub outcomes: Vec<ItemOutcome>,
     /// Each item's own status, for the items counter.
-    pub(crate) statuses: Vec<u16>,
+    pub statuses: Vec<u16>,
     /// An item answered 401 or 403 (a privilege is missing on some index): this status.
-    pub(crate) unauthorized: Option<u16>,
+    pub unauthorized: Option<u16>,
 }
 
 /// Why a 200 answer could not be read item by item; every document of the request is retried.
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub(crate) enum UnreadableResponse {
+pub enum UnreadableResponse {
     #[error("the bulk response is not what elasticsearch answers: {0}")]
     Malformed(String),
     #[error("the bulk response has {answered} items for {sent} documents")]
@@ -77,10 +77,7 @@ pub(crate) enum UnreadableResponse {
 }
 
 /// Reads the body of a 2xx bulk answer to a request of `sent` documents.
-pub(crate) fn read_bulk_response(
-    body: &[u8],
-    sent: usize,
-) -> Result<ItemOutcomes, UnreadableResponse> {
+pub fn read_bulk_response(body: &[u8], sent: usize) -> Result<ItemOutcomes, UnreadableResponse> {
     let response: BulkResponse<'_> = serde_json::from_slice(body)
         .map_err(|error| UnreadableResponse::Malformed(error.to_string()))?;
     if response.items.len() != sent {

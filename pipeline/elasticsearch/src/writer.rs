@@ -497,7 +497,7 @@ async fn expect_success(response: Response, endpoint: &Url) -> Result<(), EsErro
 
 /// The server's error text: `<type>: <reason>` from Elasticsearch's
 /// `{"error":{"type":..,"reason":..},"status":..}`, the string of `{"error":".."}`, or the body.
-fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         let error = &value["error"];
         if let Some(text) = error.as_str() {

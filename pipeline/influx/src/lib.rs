@@ -23,6 +23,7 @@
 //! - [`error`]: [`InfluxError`], for the calls that answer one result (`ping`,
 //!   `ensure_database`), with [`InfluxError::is_retryable`].
 //! - `telemetry` (private): the one place that both logs and counts what happens to requests.
+//! - `answers` (hidden): the readers of InfluxDB's answers, for the fuzz targets.
 //!
 //! # Why bisection is safe
 //!
@@ -46,6 +47,19 @@ pub mod error;
 mod telemetry;
 mod v3_answer;
 pub mod writer;
+
+/// The readers of InfluxDB's answers, public only for the fuzz targets (`benches/fuzz-targets`),
+/// which feed them arbitrary bodies; everything else reads answers through [`InfluxWriter`].
+#[doc(hidden)]
+pub mod answers {
+    pub use crate::v3_answer::{V3Refusal, read_refusal};
+
+    /// The server's error text of a refused request: v1's `{"error": ".."}`, v2's
+    /// `{"message": ".."}`, or the body.
+    pub fn error_message(body: &[u8]) -> String {
+        crate::writer::error_message(body)
+    }
+}
 
 pub use api::{InfluxApi, InfluxSettings, Precision};
 pub use encode::{EncodeError, Line, LineEncoder, encode_point};

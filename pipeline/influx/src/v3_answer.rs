@@ -28,7 +28,7 @@ const LISTED_AT_MOST: usize = 100;
 
 /// The refused lines of one v3 answer.
 #[derive(Debug, PartialEq)]
-pub(crate) enum V3Refusal {
+pub enum V3Refusal {
     /// A partial write: these lines (index in the request, refusal) were refused, every other
     /// line was written.
     Partial(Vec<(usize, Refusal)>),
@@ -40,7 +40,7 @@ pub(crate) enum V3Refusal {
 
 /// Reads a 400/422 body for the request `lines` (the request body as sent, `line_count`
 /// lines).
-pub(crate) fn read_refusal(status: u16, body: &[u8], lines: &[u8], line_count: usize) -> V3Refusal {
+pub fn read_refusal(status: u16, body: &[u8], lines: &[u8], line_count: usize) -> V3Refusal {
     let Ok(answer) = serde_json::from_slice::<Value>(body) else {
         return V3Refusal::Unnamed;
     };

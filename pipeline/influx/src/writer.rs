@@ -418,7 +418,7 @@ fn refusal_reason(message: &str) -> Reason {
 }
 
 /// The server's error text: v1's `{"error": ".."}`, v2's `{"message": ".."}`, or the body.
-fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         for key in ["error", "message"] {
             if let Some(text) = value.get(key).and_then(serde_json::Value::as_str) {

@@ -5,7 +5,8 @@
 //! `test_command` show what bodies and rules do without running the pipeline; `dead_letters`
 //! reads the dead-letter queue and replays what it holds. `status` is the live status page of the
 //! admin endpoint, `top` shows its figures in a terminal, and `tap_command` prints samples of
-//! what passes a stage (`tap_stream` serves them).
+//! what passes a stage (`tap_stream` serves them). The configuration (`config`) is the package's
+//! library, `lib.rs`.
 
 #![allow(
     unreachable_pub,
@@ -13,7 +14,6 @@
 )]
 
 mod admin;
-mod config;
 mod dead_letters;
 mod events_path;
 mod metrics_path;
@@ -41,7 +41,8 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::RawConfig;
+use sluice::config;
+use sluice::config::RawConfig;
 
 /// `sluice --version`: the version and the commit it was built from (see `build.rs`).
 const VERSION: &str = concat!(

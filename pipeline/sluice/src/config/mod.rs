@@ -63,7 +63,7 @@ pub use manager::RawManagerRest;
 pub use metrics::{MetricsPathSettings, RawMetrics};
 pub use pipelines::{
     ConsumeSpec, DecoderSpec, IntakeSpec, PipelinesSettings, PublishTarget, RawPipelines, RawSink,
-    RawSinkKind, RawSource, RawTransform, SinkKind, SinkSpec,
+    RawSinkKind, RawSource, RawTransform, SinkKind, SinkSpec, SourceSpec,
 };
 pub use rules::{RawRules, RulesSettings};
 pub use shutdown::RawShutdown;
@@ -174,17 +174,33 @@ impl RawConfig {
                 .split("__")
                 .filter(|key| key.as_str().contains('.')),
         );
+        Self::extract(&figment)
+    }
+
+    /// Reads the text of a configuration file as [`load`](Self::load) reads the file, without
+    /// the environment's overrides: what a file alone says (the fuzz target of the
+    /// configuration reads its inputs with this).
+    pub fn from_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
+        Self::extract(&Figment::new().merge(Toml::string(text)))
+    }
+
+    /// The sections a figment holds, every error naming its field.
+    fn extract(figment: &Figment) -> Result<RawConfig, ConfigErrors> {
         figment.extract().map_err(|error| {
             ConfigErrors(
                 error
                     .into_iter()
-                    .map(|error| ConfigError {
-                        field: if error.path.is_empty() {
-                            "(top level)".to_owned()
-                        } else {
-                            error.path.join(".")
-                        },
-                        message: explained(&error.kind),
+                    .map(|error| {
+                        let path = error.path.join(".");
+                        ConfigError {
+                            // Also a key that is the empty string (`"" = 1`) at the top level.
+                            field: if path.is_empty() {
+                                "(top level)".to_owned()
+                            } else {
+                                path
+                            },
+                            message: explained(&error.kind),
+                        }
                     })
                     .collect(),
             )
@@ -525,6 +541,16 @@ mod tests {
             ),
             "{said:?}"
         );
+    }
+
+    /// Found by the `config` fuzz target: an empty key at the top level was reported under an
+    /// empty field name.
+    #[test]
+    fn an_empty_key_at_the_top_level_is_reported_under_the_top_level() {
+        let errors = RawConfig::from_toml("\"\" = 1\n").err().expect("refused").0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "(top level)");
+        assert!(errors[0].message.contains("unknown setting"), "{errors:?}");
     }
 
     /// A configuration that takes every secret from a file in `dir`, each file holding
