@@ -23,6 +23,12 @@ pub(crate) fn assert_encodes_to_one_line(encoder: &mut LineEncoder, point: &Vali
         text.ends_with('\n') && text.matches('\n').count() == 1,
         "not exactly one line: {text:?}"
     );
+    // The IOx parser ends a name at a tab; InfluxDB 1.x, the sidecar's store, reads it as part
+    // of the name (pipeline/influx/tests/influx_v1.rs stores one and reads it back), so a line
+    // with a tab is one line but is not checked against this parser.
+    if text.contains('\t') {
+        return;
+    }
     let parsed: Vec<_> = parse_lines(text).collect();
     assert_eq!(
         parsed.len(),
