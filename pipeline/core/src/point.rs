@@ -392,7 +392,7 @@ mod tests {
     #[test]
     fn a_nul_in_any_name_is_refused_as_unsafe_and_a_tab_is_kept() {
         let mut point = Point::with_value("cpu", 1.0, 0);
-        point.set_tag("host", "vm\01");
+        point.set_tag("host", "vm\u{0}1");
         let refused = point.validate(&PointLimits::default());
         assert!(
             matches!(&refused, Err(InvalidPoint::Unescapable { what, character: '\0', .. })
