@@ -19,6 +19,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 pub use sluice_http::TlsFileError;
+use sluice_http::tls::{client_pair, read};
 
 /// Extra trust and a client identity for the `amqps://` connections; unused by `amqp://`.
 #[derive(Clone, Default)]
@@ -44,21 +45,9 @@ impl BrokerTls {
                 Some(pem_text("ca_file", path, pem)?)
             }
         };
-        let identity = match (cert, key) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(TlsFileError {
-                    file: "key_file",
-                    reason: "a client certificate needs its key".into(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(TlsFileError {
-                    file: "cert_file",
-                    reason: "a client key needs its certificate".into(),
-                });
-            }
-            (Some(cert), Some(key)) => Some(identity(cert, key)?),
+        let identity = match client_pair(cert, key)? {
+            None => None,
+            Some((cert, key)) => Some(identity(cert, key)?),
         };
         Ok(Self {
             config: Arc::new(OwnedTLSConfig {
@@ -145,13 +134,6 @@ fn pem_text(file: &'static str, path: &Path, pem: Vec<u8>) -> Result<String, Tls
     String::from_utf8(pem).map_err(|_| TlsFileError {
         file,
         reason: format!("{} is not PEM text", path.display()),
-    })
-}
-
-fn read(file: &'static str, path: &Path) -> Result<Vec<u8>, TlsFileError> {
-    std::fs::read(path).map_err(|error| TlsFileError {
-        file,
-        reason: format!("cannot read {}: {error}", path.display()),
     })
 }
 

@@ -53,21 +53,9 @@ impl TlsSettings {
                 roots
             }
         };
-        let identity = match (cert, key) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(TlsFileError {
-                    file: "key_file",
-                    reason: "a client certificate needs its key".into(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(TlsFileError {
-                    file: "cert_file",
-                    reason: "a client key needs its certificate".into(),
-                });
-            }
-            (Some(cert), Some(key)) => {
+        let identity = match client_pair(cert, key)? {
+            None => None,
+            Some((cert, key)) => {
                 let mut pem = read("cert_file", cert)?;
                 pem.push(b'\n');
                 pem.extend(read("key_file", key)?);
@@ -111,7 +99,28 @@ impl fmt::Debug for TlsSettings {
     }
 }
 
-fn read(file: &'static str, path: &Path) -> Result<Vec<u8>, TlsFileError> {
+/// A client certificate and its key, which come together or not at all: for every TLS client
+/// (HTTPS here, AMQPS in `sluice-amqp`), so the rule and its errors are the same.
+pub fn client_pair<'a>(
+    cert: Option<&'a Path>,
+    key: Option<&'a Path>,
+) -> Result<Option<(&'a Path, &'a Path)>, TlsFileError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(TlsFileError {
+            file: "key_file",
+            reason: "a client certificate needs its key".into(),
+        }),
+        (None, Some(_)) => Err(TlsFileError {
+            file: "cert_file",
+            reason: "a client key needs its certificate".into(),
+        }),
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+    }
+}
+
+/// Reads one of the TLS files, naming the setting (`ca_file`, ...) and never its contents.
+pub fn read(file: &'static str, path: &Path) -> Result<Vec<u8>, TlsFileError> {
     std::fs::read(path).map_err(|error| TlsFileError {
         file,
         reason: format!("cannot read {}: {error}", path.display()),
